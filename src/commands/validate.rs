@@ -1,0 +1,39 @@
+//! `hull validate`: check manifests, print the merged result.
+
+use std::io::Write;
+
+use anyhow::Context as _;
+
+use super::Context;
+use crate::cli::ValidateArgs;
+use crate::manifest::{self, LoadError};
+
+pub fn run(cx: &Context, args: ValidateArgs) -> anyhow::Result<()> {
+    let loaded = match manifest::load_files(&args.files) {
+        Ok(loaded) => loaded,
+        Err(LoadError::Invalid { errors, warnings }) => {
+            for w in &warnings {
+                cx.warn(format!("{}: warning: {}", w.pos, w.message));
+            }
+            return Err(LoadError::Invalid {
+                errors,
+                warnings: Vec::new(),
+            }
+            .into());
+        }
+        Err(e) => return Err(e.into()),
+    };
+    for w in &loaded.warnings {
+        cx.warn(format!("{}: warning: {}", w.pos, w.message));
+    }
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        serde_json::to_writer_pretty(&mut out, &loaded.manifest)
+            .context("cannot write the merged manifest")?;
+        writeln!(out)?;
+    } else if !cx.quiet {
+        let names: Vec<String> = args.files.iter().map(|f| f.display().to_string()).collect();
+        writeln!(out, "{}: valid: {}", names.join(" + "), loaded.manifest.summary())?;
+    }
+    Ok(())
+}

@@ -1,0 +1,400 @@
+//! Rules that span several fields or entries of a decoded manifest.
+//!
+//! Owns: required fields, one-of rules for `files`, safe names, where Hull's
+//! extension fields may appear, and the rules that need the whole merged
+//! manifest (unique names, uid/gid names, bind volumes). Must not decode YAML or
+//! look at images: single values are checked in `values` as they are decoded.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Component, Path, PathBuf};
+
+use super::decode::{Diagnostics, Spanned};
+use super::types::{File, Image, ImageConfig, Manifest, Volume};
+use super::values::{Bind, Id};
+use super::yaml::Pos;
+
+/// The section an entry is in; decides which extension fields it may carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Section {
+    Onboot,
+    Onshutdown,
+    Services,
+}
+
+impl Section {
+    pub fn key(self) -> &'static str {
+        match self {
+            Section::Onboot => "onboot",
+            Section::Onshutdown => "onshutdown",
+            Section::Services => "services",
+        }
+    }
+}
+
+/// Checks one decoded file; `dir` is the directory `source:` paths are relative to.
+pub fn check_file(m: &Manifest, dir: &Path, cx: &mut Diagnostics) {
+    for (section, list) in [
+        (Section::Onboot, &m.onboot),
+        (Section::Onshutdown, &m.onshutdown),
+        (Section::Services, &m.services),
+    ] {
+        for image in list.iter().flatten() {
+            check_image(section, image, cx);
+        }
+    }
+    for file in m.files.iter().flatten() {
+        check_files_entry(file, dir, cx);
+    }
+    for volume in m.volumes.iter().flatten() {
+        check_volume(volume, cx);
+    }
+    if let Some(trust) = &m.trust {
+        cx.warning(
+            &trust.pos,
+            "trust: ignored (content trust is not used; pin images by digest instead)",
+        );
+    }
+}
+
+/// A name usable as a directory, log file and hullctl argument.
+pub fn is_safe_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && chars.all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        && name.len() <= 64
+}
+
+fn check_image(section: Section, image: &Image, cx: &mut Diagnostics) {
+    let what = section.key();
+    match &image.name {
+        None => cx.error(&image.pos, format!("{what} entry: \"name\" is required")),
+        Some(name) if !is_safe_name(name) => cx.error(
+            &name.pos,
+            format!(
+                "name: \"{}\" is not a valid container name (letters, digits, '-', '_', '.'; \
+                 starting with a letter or digit; at most 64 characters)",
+                name.value
+            ),
+        ),
+        Some(_) => {}
+    }
+    if image.image.is_none() {
+        cx.error(&image.pos, format!("{what} entry: \"image\" is required"));
+    }
+    check_config(&image.config, cx);
+    if let Some(restart) = &image.config.restart {
+        if section != Section::Services {
+            cx.error(
+                &restart.pos,
+                format!("restart: only services restart; remove it from this {what} entry"),
+            );
+        }
+    }
+    if let Some(timeout) = &image.config.timeout {
+        if section == Section::Services {
+            cx.error(
+                &timeout.pos,
+                "timeout: applies to onboot and onshutdown entries, not services",
+            );
+        }
+    }
+}
+
+const PROPAGATIONS: &[&str] = &[
+    "shared",
+    "slave",
+    "private",
+    "rshared",
+    "rslave",
+    "rprivate",
+    "unbindable",
+    "runbindable",
+];
+
+/// Checks the settings of a container entry or of an image label.
+pub fn check_config(c: &ImageConfig, cx: &mut Diagnostics) {
+    for env in c.env.iter().flatten() {
+        match env.split_once('=') {
+            Some((k, _)) if !k.is_empty() => {}
+            _ => cx.error(
+                &env.pos,
+                format!("env: \"{}\" is not of the form NAME=value", env.value),
+            ),
+        }
+    }
+    if let Some(p) = &c.rootfs_propagation {
+        if !PROPAGATIONS.contains(&p.as_str()) {
+            cx.error(
+                &p.pos,
+                format!(
+                    "rootfsPropagation: \"{}\" is not one of {}",
+                    p.value,
+                    PROPAGATIONS.join(", ")
+                ),
+            );
+        }
+    }
+    let mounts = c
+        .mounts
+        .iter()
+        .flatten()
+        .chain(c.runtime.iter().flat_map(|r| r.mounts.iter().flatten()));
+    for mount in mounts {
+        let cgroup = matches!(mount.mount_type.as_deref(), Some("cgroup" | "cgroup2"));
+        match &mount.destination {
+            // LinuxKit mounts a cgroup mount without a destination at /sys/fs/cgroup.
+            None if cgroup => {}
+            None => cx.error(&mount.pos, "mount: \"destination\" is required"),
+            Some(d) if !d.starts_with('/') => cx.warning(
+                &d.pos,
+                format!(
+                    "destination: \"{}\" is relative; it is taken as /{} inside the container",
+                    d.value, d.value
+                ),
+            ),
+            Some(_) => {}
+        }
+    }
+    for device in c.devices.iter().flatten() {
+        match &device.path {
+            Some(p) if p.starts_with("/dev/") => {}
+            Some(p) => cx.error(
+                &p.pos,
+                format!("path: device \"{}\" must be under /dev/", p.value),
+            ),
+            None => cx.error(&device.pos, "device: \"path\" is required"),
+        }
+        match &device.device_type {
+            Some(t) if ["c", "b", "u", "p"].contains(&t.as_str()) => {}
+            Some(t) => cx.error(
+                &t.pos,
+                format!("type: device type \"{}\" is not one of c, b, u, p", t.value),
+            ),
+            None => cx.error(&device.pos, "device: \"type\" is required"),
+        }
+    }
+    if let Some(runtime) = &c.runtime {
+        for dir in runtime.mkdir.iter().flatten() {
+            if !dir.starts_with('/') {
+                cx.error(
+                    &runtime.pos,
+                    format!("runtime.mkdir: \"{dir}\" must be an absolute path"),
+                );
+            }
+        }
+        for iface in runtime.interfaces.iter().flatten() {
+            if iface.name.is_none() {
+                cx.error(&iface.pos, "interface: \"name\" is required");
+            }
+        }
+    }
+}
+
+fn check_files_entry(file: &File, dir: &Path, cx: &mut Diagnostics) {
+    match &file.path {
+        None => cx.error(&file.pos, "files entry: \"path\" is required"),
+        Some(p) => {
+            let rel = p.trim_start_matches('/');
+            if rel.is_empty()
+                || Path::new(rel)
+                    .components()
+                    .any(|c| !matches!(c, Component::Normal(_)))
+            {
+                cx.error(
+                    &p.pos,
+                    format!(
+                        "path: \"{}\" must name a file inside the image (no \"..\" or \".\" parts)",
+                        p.value
+                    ),
+                );
+            }
+        }
+    }
+    let given: Vec<&str> = [
+        ("contents", file.contents.is_some()),
+        ("source", file.source.is_some()),
+        ("directory", file.directory == Some(true)),
+        ("symlink", file.symlink.is_some()),
+        ("metadata", file.metadata.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(k, set)| set.then_some(k))
+    .collect();
+    match given.len() {
+        0 => cx.error(
+            &file.pos,
+            "files entry: give one of contents, source, directory, symlink or metadata",
+        ),
+        1 => {}
+        _ => cx.error(
+            &file.pos,
+            format!(
+                "files entry: give only one of contents, source, directory, symlink or metadata (found {})",
+                given.join(", ")
+            ),
+        ),
+    }
+    if let Some(m) = &file.metadata {
+        if !matches!(m.as_str(), "yaml" | "json") {
+            cx.error(
+                &m.pos,
+                format!("metadata: \"{}\" is not \"yaml\" or \"json\"", m.value),
+            );
+        }
+    }
+    if let Some(source) = &file.source {
+        let path = resolve_source(&source.value, dir);
+        if file.optional != Some(true) && !path.exists() {
+            cx.error(
+                &source.pos,
+                format!(
+                    "source: {} does not exist (set \"optional: true\" to allow that)",
+                    path.display()
+                ),
+            );
+        }
+    }
+}
+
+/// Where a `files:` source is read from: `~/` is the home directory, a relative
+/// path is relative to the manifest's directory.
+pub fn resolve_source(source: &str, manifest_dir: &Path) -> PathBuf {
+    if let Some(rest) = source.strip_prefix("~/") {
+        if let Some(home) = std::env::var_os("HOME") {
+            return PathBuf::from(home).join(rest);
+        }
+    }
+    manifest_dir.join(source)
+}
+
+fn check_volume(v: &Volume, cx: &mut Diagnostics) {
+    match &v.name {
+        None => cx.error(&v.pos, "volumes entry: \"name\" is required"),
+        Some(n) if !is_safe_name(n) => cx.error(
+            &n.pos,
+            format!("name: \"{}\" is not a valid volume name", n.value),
+        ),
+        Some(_) => {}
+    }
+    let format = v.format.as_ref().map(|f| f.as_str());
+    if let Some(f) = &v.format {
+        if !matches!(f.as_str(), "oci" | "filesystem") {
+            cx.error(
+                &f.pos,
+                format!("format: \"{}\" is not \"oci\" or \"filesystem\"", f.value),
+            );
+        }
+    }
+    for p in v.platforms.iter().flatten() {
+        let ok = matches!(
+            p.as_str(),
+            "linux/amd64" | "linux/arm64" | "linux/arm64/v8" | "linux/x86_64" | "linux/aarch64"
+        );
+        if !ok {
+            cx.error(
+                &p.pos,
+                format!(
+                    "platforms: \"{}\" is not a supported platform (linux/amd64, linux/arm64)",
+                    p.value
+                ),
+            );
+        } else if format != Some("oci") {
+            cx.error(&p.pos, "platforms: only volumes with \"format: oci\" take platforms");
+        }
+    }
+    if v.image.is_none() && v.platforms.is_some() {
+        cx.error(&v.pos, "volumes entry: \"platforms\" needs an \"image\"");
+    }
+}
+
+/// Rules over the merged manifest: unique names per section and for volumes,
+/// uid/gid names that refer to containers, binds that name volumes.
+pub fn check_merged(m: &Manifest, cx: &mut Diagnostics) {
+    let mut containers = BTreeSet::new();
+    for (section, list) in [
+        (Section::Onboot, &m.onboot),
+        (Section::Onshutdown, &m.onshutdown),
+        (Section::Services, &m.services),
+    ] {
+        // Onboot and onshutdown entries live in numbered directories, so LinuxKit
+        // lets a name repeat there (run `mount` twice); services must be unique.
+        let mut seen: HashMap<&str, &Pos> = HashMap::new();
+        for image in list.iter().flatten() {
+            let Some(name) = &image.name else { continue };
+            containers.insert(name.as_str());
+            if section != Section::Services {
+                continue;
+            }
+            if let Some(first) = seen.get(name.as_str()) {
+                cx.error(
+                    &name.pos,
+                    format!(
+                        "name: duplicate {} name \"{}\" (first used at {first})",
+                        section.key(),
+                        name.value
+                    ),
+                );
+            } else {
+                seen.insert(name.as_str(), &name.pos);
+            }
+        }
+    }
+    let mut volumes: HashMap<&str, &Pos> = HashMap::new();
+    for v in m.volumes.iter().flatten() {
+        let Some(name) = &v.name else { continue };
+        if let Some(first) = volumes.get(name.as_str()) {
+            cx.error(
+                &name.pos,
+                format!(
+                    "name: duplicate volume name \"{}\" (first used at {first})",
+                    name.value
+                ),
+            );
+        } else {
+            volumes.insert(name.as_str(), &name.pos);
+        }
+    }
+    let images = m
+        .onboot
+        .iter()
+        .chain(&m.onshutdown)
+        .chain(&m.services)
+        .flatten();
+    for image in images {
+        let c = &image.config;
+        let ids = c
+            .uid
+            .iter()
+            .chain(&c.gid)
+            .chain(c.additional_gids.iter().flatten());
+        for id in ids {
+            if let Id::Name(name) = &id.value {
+                if !containers.contains(name.as_str()) {
+                    cx.error(
+                        &id.pos,
+                        format!(
+                            "\"{name}\" is not a number nor the name of a container in this manifest"
+                        ),
+                    );
+                }
+            }
+        }
+        let binds = c.binds.iter().chain(&c.binds_add).flatten();
+        for bind in binds {
+            check_bind_source(bind, &volumes, cx);
+        }
+    }
+}
+
+fn check_bind_source(bind: &Spanned<Bind>, volumes: &HashMap<&str, &Pos>, cx: &mut Diagnostics) {
+    if bind.value.source.starts_with('/') || volumes.contains_key(bind.value.source.as_str()) {
+        return;
+    }
+    cx.error(
+        &bind.pos,
+        format!(
+            "binds: source \"{}\" of \"{}\" is neither an absolute path nor a volume in this manifest",
+            bind.value.source, bind.value
+        ),
+    );
+}

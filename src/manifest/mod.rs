@@ -1,0 +1,196 @@
+//! The manifest language: LinuxKit's YAML schema with Hull's extensions.
+//!
+//! Owns: reading manifest files, decoding them with positions, checking them,
+//! merging several in order, and parsing an image's `org.mobyproject.config`
+//! label with the same rules. Must not fetch images or know output formats:
+//! everything after this module takes [`Manifest`], never YAML.
+
+pub mod checks;
+pub mod decode;
+pub mod merge;
+pub mod types;
+pub mod values;
+pub mod yaml;
+
+use std::path::{Path, PathBuf};
+
+pub use decode::{Diagnostic, Diagnostics};
+pub use types::{File, Image, ImageConfig, Kernel, Manifest, Volume};
+
+use decode::Decode;
+
+/// A manifest that could not be loaded: every problem found, in file order.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("cannot read manifest {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}", render(errors))]
+    Invalid {
+        errors: Vec<Diagnostic>,
+        warnings: Vec<Diagnostic>,
+    },
+}
+
+fn render(errors: &[Diagnostic]) -> String {
+    let mut out = errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n");
+    let n = errors.len();
+    out.push_str(&format!(
+        "\n{n} error{} in the manifest",
+        if n == 1 { "" } else { "s" }
+    ));
+    out
+}
+
+impl Manifest {
+    /// One line saying what the manifest holds.
+    pub fn summary(&self) -> String {
+        fn count<T>(v: &Option<Vec<T>>) -> usize {
+            v.as_ref().map_or(0, Vec::len)
+        }
+        let kernel = self
+            .kernel
+            .as_ref()
+            .and_then(|k| k.image.as_ref())
+            .map_or_else(|| "none".to_string(), |i| i.value.to_string());
+        format!(
+            "kernel {kernel}, {} init, {} onboot, {} onshutdown, {} services, {} files, {} volumes",
+            count(&self.init),
+            count(&self.onboot),
+            count(&self.onshutdown),
+            count(&self.services),
+            count(&self.files),
+            count(&self.volumes),
+        )
+    }
+}
+
+/// A loaded, checked and merged manifest, with the warnings found on the way.
+#[derive(Debug)]
+pub struct Loaded {
+    pub manifest: Manifest,
+    pub warnings: Vec<Diagnostic>,
+}
+
+/// Reads, checks and merges manifest files in order, as LinuxKit does with
+/// several files on one command line. `-` reads standard input.
+pub fn load_files(paths: &[PathBuf]) -> Result<Loaded, LoadError> {
+    let mut sources = Vec::with_capacity(paths.len());
+    for path in paths {
+        let text = if path.as_os_str() == "-" {
+            std::io::read_to_string(std::io::stdin())
+        } else {
+            std::fs::read_to_string(path)
+        }
+        .map_err(|source| LoadError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        sources.push((path.clone(), text));
+    }
+    let borrowed: Vec<(&Path, &str)> = sources
+        .iter()
+        .map(|(p, t)| (p.as_path(), t.as_str()))
+        .collect();
+    load_texts(&borrowed)
+}
+
+/// As [`load_files`], for texts already in memory; each path names its text in
+/// errors and anchors its relative `source:` paths.
+pub fn load_texts(sources: &[(&Path, &str)]) -> Result<Loaded, LoadError> {
+    let mut cx = Diagnostics::default();
+    let mut merged = Manifest::default();
+    for (path, text) in sources {
+        let name = path.display().to_string();
+        let dir = if path.as_os_str() == "-" {
+            Path::new(".")
+        } else {
+            path.parent().unwrap_or(Path::new("."))
+        };
+        let dir = if dir.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            dir
+        };
+        if let Some(m) = parse_one(&name, text, dir, &mut cx) {
+            merge::append(&mut merged, m);
+        }
+    }
+    if cx.errors.is_empty() {
+        checks::check_merged(&merged, &mut cx);
+    }
+    finish(merged, cx)
+}
+
+/// Decodes and checks one manifest text; `None` when it is not even a mapping.
+fn parse_one(name: &str, text: &str, dir: &Path, cx: &mut Diagnostics) -> Option<Manifest> {
+    let root = match yaml::parse(name, text) {
+        Ok(root) => root,
+        Err(e) => {
+            cx.error(&e.pos, format!("invalid YAML: {}", e.message));
+            return None;
+        }
+    };
+    if root.is_null() {
+        return Some(Manifest {
+            pos: root.pos,
+            ..Manifest::default()
+        });
+    }
+    let manifest = Manifest::decode("manifest", &root, cx)?;
+    checks::check_file(&manifest, dir, cx);
+    Some(manifest)
+}
+
+/// Parses an image's `org.mobyproject.config` label (JSON) into its settings.
+/// `image` names the image in errors, which read `... label of IMAGE:LINE:COL`.
+pub fn parse_label(image: &str, json: &str) -> Result<ImageConfig, LoadError> {
+    let mut cx = Diagnostics::default();
+    let name = format!("org.mobyproject.config label of {image}");
+    let config = match yaml::parse(&name, json) {
+        Ok(root) if root.is_null() => Some(ImageConfig::default()),
+        Ok(root) => ImageConfig::decode("label", &root, &mut cx),
+        Err(e) => {
+            cx.error(&e.pos, format!("invalid JSON: {}", e.message));
+            None
+        }
+    };
+    if let Some(config) = &config {
+        checks::check_config(config, &mut cx);
+    }
+    finish(Manifest::default(), cx)?;
+    Ok(config.unwrap_or_default())
+}
+
+fn finish(manifest: Manifest, mut cx: Diagnostics) -> Result<Loaded, LoadError> {
+    // Keep files in the order they were given, and each file's errors by position.
+    let mut files: Vec<std::sync::Arc<str>> = Vec::new();
+    for e in &cx.errors {
+        if !files.contains(&e.pos.file) {
+            files.push(e.pos.file.clone());
+        }
+    }
+    cx.errors.sort_by_key(|e| {
+        let file = files.iter().position(|f| *f == e.pos.file);
+        (file, e.pos.line, e.pos.col, e.message.clone())
+    });
+    cx.errors.dedup();
+    if cx.errors.is_empty() {
+        Ok(Loaded {
+            manifest,
+            warnings: cx.warnings,
+        })
+    } else {
+        Err(LoadError::Invalid {
+            errors: cx.errors,
+            warnings: cx.warnings,
+        })
+    }
+}

@@ -1,0 +1,279 @@
+//! A YAML document as a tree of nodes that remember where they came from.
+//!
+//! Owns: turning YAML text into [`Node`]s, each with the file, line and column it
+//! started at, anchors and aliases resolved. Must not know about manifest fields:
+//! the decoder gives the nodes meaning.
+//!
+//! Written over `yaml-rust2`'s event parser because the serde-based YAML crates
+//! drop positions and stop at the first error, and Hull reports every error of a
+//! file with its line and column.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+
+use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
+use yaml_rust2::scanner::{Marker, TScalarStyle};
+
+/// Where a node starts: file, 1-based line, 1-based column.
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Pos {
+    pub file: Arc<str>,
+    pub line: usize,
+    pub col: usize,
+}
+
+impl Pos {
+    fn from_marker(file: &Arc<str>, mark: Marker) -> Self {
+        Pos {
+            file: file.clone(),
+            line: mark.line(),
+            col: mark.col() + 1,
+        }
+    }
+}
+
+impl fmt::Display for Pos {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}", self.file, self.line, self.col)
+    }
+}
+
+/// One YAML node.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Node {
+    pub kind: NodeKind,
+    pub pos: Pos,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum NodeKind {
+    /// A scalar; `plain` is false when it was quoted or a block scalar, so
+    /// `"true"` stays a string where `true` is a boolean.
+    Scalar { value: String, plain: bool },
+    Seq(Vec<Node>),
+    /// Key/value pairs in document order (duplicates are left to the decoder).
+    Map(Vec<(Node, Node)>),
+}
+
+impl Node {
+    /// True for an empty value, `~` or `null` written plain.
+    pub fn is_null(&self) -> bool {
+        matches!(&self.kind, NodeKind::Scalar { value, plain: true }
+            if value.is_empty() || value == "~" || value == "null" || value == "Null" || value == "NULL")
+    }
+
+    /// What kind of value this is, for error messages.
+    pub fn describe(&self) -> &'static str {
+        match &self.kind {
+            NodeKind::Seq(_) => "a list",
+            NodeKind::Map(_) => "a mapping",
+            NodeKind::Scalar { .. } if self.is_null() => "an empty value",
+            NodeKind::Scalar { plain: false, .. } => "a string",
+            NodeKind::Scalar { value, plain: true } => {
+                if super::decode::parse_bool(value).is_some() {
+                    "a boolean"
+                } else if super::decode::parse_int(value).is_some() {
+                    "a number"
+                } else {
+                    "a string"
+                }
+            }
+        }
+    }
+}
+
+/// A YAML syntax error.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{pos}: invalid YAML: {message}")]
+pub struct SyntaxError {
+    pub pos: Pos,
+    pub message: String,
+}
+
+/// Parses `text` (named `file` in positions) into its first document's root node.
+/// An empty document gives a null scalar.
+pub fn parse(file: &str, text: &str) -> Result<Node, SyntaxError> {
+    let file: Arc<str> = Arc::from(file);
+    let mut builder = Builder {
+        file: file.clone(),
+        stack: Vec::new(),
+        anchors: HashMap::new(),
+        root: None,
+        error: None,
+    };
+    let mut parser = Parser::new_from_str(text);
+    parser
+        .load(&mut builder, false)
+        .map_err(|e| SyntaxError {
+            pos: Pos::from_marker(&file, *e.marker()),
+            message: e.info().to_string(),
+        })?;
+    if let Some(err) = builder.error {
+        return Err(err);
+    }
+    Ok(builder.root.unwrap_or(Node {
+        kind: NodeKind::Scalar {
+            value: String::new(),
+            plain: true,
+        },
+        pos: Pos {
+            file,
+            line: 1,
+            col: 1,
+        },
+    }))
+}
+
+enum Open {
+    Seq(Node, usize),
+    Map(Node, usize, Option<Node>),
+}
+
+struct Builder {
+    file: Arc<str>,
+    stack: Vec<Open>,
+    anchors: HashMap<usize, Node>,
+    root: Option<Node>,
+    error: Option<SyntaxError>,
+}
+
+impl Builder {
+    fn finish(&mut self, node: Node, anchor: usize) {
+        if anchor != 0 {
+            self.anchors.insert(anchor, node.clone());
+        }
+        match self.stack.last_mut() {
+            None => {
+                if self.root.is_none() {
+                    self.root = Some(node);
+                }
+            }
+            Some(Open::Seq(seq, _)) => {
+                if let NodeKind::Seq(items) = &mut seq.kind {
+                    items.push(node);
+                }
+            }
+            Some(Open::Map(map, _, pending_key)) => match pending_key.take() {
+                None => *pending_key = Some(node),
+                Some(key) => {
+                    if let NodeKind::Map(entries) = &mut map.kind {
+                        entries.push((key, node));
+                    }
+                }
+            },
+        }
+    }
+}
+
+impl MarkedEventReceiver for Builder {
+    fn on_event(&mut self, ev: Event, mark: Marker) {
+        let pos = Pos::from_marker(&self.file, mark);
+        match ev {
+            Event::Scalar(value, style, anchor, _tag) => {
+                let plain = matches!(style, TScalarStyle::Plain);
+                self.finish(
+                    Node {
+                        kind: NodeKind::Scalar { value, plain },
+                        pos,
+                    },
+                    anchor,
+                );
+            }
+            Event::SequenceStart(anchor, _) => self.stack.push(Open::Seq(
+                Node {
+                    kind: NodeKind::Seq(Vec::new()),
+                    pos,
+                },
+                anchor,
+            )),
+            Event::MappingStart(anchor, _) => self.stack.push(Open::Map(
+                Node {
+                    kind: NodeKind::Map(Vec::new()),
+                    pos,
+                },
+                anchor,
+                None,
+            )),
+            Event::SequenceEnd | Event::MappingEnd => {
+                if let Some(open) = self.stack.pop() {
+                    let (node, anchor) = match open {
+                        Open::Seq(n, a) | Open::Map(n, a, _) => (n, a),
+                    };
+                    self.finish(node, anchor);
+                }
+            }
+            Event::Alias(id) => match self.anchors.get(&id) {
+                Some(node) => {
+                    let mut node = node.clone();
+                    node.pos = pos;
+                    self.finish(node, 0);
+                }
+                None => {
+                    if self.error.is_none() {
+                        self.error = Some(SyntaxError {
+                            pos,
+                            message: "alias to an unknown anchor".to_string(),
+                        });
+                    }
+                }
+            },
+            Event::Nothing
+            | Event::StreamStart
+            | Event::StreamEnd
+            | Event::DocumentStart
+            | Event::DocumentEnd => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scalar(node: &Node) -> (&str, bool) {
+        match &node.kind {
+            NodeKind::Scalar { value, plain } => (value.as_str(), *plain),
+            other => panic!("not a scalar: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn positions_are_one_based_line_and_column() {
+        let root = parse("m.yml", "a: 1\nb:\n  - x\n  - 'y'\n").expect("parses");
+        let NodeKind::Map(entries) = &root.kind else {
+            panic!("root is not a map")
+        };
+        assert_eq!((entries[0].0.pos.line, entries[0].0.pos.col), (1, 1));
+        let NodeKind::Seq(items) = &entries[1].1.kind else {
+            panic!("b is not a list")
+        };
+        assert_eq!(scalar(&items[0]), ("x", true));
+        assert_eq!(scalar(&items[1]), ("y", false));
+        assert_eq!((items[1].pos.line, items[1].pos.col), (4, 5));
+        assert_eq!(items[1].pos.to_string(), "m.yml:4:5");
+    }
+
+    #[test]
+    fn aliases_copy_the_anchored_node() {
+        let root = parse("m.yml", "a: &x [1, 2]\nb: *x\n").expect("parses");
+        let NodeKind::Map(entries) = &root.kind else {
+            panic!("root is not a map")
+        };
+        assert_eq!(entries[0].1.kind, entries[1].1.kind);
+        assert_eq!(entries[1].1.pos.line, 2);
+    }
+
+    #[test]
+    fn syntax_errors_carry_a_position() {
+        let err = parse("m.yml", "a: [1, 2\nb: 3\n").expect_err("unclosed flow list");
+        assert_eq!(&*err.pos.file, "m.yml");
+        assert!(err.pos.line >= 1);
+    }
+
+    #[test]
+    fn empty_document_is_null() {
+        assert!(parse("m.yml", "").expect("parses").is_null());
+        assert!(parse("m.yml", "# only a comment\n").expect("parses").is_null());
+    }
+}
