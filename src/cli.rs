@@ -44,7 +44,9 @@ pub enum Command {
     )]
     Validate(ValidateArgs),
     /// Print a shell completion script
-    #[command(after_help = "Example:\n  hull completions bash > ~/.local/share/bash-completion/completions/hull")]
+    #[command(
+        after_help = "Example:\n  hull completions bash > ~/.local/share/bash-completion/completions/hull"
+    )]
     Completions(CompletionsArgs),
     /// Print the man page (roff)
     #[command(after_help = "Example:\n  hull man | man -l -")]

@@ -33,7 +33,12 @@ pub fn run(cx: &Context, args: ValidateArgs) -> anyhow::Result<()> {
         writeln!(out)?;
     } else if !cx.quiet {
         let names: Vec<String> = args.files.iter().map(|f| f.display().to_string()).collect();
-        writeln!(out, "{}: valid: {}", names.join(" + "), loaded.manifest.summary())?;
+        writeln!(
+            out,
+            "{}: valid: {}",
+            names.join(" + "),
+            loaded.manifest.summary()
+        )?;
     }
     Ok(())
 }

@@ -67,6 +67,7 @@ pub fn is_safe_name(name: &str) -> bool {
 fn check_image(section: Section, image: &Image, cx: &mut Diagnostics) {
     let what = section.key();
     match &image.name {
+        None if image.keys.iter().any(|k| k == "name") => {}
         None => cx.error(&image.pos, format!("{what} entry: \"name\" is required")),
         Some(name) if !is_safe_name(name) => cx.error(
             &name.pos,
@@ -78,7 +79,7 @@ fn check_image(section: Section, image: &Image, cx: &mut Diagnostics) {
         ),
         Some(_) => {}
     }
-    if image.image.is_none() {
+    if image.image.is_none() && !image.keys.iter().any(|k| k == "image") {
         cx.error(&image.pos, format!("{what} entry: \"image\" is required"));
     }
     check_config(&image.config, cx);
@@ -264,7 +265,14 @@ pub fn resolve_source(source: &str, manifest_dir: &Path) -> PathBuf {
             return PathBuf::from(home).join(rest);
         }
     }
-    manifest_dir.join(source)
+    let mut path = manifest_dir.to_path_buf();
+    for part in Path::new(source).components() {
+        match part {
+            Component::CurDir => {}
+            other => path.push(other),
+        }
+    }
+    path
 }
 
 fn check_volume(v: &Volume, cx: &mut Diagnostics) {
@@ -299,7 +307,10 @@ fn check_volume(v: &Volume, cx: &mut Diagnostics) {
                 ),
             );
         } else if format != Some("oci") {
-            cx.error(&p.pos, "platforms: only volumes with \"format: oci\" take platforms");
+            cx.error(
+                &p.pos,
+                "platforms: only volumes with \"format: oci\" take platforms",
+            );
         }
     }
     if v.image.is_none() && v.platforms.is_some() {
@@ -365,15 +376,21 @@ pub fn check_merged(m: &Manifest, cx: &mut Diagnostics) {
         let ids = c
             .uid
             .iter()
-            .chain(&c.gid)
-            .chain(c.additional_gids.iter().flatten());
-        for id in ids {
+            .map(|id| ("uid", id))
+            .chain(c.gid.iter().map(|id| ("gid", id)))
+            .chain(
+                c.additional_gids
+                    .iter()
+                    .flatten()
+                    .map(|id| ("additionalGids", id)),
+            );
+        for (key, id) in ids {
             if let Id::Name(name) = &id.value {
                 if !containers.contains(name.as_str()) {
                     cx.error(
                         &id.pos,
                         format!(
-                            "\"{name}\" is not a number nor the name of a container in this manifest"
+                            "{key}: \"{name}\" is neither a number nor the name of a container in this manifest"
                         ),
                     );
                 }

@@ -363,6 +363,7 @@ mod tests {
         let node = parse("t.yml", text).expect("valid yaml");
         let mut cx = Diagnostics::default();
         let out = Sample::decode("sample", &node, &mut cx);
+        cx.errors.sort();
         (out, cx.errors.iter().map(ToString::to_string).collect())
     }
 

@@ -194,3 +194,39 @@ fn finish(manifest: Manifest, mut cx: Diagnostics) -> Result<Loaded, LoadError> 
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_label_takes_the_container_fields_with_positions_in_the_label() {
+        let json = r#"{"capabilities":["CAP_NET_ADMIN"],"binds":["/etc/resolv.conf:/etc/resolv.conf"],"net":"host","restart":"always"}"#;
+        let config = parse_label("example.org/dhcpcd:1", json).expect("valid label");
+        assert_eq!(config.net, Some(values::Namespace::Host));
+        assert_eq!(config.binds.as_ref().map(Vec::len), Some(1));
+
+        let bad = r#"{"capabilities":["CAP_NET_ADMN"],"image":"x"}"#;
+        let Err(LoadError::Invalid { errors, .. }) = parse_label("example.org/dhcpcd:1", bad)
+        else {
+            panic!("bad label accepted")
+        };
+        let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            lines,
+            vec![
+                "org.mobyproject.config label of example.org/dhcpcd:1:1:18: capabilities: unknown capability \"CAP_NET_ADMN\", did you mean \"CAP_NET_ADMIN\"?",
+                "org.mobyproject.config label of example.org/dhcpcd:1:1:34: unknown field \"image\" in a container entry (known fields: capabilities, capabilities.add, ambient, mounts, binds, binds.add, tmpfs, devices, command, env, cwd, net, pid, ipc, uts, userns, hostname, readonly, maskedPaths, readonlyPaths, uid, gid, additionalGids, noNewPrivileges, oomScoreAdj, rootfsPropagation, cgroupsPath, resources, sysctl, rlimits, uidMappings, gidMappings, annotations, runtime, restart, timeout)",
+            ]
+        );
+    }
+
+    #[test]
+    fn an_empty_manifest_is_valid_and_empty() {
+        let loaded = load_texts(&[(Path::new("e.yml"), "")]).expect("valid");
+        assert_eq!(
+            loaded.manifest.summary(),
+            "kernel none, 0 init, 0 onboot, 0 onshutdown, 0 services, 0 files, 0 volumes"
+        );
+    }
+}

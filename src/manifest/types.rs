@@ -134,6 +134,10 @@ pub struct Image {
     pub config: ImageConfig,
     #[serde(skip)]
     pub pos: Pos,
+    /// Keys written in the entry, even those whose value was invalid, so a bad
+    /// value is not reported a second time as a missing field.
+    #[serde(skip)]
+    pub keys: Vec<String>,
 }
 
 impl Decode for Image {
@@ -145,6 +149,7 @@ impl Decode for Image {
         };
         out.config.pos = node.pos.clone();
         for (name, key_node, value) in entries {
+            out.keys.push(name.clone());
             match name.as_str() {
                 "name" => out.name = cx.field("name", value),
                 "image" => out.image = cx.field("image", value),

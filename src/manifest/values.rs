@@ -363,7 +363,10 @@ impl Decode for Id {
             }
         }
         let name = String::decode(key, node, cx)?;
-        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
         {
             cx.error(
                 &node.pos,
@@ -476,8 +479,14 @@ mod tests {
 
     #[test]
     fn capabilities_accept_known_names_only() {
-        assert_eq!(Capability::parse("CAP_NET_ADMIN"), Ok(Capability("CAP_NET_ADMIN".into())));
-        assert_eq!(Capability::parse("sys_admin"), Ok(Capability("CAP_SYS_ADMIN".into())));
+        assert_eq!(
+            Capability::parse("CAP_NET_ADMIN"),
+            Ok(Capability("CAP_NET_ADMIN".into()))
+        );
+        assert_eq!(
+            Capability::parse("sys_admin"),
+            Ok(Capability("CAP_SYS_ADMIN".into()))
+        );
         assert_eq!(Capability::parse("ALL"), Ok(Capability("all".into())));
         let err = Capability::parse("CAP_NET_ADMN").expect_err("typo");
         assert!(err.contains("did you mean \"CAP_NET_ADMIN\""), "{err}");
@@ -495,9 +504,14 @@ mod tests {
     #[test]
     fn rlimits_binds_and_durations() {
         let r = Rlimit::parse("nofile,1024,unlimited").expect("valid");
-        assert_eq!((r.name.as_str(), r.soft, r.hard), ("RLIMIT_NOFILE", 1024, u64::MAX));
+        assert_eq!(
+            (r.name.as_str(), r.soft, r.hard),
+            ("RLIMIT_NOFILE", 1024, u64::MAX)
+        );
         assert!(Rlimit::parse("RLIMIT_NOFILE,10,5").is_err());
-        assert!(Rlimit::parse("nofiles,1,1").expect_err("typo").contains("nofile"));
+        assert!(Rlimit::parse("nofiles,1,1")
+            .expect_err("typo")
+            .contains("nofile"));
         let b = Bind::parse("/var:/var:rshared,rbind").expect("valid");
         assert_eq!(b.options, vec!["rshared", "rbind"]);
         assert!(Bind::parse("/var").is_err());

@@ -50,7 +50,10 @@ pub struct Node {
 pub enum NodeKind {
     /// A scalar; `plain` is false when it was quoted or a block scalar, so
     /// `"true"` stays a string where `true` is a boolean.
-    Scalar { value: String, plain: bool },
+    Scalar {
+        value: String,
+        plain: bool,
+    },
     Seq(Vec<Node>),
     /// Key/value pairs in document order (duplicates are left to the decoder).
     Map(Vec<(Node, Node)>),
@@ -103,12 +106,10 @@ pub fn parse(file: &str, text: &str) -> Result<Node, SyntaxError> {
         error: None,
     };
     let mut parser = Parser::new_from_str(text);
-    parser
-        .load(&mut builder, false)
-        .map_err(|e| SyntaxError {
-            pos: Pos::from_marker(&file, *e.marker()),
-            message: e.info().to_string(),
-        })?;
+    parser.load(&mut builder, false).map_err(|e| SyntaxError {
+        pos: Pos::from_marker(&file, *e.marker()),
+        message: e.info().to_string(),
+    })?;
     if let Some(err) = builder.error {
         return Err(err);
     }
@@ -155,7 +156,15 @@ impl Builder {
                 }
             }
             Some(Open::Map(map, _, pending_key)) => match pending_key.take() {
-                None => *pending_key = Some(node),
+                None => {
+                    // yaml-rust2 marks a block mapping where it sees the first
+                    // `:`; the mapping really starts at its first key.
+                    let empty = matches!(&map.kind, NodeKind::Map(e) if e.is_empty());
+                    if empty && (node.pos.line, node.pos.col) < (map.pos.line, map.pos.col) {
+                        map.pos = node.pos.clone();
+                    }
+                    *pending_key = Some(node);
+                }
                 Some(key) => {
                     if let NodeKind::Map(entries) = &mut map.kind {
                         entries.push((key, node));
@@ -245,6 +254,7 @@ mod tests {
             panic!("root is not a map")
         };
         assert_eq!((entries[0].0.pos.line, entries[0].0.pos.col), (1, 1));
+        assert_eq!((root.pos.line, root.pos.col), (1, 1));
         let NodeKind::Seq(items) = &entries[1].1.kind else {
             panic!("b is not a list")
         };
@@ -252,6 +262,18 @@ mod tests {
         assert_eq!(scalar(&items[1]), ("y", false));
         assert_eq!((items[1].pos.line, items[1].pos.col), (4, 5));
         assert_eq!(items[1].pos.to_string(), "m.yml:4:5");
+    }
+
+    #[test]
+    fn a_block_mapping_starts_at_its_first_key() {
+        let root = parse("m.yml", "list:\n  - path: x\n    mode: 1\n").expect("parses");
+        let NodeKind::Map(entries) = &root.kind else {
+            panic!("root is not a map")
+        };
+        let NodeKind::Seq(items) = &entries[0].1.kind else {
+            panic!("list is not a list")
+        };
+        assert_eq!((items[0].pos.line, items[0].pos.col), (2, 5));
     }
 
     #[test]
@@ -274,6 +296,8 @@ mod tests {
     #[test]
     fn empty_document_is_null() {
         assert!(parse("m.yml", "").expect("parses").is_null());
-        assert!(parse("m.yml", "# only a comment\n").expect("parses").is_null());
+        assert!(parse("m.yml", "# only a comment\n")
+            .expect("parses")
+            .is_null());
     }
 }
