@@ -34,6 +34,16 @@ pub struct GlobalArgs {
     /// Print nothing but errors
     #[arg(short, long, global = true)]
     pub quiet: bool,
+    /// Registry reached over plain HTTP when it does not speak TLS (repeatable;
+    /// loopback registries always are)
+    #[arg(long = "insecure-registry", global = true, value_name = "HOST[:PORT]")]
+    pub insecure_registry: Vec<String>,
+    /// Extra CA certificate (PEM) to trust for registries (repeatable)
+    #[arg(long = "registry-ca", global = true, value_name = "FILE")]
+    pub registry_ca: Vec<PathBuf>,
+    /// Blobs transferred at once
+    #[arg(long, global = true, default_value_t = 4, value_name = "N")]
+    pub jobs: usize,
 }
 
 #[derive(Debug, Subcommand)]
@@ -43,6 +53,14 @@ pub enum Command {
         after_help = "Several files are merged in order, as LinuxKit does: kernel fields from the last\nfile that sets them, lists appended. Every error is printed as FILE:LINE:COL.\n\nExamples:\n  hull validate examples/minimal.yml\n  hull validate base.yml debug.yml --json | jq .services"
     )]
     Validate(ValidateArgs),
+    /// Manage the image cache (an OCI image layout)
+    #[command(subcommand)]
+    Cache(CacheCommand),
+    /// Push a cached image or index to a registry
+    #[command(
+        after_help = "Blobs the registry has are skipped; blobs in another repository of the same\nregistry are mounted instead of uploaded.\n\nExamples:\n  hull push 127.0.0.1:5000/hull/init:0.1.0\n  hull push docker.io/library/alpine:3.20 registry.example.org/mirror/alpine:3.20"
+    )]
+    Push(PushArgs),
     /// Print a shell completion script
     #[command(
         after_help = "Example:\n  hull completions bash > ~/.local/share/bash-completion/completions/hull"
@@ -68,4 +86,82 @@ pub struct CompletionsArgs {
     /// The shell to complete for
     #[arg(value_enum)]
     pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CacheCommand {
+    /// List the cached references
+    #[command(after_help = "Example:\n  hull cache ls")]
+    Ls,
+    /// Pull images into the cache
+    #[command(
+        after_help = "Examples:\n  hull cache pull alpine:3.20\n  hull cache pull --arch arm64 127.0.0.1:5000/hull/init:0.1.0\n  hull cache pull --pull missing alpine@sha256:..."
+    )]
+    Pull(CachePullArgs),
+    /// Remove references (their blobs go at the next gc)
+    #[command(after_help = "Example:\n  hull cache rm alpine:3.20 && hull cache gc")]
+    Rm(CacheRefsArgs),
+    /// Remove blobs no reference reaches
+    #[command(after_help = "Example:\n  hull cache gc")]
+    Gc,
+    /// Rehash every blob and report the bad ones
+    #[command(after_help = "Example:\n  hull cache verify")]
+    Verify,
+    /// Write references to an OCI archive file
+    #[command(
+        after_help = "The file is what `skopeo copy ... oci-archive:FILE` writes.\n\nExample:\n  hull cache export alpine:3.20 -o alpine.tar && skopeo inspect oci-archive:alpine.tar"
+    )]
+    Export(CacheExportArgs),
+    /// Import OCI archives or `docker save` tarballs
+    #[command(
+        after_help = "Examples:\n  hull cache import alpine.tar\n  docker save alpine:3.20 > a.tar && hull cache import a.tar"
+    )]
+    Import(CacheImportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CachePullArgs {
+    /// Image references
+    #[arg(required = true, value_name = "REF")]
+    pub refs: Vec<String>,
+    /// Architecture to pull for
+    #[arg(long, default_value = "host", value_name = "amd64|arm64")]
+    pub arch: String,
+    /// When to ask the registry
+    #[arg(long, value_enum, default_value_t = crate::registry::pull::PullPolicy::Always)]
+    pub pull: crate::registry::pull::PullPolicy,
+}
+
+#[derive(Debug, Args)]
+pub struct CacheRefsArgs {
+    /// Image references
+    #[arg(required = true, value_name = "REF")]
+    pub refs: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct CacheExportArgs {
+    /// Image references
+    #[arg(required = true, value_name = "REF")]
+    pub refs: Vec<String>,
+    /// The archive to write
+    #[arg(short, long, value_name = "FILE")]
+    pub output: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct CacheImportArgs {
+    /// OCI archives or docker save tarballs
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct PushArgs {
+    /// The cached image to push
+    #[arg(value_name = "REF")]
+    pub source: String,
+    /// Where to push it [default: the image's own name]
+    #[arg(value_name = "TARGET")]
+    pub target: Option<String>,
 }

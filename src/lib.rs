@@ -3,7 +3,12 @@
 //! The library holds every stage of the pipeline; the `hull` binary only parses
 //! arguments and calls [`commands`].
 
+pub mod cache;
 pub mod cli;
 pub mod commands;
 pub mod manifest;
+pub mod oci;
 pub mod paths;
+pub mod platform;
+pub mod progress;
+pub mod registry;

@@ -1,8 +1,10 @@
 //! One module per subcommand: each loads its inputs, calls the library, and adds
 //! context to errors. No pipeline logic lives here.
 
+pub mod cache;
 pub mod completions;
 pub mod man;
+pub mod push;
 pub mod validate;
 
 use std::path::PathBuf;
@@ -15,6 +17,7 @@ pub struct Context {
     pub cache: PathBuf,
     pub verbose: u8,
     pub quiet: bool,
+    pub registry: crate::registry::Options,
 }
 
 impl Context {
@@ -23,6 +26,12 @@ impl Context {
             cache: crate::paths::cache_dir(global.cache),
             verbose: global.verbose,
             quiet: global.quiet,
+            registry: crate::registry::Options {
+                insecure: global.insecure_registry,
+                ca_certs: global.registry_ca,
+                jobs: global.jobs,
+                ..crate::registry::Options::default()
+            },
         }
     }
 
@@ -38,7 +47,23 @@ impl Context {
 pub fn run(cx: &Context, command: Command) -> anyhow::Result<()> {
     match command {
         Command::Validate(args) => validate::run(cx, args),
+        Command::Cache(cmd) => cache::run(cx, cmd),
+        Command::Push(args) => push::run(cx, args),
         Command::Completions(args) => completions::run(args),
         Command::Man => man::run(),
     }
+}
+
+/// A runtime for the commands that talk to registries.
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .build()?)
+}
+
+/// Parses a reference given on the command line.
+pub fn parse_ref(text: &str) -> anyhow::Result<oci_client::Reference> {
+    text.parse()
+        .map_err(|e| anyhow::anyhow!("invalid image reference \"{text}\": {e}"))
 }

@@ -1,0 +1,256 @@
+//! Talking to OCI registries: pull into the cache, push from it.
+//!
+//! Owns: one `oci-client` client per registry host (HTTPS, or plain HTTP for
+//! loopback and `--insecure-registry` hosts that do not speak TLS), credentials,
+//! extra CA certificates, and retrying with backoff. Must not write the cache
+//! layout itself: it goes through `cache`.
+
+pub mod auth;
+pub mod pull;
+pub mod push;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use oci_client::client::{Certificate, CertificateEncoding, ClientConfig, ClientProtocol};
+use oci_client::errors::OciDistributionError;
+use oci_client::secrets::RegistryAuth;
+use oci_client::{Client, Reference, RegistryOperation};
+use tokio::sync::Mutex;
+
+/// How to reach registries.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Hosts (`host[:port]`) reached over plain HTTP when they do not speak TLS.
+    pub insecure: Vec<String>,
+    /// Extra CA certificates (PEM files) to trust.
+    pub ca_certs: Vec<PathBuf>,
+    /// Blobs transferred at once.
+    pub jobs: usize,
+    /// Attempts for each request before giving up.
+    pub attempts: u32,
+    /// First retry delay; doubles each time.
+    pub backoff: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            insecure: Vec::new(),
+            ca_certs: Vec::new(),
+            jobs: 4,
+            attempts: 5,
+            backoff: Duration::from_millis(250),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("cannot read CA certificate {path}")]
+    Ca {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Auth(#[from] auth::AuthError),
+    #[error("{what} {reference}: {url}")]
+    Request {
+        what: &'static str,
+        reference: String,
+        url: String,
+        #[source]
+        source: OciDistributionError,
+    },
+}
+
+/// Whether `host[:port]` is this machine (plain HTTP is allowed there).
+pub fn is_loopback(host: &str) -> bool {
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        rest.split(']').next().unwrap_or(rest)
+    } else {
+        host.rsplit_once(':').map_or(host, |(h, _)| h)
+    };
+    name == "localhost" || name.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Connections to registries for one command.
+pub struct Registry {
+    options: Options,
+    certs: Vec<Certificate>,
+    clients: Mutex<HashMap<String, (Arc<Client>, &'static str)>>,
+    authed: Mutex<HashMap<(String, String, bool), ()>>,
+}
+
+impl Registry {
+    pub fn new(options: Options) -> Result<Self, RegistryError> {
+        let mut certs = Vec::new();
+        for path in &options.ca_certs {
+            let data = std::fs::read(path).map_err(|source| RegistryError::Ca {
+                path: path.clone(),
+                source,
+            })?;
+            certs.push(Certificate {
+                encoding: CertificateEncoding::Pem,
+                data,
+            });
+        }
+        Ok(Registry {
+            options,
+            certs,
+            clients: Mutex::new(HashMap::new()),
+            authed: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn options(&self) -> &Options {
+        &self.options
+    }
+
+    fn config(&self, protocol: ClientProtocol) -> ClientConfig {
+        ClientConfig {
+            protocol,
+            extra_root_certificates: self.certs.clone(),
+            max_concurrent_download: self.options.jobs.max(1),
+            max_concurrent_upload: self.options.jobs.max(1),
+            connect_timeout: Some(Duration::from_secs(10)),
+            read_timeout: Some(Duration::from_secs(60)),
+            ..ClientConfig::default()
+        }
+    }
+
+    /// The client for the registry of `reference`, and its scheme.
+    pub async fn client(&self, reference: &Reference) -> (Arc<Client>, &'static str) {
+        let host = reference.resolve_registry().to_string();
+        let mut clients = self.clients.lock().await;
+        if let Some(c) = clients.get(&host) {
+            return c.clone();
+        }
+        let plain_ok = is_loopback(&host) || self.options.insecure.iter().any(|h| h == &host);
+        let scheme = if plain_ok && !self.speaks_tls(&host).await {
+            "http"
+        } else {
+            "https"
+        };
+        let protocol = if scheme == "http" {
+            ClientProtocol::Http
+        } else {
+            ClientProtocol::Https
+        };
+        let client = (Arc::new(Client::new(self.config(protocol))), scheme);
+        clients.insert(host, client.clone());
+        client
+    }
+
+    /// Whether `host` answers HTTPS (any HTTP status counts).
+    async fn speaks_tls(&self, host: &str) -> bool {
+        let mut builder = reqwest::Client::builder().timeout(Duration::from_secs(5));
+        for c in &self.certs {
+            if let Ok(cert) = reqwest::Certificate::from_pem(&c.data) {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        match builder.build() {
+            Ok(client) => client
+                .get(format!("https://{host}/v2/"))
+                .send()
+                .await
+                .is_ok(),
+            Err(_) => false,
+        }
+    }
+
+    /// Authenticates for `op` on the repository of `reference`, once per command.
+    pub async fn login(
+        &self,
+        reference: &Reference,
+        op: RegistryOperation,
+    ) -> Result<RegistryAuth, RegistryError> {
+        let host = reference.resolve_registry().to_string();
+        let auth = auth::credentials(reference.registry())?;
+        let key = (
+            host.clone(),
+            reference.repository().to_string(),
+            matches!(op, RegistryOperation::Push),
+        );
+        if self.authed.lock().await.contains_key(&key) {
+            return Ok(auth);
+        }
+        let (client, scheme) = self.client(reference).await;
+        let url = format!("{scheme}://{host}/v2/");
+        self.retry(|| client.auth(reference, &auth, op))
+            .await
+            .map_err(|source| RegistryError::Request {
+                what: "cannot log in to the registry for",
+                reference: reference.whole(),
+                url,
+                source,
+            })?;
+        self.authed.lock().await.insert(key, ());
+        Ok(auth)
+    }
+
+    /// Runs `f` until it succeeds, it fails in a way retrying cannot fix, or
+    /// the attempts run out; waits `backoff`, doubling, between attempts.
+    pub async fn retry<T, F, Fut>(&self, mut f: F) -> Result<T, OciDistributionError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, OciDistributionError>>,
+    {
+        let mut delay = self.options.backoff;
+        let mut attempt = 1;
+        loop {
+            match f().await {
+                Ok(v) => return Ok(v),
+                Err(e) if attempt < self.options.attempts && retryable(&e) => {
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(10));
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+/// Connection trouble, server errors and rate limits are worth another try;
+/// a registry's considered "no" (unknown manifest, unauthorized) is not.
+pub fn retryable(e: &OciDistributionError) -> bool {
+    match e {
+        OciDistributionError::RequestError(_) | OciDistributionError::IoError(_) => true,
+        OciDistributionError::ServerError { code, .. } => *code >= 500 || *code == 429,
+        OciDistributionError::DigestError(_) => true,
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_hosts() {
+        for h in [
+            "localhost",
+            "localhost:5000",
+            "127.0.0.1:5000",
+            "127.1.2.3",
+            "[::1]:5000",
+        ] {
+            assert!(is_loopback(h), "{h}");
+        }
+        for h in [
+            "docker.io",
+            "10.0.0.1:5000",
+            "example.org:443",
+            "[2001:db8::1]:5000",
+        ] {
+            assert!(!is_loopback(h), "{h}");
+        }
+    }
+}
