@@ -68,3 +68,6 @@ pub fn hull_stdin(args: &[&str], input: &str, dir: &Path) -> Run {
         .expect("stdin takes the input");
     Run::from(child.wait_with_output().expect("the hull binary runs"))
 }
+
+pub mod proxy;
+pub mod registry;
