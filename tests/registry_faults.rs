@@ -21,7 +21,7 @@ fn setup(fault: Fault, times: u32) -> Setup {
     let layout = tmp.path().join("layout");
     // One layer big enough that half of it is a real partial transfer.
     let data: Vec<u8> = (0..2_000_000u32)
-        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13).to_le_bytes()[0])
         .collect();
     umoci_image(&layout, "t", "amd64", &[&[("data.bin", &data[..])]]);
     skopeo_copy(
