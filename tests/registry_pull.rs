@@ -33,6 +33,24 @@ impl Env {
         util::hull_in(self.tmp.path(), &all, &[("DOCKER_CONFIG", "/nonexistent")])
     }
 
+    /// Seeds `repo:tag` with an index over an amd64 and an arm64 image; returns
+    /// the full reference.
+    fn seed_multi(&self, repo_tag: &str) -> String {
+        let layout = self.tmp.path().join("multi");
+        if !layout.exists() {
+            umoci_image(&layout, "amd", "amd64", &[&[("etc/arch", b"amd64\n")]]);
+            umoci_image(&layout, "arm", "arm64", &[&[("etc/arch", b"arm64\n")]]);
+            oci_index(&layout, "multi", &[("amd", "amd64"), ("arm", "arm64")]);
+        }
+        let image = format!("{}/{repo_tag}", self.reg.addr);
+        skopeo_copy(
+            &format!("oci:{}:multi", layout.display()),
+            &format!("docker://{image}"),
+            &["--all"],
+        );
+        image
+    }
+
     /// Seeds `repo:tag` with a two-layer image for `arch`; returns its layout.
     fn seed(&self, repo_tag: &str, arch: &str) -> std::path::PathBuf {
         let layout = self.tmp.path().join(format!("layout-{arch}"));
@@ -164,16 +182,7 @@ fn pull_verify_ls_export_and_read_back_with_skopeo_and_umoci() {
 #[test]
 fn multi_arch_index_pulls_each_arch_and_pull_policies() {
     let env = Env::new();
-    let layout = env.tmp.path().join("multi");
-    umoci_image(&layout, "amd", "amd64", &[&[("etc/arch", b"amd64\n")]]);
-    umoci_image(&layout, "arm", "arm64", &[&[("etc/arch", b"arm64\n")]]);
-    oci_index(&layout, "multi", &[("amd", "amd64"), ("arm", "arm64")]);
-    skopeo_copy(
-        &format!("oci:{}:multi", layout.display()),
-        &format!("docker://{}/test/multi:1", env.reg.addr),
-        &["--all"],
-    );
-    let image = format!("{}/test/multi:1", env.reg.addr);
+    let image = env.seed_multi("test/multi:1");
 
     // --pull=never before anything is cached: a clear error.
     let never = env
@@ -286,16 +295,7 @@ fn digest_pinned_pulls_and_unknown_images() {
 #[test]
 fn push_round_trip_with_mounts_and_index() {
     let env = Env::new();
-    let layout = env.tmp.path().join("multi");
-    umoci_image(&layout, "amd", "amd64", &[&[("etc/arch", b"amd64\n")]]);
-    umoci_image(&layout, "arm", "arm64", &[&[("etc/arch", b"arm64\n")]]);
-    oci_index(&layout, "multi", &[("amd", "amd64"), ("arm", "arm64")]);
-    skopeo_copy(
-        &format!("oci:{}:multi", layout.display()),
-        &format!("docker://{}/src/multi:1", env.reg.addr),
-        &["--all"],
-    );
-    let src = format!("{}/src/multi:1", env.reg.addr);
+    let src = env.seed_multi("src/multi:1");
     env.hull(&["cache", "pull", "--arch", "amd64", &src])
         .expect_code(0);
 

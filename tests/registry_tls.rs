@@ -8,25 +8,11 @@ use std::path::Path;
 use std::process::Command;
 
 use base64::Engine as _;
-use util::registry::{run, umoci_image, Secure, TestRegistry};
+use util::registry::{run, self_signed, umoci_image, Secure, TestRegistry};
 
 fn make_pki(dir: &Path) -> (std::path::PathBuf, Secure) {
     let ossl = |args: &[&str]| run(Command::new("openssl").current_dir(dir).args(args));
-    ossl(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=hull test CA",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.pem",
-    ]);
+    self_signed(dir, "ca", "hull test CA");
     ossl(&[
         "req",
         "-newkey",
@@ -129,20 +115,22 @@ fn tls_registry_with_htpasswd_and_a_private_ca() {
         "{}",
         out.stderr
     );
+    let pull_with_ca = |config: &Path| {
+        hull(
+            &[
+                "--registry-ca",
+                ca,
+                "cache",
+                "pull",
+                "--arch",
+                "amd64",
+                &image,
+            ],
+            config,
+        )
+    };
     // With the CA but the wrong password: an authentication error.
-    let out = hull(
-        &[
-            "--registry-ca",
-            ca,
-            "cache",
-            "pull",
-            "--arch",
-            "amd64",
-            &image,
-        ],
-        &bad,
-    )
-    .expect_code(1);
+    let out = pull_with_ca(&bad).expect_code(1);
     assert!(
         out.stderr
             .contains(&format!("cannot fetch the manifest of {image}"))
@@ -151,19 +139,7 @@ fn tls_registry_with_htpasswd_and_a_private_ca() {
         out.stderr
     );
     // With the CA and the right password: pulled over TLS.
-    let out = hull(
-        &[
-            "--registry-ca",
-            ca,
-            "cache",
-            "pull",
-            "--arch",
-            "amd64",
-            &image,
-        ],
-        &good,
-    )
-    .expect_code(0);
+    let out = pull_with_ca(&good).expect_code(0);
     assert!(out.stdout.contains("sha256:"), "{}", out.stdout);
     // And pushed back under another name.
     let dst = format!("{}/private/copy:2", reg.addr);

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use base64::Engine as _;
-use util::registry::{free_port, run, umoci_image};
+use util::registry::{free_port, run, self_signed, umoci_image};
 
 const SERVICE: &str = "hull-test-registry";
 const ISSUER: &str = "hull-test-issuer";
@@ -100,21 +100,7 @@ fn jwt(dir: &Path, request: &str) -> String {
 fn bearer_tokens_from_a_token_service() {
     let tmp = tempfile::tempdir().expect("temp dir");
     let dir = tmp.path().to_path_buf();
-    run(Command::new("openssl").current_dir(&dir).args([
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=hull token signer",
-        "-keyout",
-        "token.key",
-        "-out",
-        "token.pem",
-    ]));
+    self_signed(&dir, "token", "hull token signer");
     run(Command::new("openssl").current_dir(&dir).args([
         "x509",
         "-in",

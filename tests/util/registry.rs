@@ -217,3 +217,22 @@ pub fn http_get(addr: &str, path: &str, accept: &str) -> (u16, Vec<u8>) {
         .expect("status");
     (status, resp[split + 4..].to_vec())
 }
+
+/// A self-signed RSA certificate made with openssl: `dir/NAME.key`, `dir/NAME.pem`.
+pub fn self_signed(dir: &Path, name: &str, cn: &str) {
+    run(Command::new("openssl").current_dir(dir).args([
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        &format!("/CN={cn}"),
+        "-keyout",
+        &format!("{name}.key"),
+        "-out",
+        &format!("{name}.pem"),
+    ]));
+}
