@@ -53,6 +53,11 @@ pub enum Command {
         after_help = "Several files are merged in order, as LinuxKit does: kernel fields from the last\nfile that sets them, lists appended. Every error is printed as FILE:LINE:COL.\n\nExamples:\n  hull validate examples/minimal.yml\n  hull validate base.yml debug.yml --json | jq .services"
     )]
     Validate(ValidateArgs),
+    /// Build image outputs from manifests
+    #[command(
+        after_help = "Images come from the cache, pulled when missing (--pull). Outputs appear only when\nthe whole build succeeds; their sha256 is printed. SOURCE_DATE_EPOCH sets file times.\n\nExamples:\n  hull build examples/minimal.yml\n  hull build --arch arm64 --format kernel+initrd --format tar --dir out minimal.yml\n  hull build --write-lock minimal.lock minimal.yml && hull build --lock minimal.lock minimal.yml"
+    )]
+    Build(BuildArgs),
     /// Manage the image cache (an OCI image layout)
     #[command(subcommand)]
     Cache(CacheCommand),
@@ -164,4 +169,35 @@ pub struct PushArgs {
     /// Where to push it [default: the image's own name]
     #[arg(value_name = "TARGET")]
     pub target: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// Manifest files, merged in order
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    /// Output formats (repeatable) [default: kernel+initrd]
+    #[arg(short, long = "format", value_enum, value_name = "FORMAT")]
+    pub formats: Vec<crate::output::Format>,
+    /// Target architecture [default: the host's]
+    #[arg(long, value_name = "amd64|arm64")]
+    pub arch: Option<String>,
+    /// Directory for the outputs
+    #[arg(long, default_value = ".", value_name = "DIR")]
+    pub dir: PathBuf,
+    /// Base name of the outputs [default: the first manifest's file name without .yml]
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+    /// Initrd compression
+    #[arg(long, value_enum, default_value_t = crate::output::Compression::Gzip)]
+    pub compression: crate::output::Compression,
+    /// When to ask registries
+    #[arg(long, value_enum, default_value_t = crate::registry::pull::PullPolicy::Missing)]
+    pub pull: crate::registry::pull::PullPolicy,
+    /// Pin every image to the digest recorded in this lock file
+    #[arg(long, value_name = "FILE", conflicts_with = "write_lock")]
+    pub lock: Option<PathBuf>,
+    /// Write the resolved digest of every image to this lock file
+    #[arg(long, value_name = "FILE")]
+    pub write_lock: Option<PathBuf>,
 }

@@ -1,6 +1,7 @@
 //! One module per subcommand: each loads its inputs, calls the library, and adds
 //! context to errors. No pipeline logic lives here.
 
+pub mod build;
 pub mod cache;
 pub mod completions;
 pub mod man;
@@ -47,6 +48,7 @@ impl Context {
 pub fn run(cx: &Context, command: Command) -> anyhow::Result<()> {
     match command {
         Command::Validate(args) => validate::run(cx, args),
+        Command::Build(args) => build::run(cx, args),
         Command::Cache(cmd) => cache::run(cx, cmd),
         Command::Push(args) => push::run(cx, args),
         Command::Completions(args) => completions::run(args),

@@ -1,0 +1,142 @@
+//! A whole build: manifest → images → tree → outputs.
+//!
+//! Owns: the order of the stages, the lock file (reference → digest pins), and
+//! reproducibility inputs (SOURCE_DATE_EPOCH). Must not parse YAML, talk HTTP
+//! or write formats itself: it calls `manifest`, `registry`, `assemble` and
+//! `output`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use oci_client::Reference;
+
+use crate::assemble::{self, Flat};
+use crate::cache::Cache;
+use crate::manifest::Manifest;
+use crate::output::{self, Compression, Format};
+use crate::platform::Arch;
+use crate::progress::Progress;
+use crate::registry::pull::{self, PullPolicy};
+use crate::registry::Registry;
+use crate::tree::Pack;
+
+/// What to build.
+pub struct Request<'a> {
+    pub manifest: &'a Manifest,
+    pub manifest_dir: &'a Path,
+    pub arch: Arch,
+    pub formats: &'a [Format],
+    pub dir: &'a Path,
+    pub name: &'a str,
+    pub compression: Compression,
+    pub pull: PullPolicy,
+    pub lock: Option<BTreeMap<String, String>>,
+    pub mtime: u64,
+}
+
+/// Every image reference a manifest uses, as written, in first-use order.
+pub fn references(m: &Manifest) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut push = |r: &str| {
+        if !out.iter().any(|o| o == r) {
+            out.push(r.to_string());
+        }
+    };
+    if let Some(i) = m.kernel.as_ref().and_then(|k| k.image.as_ref()) {
+        push(&i.value.text);
+    }
+    for i in m.init.iter().flatten() {
+        push(&i.value.text);
+    }
+    for list in [&m.onboot, &m.onshutdown, &m.services] {
+        for e in list.iter().flatten() {
+            if let Some(i) = &e.image {
+                push(&i.value.text);
+            }
+        }
+    }
+    for v in m.volumes.iter().flatten() {
+        if let Some(i) = &v.image {
+            push(&i.value.text);
+        }
+    }
+    out
+}
+
+/// Reads a lock file: `{"images": {"REF": "sha256:..."}}`.
+pub fn read_lock(path: &Path) -> anyhow::Result<BTreeMap<String, String>> {
+    let text =
+        std::fs::read(path).with_context(|| format!("cannot read lock file {}", path.display()))?;
+    let v: serde_json::Value = serde_json::from_slice(&text)
+        .with_context(|| format!("lock file {} is not JSON", path.display()))?;
+    serde_json::from_value(v["images"].clone())
+        .with_context(|| format!("lock file {} has no \"images\" map", path.display()))
+}
+
+/// Writes a lock file atomically.
+pub fn write_lock(path: &Path, pins: &BTreeMap<String, String>) -> anyhow::Result<()> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let mut json = serde_json::to_vec_pretty(&serde_json::json!({ "images": pins }))?;
+    json.push(b'\n');
+    let mut tmp = tempfile::NamedTempFile::new_in(&dir)?;
+    std::io::Write::write_all(&mut tmp, &json)?;
+    tmp.persist(path)
+        .with_context(|| format!("cannot write lock file {}", path.display()))?;
+    Ok(())
+}
+
+/// The outputs with their sha256, and the digest each reference resolved to.
+pub type Built = (Vec<(PathBuf, String)>, BTreeMap<String, String>);
+
+/// Builds; returns the outputs with their sha256, and the pins used.
+pub fn build(
+    req: &Request,
+    cache: &Cache,
+    registry: &Registry,
+    progress: &Progress,
+) -> anyhow::Result<Built> {
+    let refs = references(req.manifest);
+    let runtime = crate::commands::runtime()?;
+    let mut pins = BTreeMap::new();
+    let mut cached = Vec::new();
+    for text in &refs {
+        let mut reference: Reference = text
+            .parse()
+            .with_context(|| format!("invalid image reference {text}"))?;
+        if let Some(lock) = &req.lock {
+            let digest = lock
+                .get(text)
+                .with_context(|| format!("{text} is not in the lock file"))?;
+            reference = reference.clone_with_digest(digest.clone());
+        }
+        let img = runtime.block_on(pull::ensure(
+            registry, cache, &reference, req.arch, req.pull, progress,
+        ))?;
+        pins.insert(text.clone(), img.top.digest.clone());
+        cached.push((text.clone(), reference.whole(), img));
+    }
+    let mut pack = Pack::new(&std::env::temp_dir()).context("cannot create a temp file")?;
+    let mut images: BTreeMap<String, Flat> = BTreeMap::new();
+    for (text, name, img) in cached {
+        let flat = assemble::flatten(cache, &mut pack, &name, img)?;
+        images.insert(text, flat);
+    }
+    let assembled = assemble::assemble(req.manifest, &images, &mut pack, req.manifest_dir)?;
+    std::fs::create_dir_all(req.dir)
+        .with_context(|| format!("cannot create {}", req.dir.display()))?;
+    let img = output::Image {
+        tree: &assembled.tree,
+        pack: &pack,
+        kernel: assembled.kernel.as_ref(),
+        ucode: assembled.ucode.as_ref(),
+        cmdline: &assembled.cmdline,
+        mtime: req.mtime,
+        compression: req.compression,
+    };
+    let staged = output::stage_all(&img, req.formats, req.dir, req.name)?;
+    Ok((staged.commit()?, pins))
+}

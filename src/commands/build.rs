@@ -1,0 +1,86 @@
+//! `hull build`: manifests to outputs.
+
+use anyhow::Context as _;
+
+use super::Context;
+use crate::build::{self, Request};
+use crate::cache::Cache;
+use crate::cli::BuildArgs;
+use crate::manifest::{self, LoadError};
+use crate::output::Format;
+use crate::platform::Arch;
+use crate::progress::{Mode, Progress};
+use crate::registry::Registry;
+
+pub fn run(cx: &Context, args: BuildArgs) -> anyhow::Result<()> {
+    let loaded = match manifest::load_files(&args.files) {
+        Ok(l) => l,
+        Err(LoadError::Invalid { errors, warnings }) => {
+            for w in &warnings {
+                cx.warn(format!("{}: warning: {}", w.pos, w.message));
+            }
+            return Err(LoadError::Invalid {
+                errors,
+                warnings: Vec::new(),
+            }
+            .into());
+        }
+        Err(e) => return Err(e.into()),
+    };
+    for w in &loaded.warnings {
+        cx.warn(format!("{}: warning: {}", w.pos, w.message));
+    }
+    let arch = match &args.arch {
+        Some(a) => a.parse().map_err(anyhow::Error::msg)?,
+        None => Arch::host(),
+    };
+    let formats = if args.formats.is_empty() {
+        vec![Format::KernelInitrd]
+    } else {
+        args.formats.clone()
+    };
+    let first = &args.files[0];
+    let name = args.name.clone().unwrap_or_else(|| {
+        first
+            .file_stem()
+            .map_or_else(|| "hull".to_string(), |s| s.to_string_lossy().into_owned())
+    });
+    let manifest_dir = first
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    let mtime = match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(v) => v
+            .trim()
+            .parse()
+            .with_context(|| format!("SOURCE_DATE_EPOCH={v} is not a number of seconds"))?,
+        Err(_) => 0,
+    };
+    let lock = args.lock.as_deref().map(build::read_lock).transpose()?;
+    let cache = Cache::open(&cx.cache)
+        .with_context(|| format!("cannot open the cache {}", cx.cache.display()))?;
+    let registry = Registry::new(cx.registry.clone())?;
+    let progress = Progress::new(Mode::detect(cx.quiet));
+    let req = Request {
+        manifest: &loaded.manifest,
+        manifest_dir,
+        arch,
+        formats: &formats,
+        dir: &args.dir,
+        name: &name,
+        compression: args.compression,
+        pull: args.pull,
+        lock,
+        mtime,
+    };
+    let (outputs, pins) = build::build(&req, &cache, &registry, &progress)?;
+    if let Some(path) = &args.write_lock {
+        build::write_lock(path, &pins)?;
+    }
+    if !cx.quiet {
+        for (path, sha) in outputs {
+            println!("{sha}  {}", path.display());
+        }
+    }
+    Ok(())
+}

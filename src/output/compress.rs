@@ -1,0 +1,202 @@
+//! Compressing an output stream: gzip in independently compressed members
+//! made in parallel, zstd multithreaded, or none.
+//!
+//! Owns: the [`Compressor`] writer. Callers mark the places where a member may
+//! end (`boundary`), so a gzip member always holds whole archive entries.
+//! Must not know what it compresses.
+
+use std::io::{self, Write};
+
+/// The codec for initrds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Compression {
+    Gzip,
+    Zstd,
+    None,
+}
+
+/// Uncompressed bytes per gzip member (at least; members end at boundaries).
+const CHUNK: usize = 4 << 20;
+
+/// A writer that compresses into `out`.
+pub struct Compressor<W: Write> {
+    inner: Inner<W>,
+}
+
+enum Inner<W: Write> {
+    Gzip {
+        out: W,
+        chunk: Vec<u8>,
+        pending: Vec<Vec<u8>>,
+        threads: usize,
+        level: u32,
+    },
+    Zstd(zstd::stream::write::Encoder<'static, W>),
+    None(W),
+}
+
+/// Cores to use.
+pub fn threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// One gzip member of `data` (deterministic: no name, no time).
+pub fn gzip_member(data: &[u8], level: u32) -> io::Result<Vec<u8>> {
+    let mut enc = flate2::GzBuilder::new()
+        .mtime(0)
+        .operating_system(255)
+        .write(
+            Vec::with_capacity(data.len() / 2),
+            flate2::Compression::new(level),
+        );
+    enc.write_all(data)?;
+    enc.finish()
+}
+
+impl<W: Write> Compressor<W> {
+    pub fn new(out: W, codec: Compression) -> io::Result<Self> {
+        let inner = match codec {
+            Compression::Gzip => Inner::Gzip {
+                out,
+                chunk: Vec::with_capacity(CHUNK + (1 << 16)),
+                pending: Vec::new(),
+                threads: threads(),
+                level: 6,
+            },
+            Compression::Zstd => {
+                let mut enc = zstd::stream::write::Encoder::new(out, 19)?;
+                enc.multithread(u32::try_from(threads()).unwrap_or(1))?;
+                enc.include_checksum(true)?;
+                Inner::Zstd(enc)
+            }
+            Compression::None => Inner::None(out),
+        };
+        Ok(Compressor { inner })
+    }
+
+    /// A gzip member may end here.
+    pub fn boundary(&mut self) -> io::Result<()> {
+        if let Inner::Gzip {
+            chunk,
+            pending,
+            threads,
+            ..
+        } = &mut self.inner
+        {
+            if chunk.len() >= CHUNK {
+                pending.push(std::mem::take(chunk));
+                if pending.len() >= *threads {
+                    self.flush_pending()?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn flush_pending(&mut self) -> io::Result<()> {
+        if let Inner::Gzip {
+            out,
+            pending,
+            level,
+            ..
+        } = &mut self.inner
+        {
+            let level = *level;
+            let results: Vec<io::Result<Vec<u8>>> = std::thread::scope(|s| {
+                let handles: Vec<_> = pending
+                    .iter()
+                    .map(|c| s.spawn(move || gzip_member(c, level)))
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| {
+                        h.join()
+                            .unwrap_or_else(|_| Err(io::Error::other("gzip worker failed")))
+                    })
+                    .collect()
+            });
+            pending.clear();
+            for r in results {
+                out.write_all(&r?)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Finishes the stream and returns the writer.
+    pub fn finish(mut self) -> io::Result<W> {
+        if let Inner::Gzip { chunk, pending, .. } = &mut self.inner {
+            if !chunk.is_empty() {
+                pending.push(std::mem::take(chunk));
+            }
+        }
+        self.flush_pending()?;
+        match self.inner {
+            Inner::Gzip { out, .. } | Inner::None(out) => Ok(out),
+            Inner::Zstd(enc) => enc.finish(),
+        }
+    }
+}
+
+impl<W: Write> Write for Compressor<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match &mut self.inner {
+            Inner::Gzip { chunk, .. } => {
+                chunk.extend_from_slice(buf);
+                Ok(buf.len())
+            }
+            Inner::Zstd(enc) => enc.write(buf),
+            Inner::None(out) => out.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match &mut self.inner {
+            Inner::Gzip { .. } => Ok(()),
+            Inner::Zstd(enc) => enc.flush(),
+            Inner::None(out) => out.flush(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    #[test]
+    fn gzip_members_decode_as_one_stream() {
+        let data: Vec<u8> = (0..10_000_000u32)
+            .map(|i| (i % 251).to_le_bytes()[0])
+            .collect();
+        let mut c = Compressor::new(Vec::new(), Compression::Gzip).expect("new");
+        for piece in data.chunks(1_000_000) {
+            c.write_all(piece).expect("write");
+            c.boundary().expect("boundary");
+        }
+        let out = c.finish().expect("finish");
+        let mut back = Vec::new();
+        flate2::read::MultiGzDecoder::new(&out[..])
+            .read_to_end(&mut back)
+            .expect("decode");
+        assert_eq!(back, data);
+        let again = {
+            let mut c = Compressor::new(Vec::new(), Compression::Gzip).expect("new");
+            for piece in data.chunks(1_000_000) {
+                c.write_all(piece).expect("write");
+                c.boundary().expect("boundary");
+            }
+            c.finish().expect("finish")
+        };
+        assert_eq!(out, again, "deterministic");
+    }
+
+    #[test]
+    fn zstd_round_trip() {
+        let data = vec![42u8; 1_000_000];
+        let mut c = Compressor::new(Vec::new(), Compression::Zstd).expect("new");
+        c.write_all(&data).expect("write");
+        let out = c.finish().expect("finish");
+        assert_eq!(zstd::decode_all(&out[..]).expect("decode"), data);
+    }
+}

@@ -1,0 +1,189 @@
+//! Output formats: what `hull build` writes, and writing it atomically.
+//!
+//! Owns: the format names (as LinuxKit names them), the files each one makes,
+//! and [`Staged`] outputs: temp files in the output directory renamed into
+//! place only when every output of the build is complete. Must not know about
+//! manifests: it takes an assembled tree, kernel and command line.
+
+pub mod compress;
+pub mod cpio;
+pub mod tar;
+
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use sha2::Digest as _;
+
+use crate::tree::{Content, Pack, Tree};
+pub use compress::Compression;
+
+/// An output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum)]
+pub enum Format {
+    /// NAME-kernel, NAME-initrd.img, NAME-cmdline
+    #[value(name = "kernel+initrd")]
+    KernelInitrd,
+    /// NAME.tar: the root filesystem
+    Tar,
+    /// NAME-initrd.tar: kernel, initrd.img and cmdline in one tar
+    #[value(name = "tar-kernel-initrd")]
+    TarKernelInitrd,
+}
+
+/// What the formats are made from.
+pub struct Image<'a> {
+    pub tree: &'a Tree,
+    pub pack: &'a Pack,
+    pub kernel: Option<&'a Content>,
+    /// Uncompressed cpio(s) to put before the main initrd (CPU microcode).
+    pub ucode: Option<&'a Content>,
+    pub cmdline: &'a str,
+    pub mtime: u64,
+    pub compression: Compression,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OutputError {
+    #[error("format {0} needs a kernel, and the manifest has none")]
+    NoKernel(&'static str),
+    #[error("cannot write {path}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Outputs written to temp files, published together by [`Staged::commit`].
+pub struct Staged {
+    files: Vec<(tempfile::NamedTempFile, PathBuf)>,
+}
+
+impl Staged {
+    /// Renames every output into place; returns (path, sha256) for each.
+    pub fn commit(self) -> Result<Vec<(PathBuf, String)>, OutputError> {
+        let mut out = Vec::new();
+        for (tmp, dest) in self.files {
+            let io_err = |source| OutputError::Io {
+                path: dest.clone(),
+                source,
+            };
+            tmp.as_file().sync_all().map_err(io_err)?;
+            let mut f = std::fs::File::open(tmp.path()).map_err(io_err)?;
+            let mut h = sha2::Sha256::new();
+            io::copy(&mut f, &mut h).map_err(io_err)?;
+            tmp.persist(&dest).map_err(|e| OutputError::Io {
+                path: dest.clone(),
+                source: e.error,
+            })?;
+            out.push((dest, hex::encode(h.finalize())));
+        }
+        Ok(out)
+    }
+}
+
+fn stage(dir: &Path, name: String) -> Result<(tempfile::NamedTempFile, PathBuf), OutputError> {
+    let dest = dir.join(name);
+    let tmp = tempfile::Builder::new()
+        .prefix(".hull-")
+        .tempfile_in(dir)
+        .map_err(|source| OutputError::Io {
+            path: dest.clone(),
+            source,
+        })?;
+    Ok((tmp, dest))
+}
+
+/// Writes the initrd (microcode first, then the compressed cpio) to `out`.
+pub fn write_initrd<W: Write>(img: &Image, mut out: W) -> io::Result<W> {
+    if let Some(u) = img.ucode {
+        img.pack.copy_to(u, &mut out)?;
+    }
+    let mut c = compress::Compressor::new(out, img.compression)?;
+    cpio::write(
+        img.tree,
+        img.pack,
+        u32::try_from(img.mtime).unwrap_or(u32::MAX),
+        &mut c,
+    )?;
+    c.finish()
+}
+
+/// Writes `formats` of `img` as `dir/name...` temp files.
+pub fn stage_all(
+    img: &Image,
+    formats: &[Format],
+    dir: &Path,
+    name: &str,
+) -> Result<Staged, OutputError> {
+    let mut files = Vec::new();
+    for format in formats {
+        match format {
+            Format::KernelInitrd => {
+                let kernel = img.kernel.ok_or(OutputError::NoKernel("kernel+initrd"))?;
+                let (mut k, kd) = stage(dir, format!("{name}-kernel"))?;
+                let err = |p: &Path| {
+                    let p = p.to_path_buf();
+                    move |source| OutputError::Io { path: p, source }
+                };
+                img.pack
+                    .copy_to(kernel, k.as_file_mut())
+                    .map_err(err(&kd))?;
+                let (i, id) = stage(dir, format!("{name}-initrd.img"))?;
+                let i = write_initrd(img, io::BufWriter::new(i))
+                    .and_then(|w| w.into_inner().map_err(|e| e.into_error()))
+                    .map_err(err(&id))?;
+                let (mut c, cd) = stage(dir, format!("{name}-cmdline"))?;
+                c.write_all(img.cmdline.as_bytes()).map_err(err(&cd))?;
+                files.extend([(k, kd), (i, id), (c, cd)]);
+            }
+            Format::Tar => {
+                let (t, td) = stage(dir, format!("{name}.tar"))?;
+                let t = tar::write(img.tree, img.pack, img.mtime, io::BufWriter::new(t))
+                    .and_then(|w| w.into_inner().map_err(|e| e.into_error()))
+                    .map_err(|source| OutputError::Io {
+                        path: td.clone(),
+                        source,
+                    })?;
+                files.push((t, td));
+            }
+            Format::TarKernelInitrd => {
+                let kernel = img
+                    .kernel
+                    .ok_or(OutputError::NoKernel("tar-kernel-initrd"))?;
+                let (t, td) = stage(dir, format!("{name}-initrd.tar"))?;
+                let e = |source| OutputError::Io {
+                    path: td.clone(),
+                    source,
+                };
+                let mut initrd = tempfile::tempfile_in(dir).map_err(e)?;
+                write_initrd(img, &mut initrd).map_err(e)?;
+                let mut b = ::tar::Builder::new(io::BufWriter::new(t));
+                b.mode(::tar::HeaderMode::Deterministic);
+                let mut add = |name: &str, size: u64, data: &mut dyn io::Read| {
+                    let mut h = ::tar::Header::new_gnu();
+                    h.set_size(size);
+                    h.set_mode(0o644);
+                    h.set_mtime(img.mtime);
+                    b.append_data(&mut h, name, data)
+                };
+                add("kernel", kernel.len(), &mut img.pack.reader(kernel)).map_err(e)?;
+                let size = initrd.metadata().map_err(e)?.len();
+                io::Seek::rewind(&mut initrd).map_err(e)?;
+                add("initrd.img", size, &mut initrd).map_err(e)?;
+                add(
+                    "cmdline",
+                    img.cmdline.len() as u64,
+                    &mut img.cmdline.as_bytes(),
+                )
+                .map_err(e)?;
+                let t = b
+                    .into_inner()
+                    .and_then(|w| w.into_inner().map_err(|e| e.into_error()))
+                    .map_err(e)?;
+                files.push((t, td));
+            }
+        }
+    }
+    Ok(Staged { files })
+}
