@@ -317,8 +317,7 @@ fn place_container(
     let settings = spec::merge(&flat.label, &e.config);
     let spec = spec::runtime_spec(&name, &settings, &flat.defaults, ids)
         .map_err(|e| AssembleError::Spec(what.clone(), e))?;
-    let config =
-        serde_json::to_vec_pretty(&spec).map_err(|e| AssembleError::Spec(what.clone(), e))?;
+    let config = spec::canonical_json(&spec).map_err(|e| AssembleError::Spec(what.clone(), e))?;
     let runtime = spec::runtime_json(&settings, section, &format!("/{image_dir}"));
     let runtime =
         serde_json::to_vec_pretty(&runtime).map_err(|e| AssembleError::Spec(what.clone(), e))?;

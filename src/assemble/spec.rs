@@ -470,3 +470,21 @@ pub fn runtime_json(c: &ImageConfig, section: &str, image_dir: &str) -> Value {
     }
     v
 }
+
+/// The spec as JSON with a stable order: object keys sorted (serde_json's
+/// map), and the capability sets (hash sets in `oci-spec`) sorted too.
+pub fn canonical_json(spec: &oci_spec::runtime::Spec) -> Result<Vec<u8>, serde_json::Error> {
+    let mut v = serde_json::to_value(spec)?;
+    if let Some(caps) = v
+        .get_mut("process")
+        .and_then(|p| p.get_mut("capabilities"))
+        .and_then(Value::as_object_mut)
+    {
+        for set in caps.values_mut() {
+            if let Some(a) = set.as_array_mut() {
+                a.sort_by(|x, y| x.as_str().cmp(&y.as_str()));
+            }
+        }
+    }
+    serde_json::to_vec_pretty(&v)
+}

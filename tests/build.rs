@@ -1,0 +1,705 @@
+//! `hull build` against a real registry: images made with umoci (layers written
+//! by the tar crate, with whiteouts, links, devices and xattrs), outputs checked
+//! with cpio, bsdtar and gzip, reproducibility across directories and caches,
+//! both architectures from one host, and hostile layers refused.
+
+mod util;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use util::registry::{oci_index, run, skopeo_copy, TestRegistry};
+
+/// A tar layer written entry by entry.
+struct Layer(tar::Builder<Vec<u8>>);
+
+impl Layer {
+    fn new() -> Self {
+        Layer(tar::Builder::new(Vec::new()))
+    }
+    fn header(kind: tar::EntryType, size: u64, mode: u32) -> tar::Header {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(kind);
+        h.set_size(size);
+        h.set_mode(mode);
+        h.set_mtime(0);
+        h.set_uid(0);
+        h.set_gid(0);
+        h
+    }
+    fn file(mut self, path: &str, data: &[u8], mode: u32, owner: (u64, u64)) -> Self {
+        let mut h = Self::header(tar::EntryType::Regular, data.len() as u64, mode);
+        h.set_uid(owner.0);
+        h.set_gid(owner.1);
+        self.0.append_data(&mut h, path, data).expect("append");
+        self
+    }
+    fn dir(mut self, path: &str) -> Self {
+        let mut h = Self::header(tar::EntryType::Directory, 0, 0o755);
+        self.0.append_data(&mut h, path, &[][..]).expect("append");
+        self
+    }
+    fn link(mut self, kind: tar::EntryType, path: &str, target: &str) -> Self {
+        let mut h = Self::header(kind, 0, 0o777);
+        self.0.append_link(&mut h, path, target).expect("append");
+        self
+    }
+    fn chardev(mut self, path: &str, major: u32, minor: u32) -> Self {
+        let mut h = Self::header(tar::EntryType::Char, 0, 0o666);
+        h.set_device_major(major).expect("major");
+        h.set_device_minor(minor).expect("minor");
+        self.0.append_data(&mut h, path, &[][..]).expect("append");
+        self
+    }
+    fn xattr_file(mut self, path: &str, data: &[u8], key: &str, value: &[u8]) -> Self {
+        self.0
+            .append_pax_extensions([(format!("SCHILY.xattr.{key}").as_str(), value)])
+            .expect("pax");
+        self.file(path, data, 0o755, (0, 0))
+    }
+    /// An entry whose raw name is written as is (no path checks). A sparse
+    /// entry claims `size` bytes of real size with an empty sparse map.
+    fn raw(mut self, name: &[u8], kind: tar::EntryType, size: u64, data: &[u8]) -> Self {
+        let mut h = Self::header(kind, size, 0o644);
+        if kind == tar::EntryType::GNUSparse {
+            h.set_size(0);
+            if let Some(gnu) = h.as_gnu_mut() {
+                gnu.set_real_size(size);
+            }
+        }
+        h.as_old_mut().name[..name.len()].copy_from_slice(name);
+        h.set_cksum();
+        self.0.append(&h, data).expect("append");
+        self
+    }
+    fn write(self, path: &Path) {
+        std::fs::write(path, self.0.into_inner().expect("tar")).expect("write layer");
+    }
+}
+
+struct Env {
+    reg: TestRegistry,
+    tmp: tempfile::TempDir,
+}
+
+impl Env {
+    fn new() -> Self {
+        Env {
+            reg: TestRegistry::start(),
+            tmp: tempfile::tempdir().expect("tmp"),
+        }
+    }
+
+    /// Makes `layout:tag` for `arch` from layer tars, with an optional label.
+    fn image(&self, layout: &Path, tag: &str, arch: &str, layers: Vec<Layer>, label: Option<&str>) {
+        if !layout.join("index.json").exists() {
+            run(Command::new("umoci").args(["init", "--layout"]).arg(layout));
+        }
+        let image = format!("{}:{tag}", layout.display());
+        run(Command::new("umoci").args(["new", "--image", &image]));
+        for (i, l) in layers.into_iter().enumerate() {
+            let p = self.tmp.path().join(format!("{tag}-{arch}-{i}.tar"));
+            l.write(&p);
+            run(Command::new("umoci")
+                .args(["raw", "add-layer", "--image", &image])
+                .arg(&p));
+        }
+        let mut cfg = Command::new("umoci");
+        cfg.args([
+            "config",
+            "--image",
+            &image,
+            "--architecture",
+            arch,
+            "--os",
+            "linux",
+        ])
+        .args([
+            "--config.entrypoint",
+            "/bin/app",
+            "--config.cmd",
+            "--serve",
+            "--config.env",
+            "APP=1",
+        ]);
+        if let Some(l) = label {
+            cfg.arg(format!("--config.label=org.mobyproject.config={l}"));
+        }
+        run(&mut cfg);
+    }
+
+    /// Pushes a two-arch index `repo:1` whose images `make(arch)` builds.
+    fn publish(
+        &self,
+        repo: &str,
+        make: &dyn Fn(&str) -> Vec<Layer>,
+        label: Option<&str>,
+    ) -> String {
+        let layout = self
+            .tmp
+            .path()
+            .join(format!("layout-{}", repo.replace('/', "-")));
+        for arch in ["amd64", "arm64"] {
+            self.image(&layout, arch, arch, make(arch), label);
+        }
+        oci_index(&layout, "multi", &[("amd64", "amd64"), ("arm64", "arm64")]);
+        let image = format!("{}/{repo}:1", self.reg.addr);
+        skopeo_copy(
+            &format!("oci:{}:multi", layout.display()),
+            &format!("docker://{image}"),
+            &["--all"],
+        );
+        image
+    }
+
+    fn standard_images(&self) -> (String, String, String) {
+        let kernel = self.publish(
+            "test/kernel",
+            &|arch| {
+                let mut modules = tar::Builder::new(Vec::new());
+                let ko = format!("module for {arch}");
+                let mut h = tar::Header::new_gnu();
+                h.set_size(ko.len() as u64);
+                h.set_mode(0o644);
+                h.set_uid(0);
+                h.set_gid(0);
+                h.set_mtime(0);
+                modules
+                    .append_data(
+                        &mut h,
+                        "lib/modules/6.1.0-test/kernel/drivers/virtio.ko",
+                        ko.as_bytes(),
+                    )
+                    .expect("append");
+                let modules = modules.into_inner().expect("tar");
+                vec![Layer::new()
+                    .file("kernel", format!("KERNEL-{arch}").as_bytes(), 0o644, (0, 0))
+                    .file("kernel.tar", &modules, 0o644, (0, 0))
+                    .file(
+                        "intel-ucode.cpio",
+                        b"070701-not-really-a-cpio",
+                        0o644,
+                        (0, 0),
+                    )]
+            },
+            None,
+        );
+        let init = self.publish(
+            "test/init",
+            &|arch| {
+                vec![
+                    Layer::new()
+                        .dir("bin")
+                        .file(
+                            "bin/init",
+                            format!("init for {arch}").as_bytes(),
+                            0o755,
+                            (0, 0),
+                        )
+                        .file(
+                            "etc/arch",
+                            format!("init for {arch}").as_bytes(),
+                            0o644,
+                            (0, 0),
+                        )
+                        .link(tar::EntryType::Link, "bin/init-again", "bin/init")
+                        .link(tar::EntryType::Symlink, "sbin", "bin")
+                        .chardev("dev/console", 5, 1)
+                        .xattr_file(
+                            "bin/ping",
+                            b"ping",
+                            "security.capability",
+                            b"\x01\x00\x00\x02",
+                        )
+                        .file("etc/old", b"gone after layer 2", 0o644, (0, 0))
+                        .file("var/cache/a", b"hidden by opaque", 0o644, (0, 0))
+                        .file("home/user/.profile", b"owned", 0o640, (1000, 1000)),
+                    Layer::new()
+                        .file("etc/.wh.old", b"", 0o644, (0, 0))
+                        .file("var/cache/.wh..wh..opq", b"", 0o644, (0, 0))
+                        .file("var/cache/b", b"from layer 2", 0o644, (0, 0)),
+                ]
+            },
+            None,
+        );
+        let svc = self.publish(
+            "test/svc",
+            &|arch| vec![Layer::new().file("bin/app", format!("app for {arch}").as_bytes(), 0o755, (0, 0))],
+            Some(r#"{"capabilities":["CAP_NET_BIND_SERVICE"],"binds":["/etc/resolv.conf:/etc/resolv.conf"]}"#),
+        );
+        (kernel, init, svc)
+    }
+
+    fn manifest(&self, name: &str, kernel: &str, init: &str, svc: &str) -> PathBuf {
+        let text = format!(
+            "kernel:\n  image: {kernel}\n  cmdline: console=ttyS0\n  ucode: intel-ucode.cpio\n\
+             init:\n  - {init}\n\
+             onboot:\n  - name: setup\n    image: {svc}\n    command: [/bin/app, --once]\n    capabilities: [CAP_SYS_ADMIN]\n    net: host\n    timeout: 30s\n\
+             services:\n  - name: web\n    image: {svc}\n    readonly: true\n    capabilities.add: [CAP_CHOWN]\n    binds.add: [/var/lib/web:/data]\n    uid: web\n    restart: always\n\
+             \x20 - name: worker\n    image: {svc}\n    env: [MODE=worker]\n    net: new\n\
+             files:\n  - path: etc/motd\n    contents: hello\n    mode: \"0644\"\n    uid: 1000\n\
+             \x20 - path: var/lib/web\n    directory: true\n"
+        );
+        let p = self.tmp.path().join(name);
+        std::fs::write(&p, text).expect("write manifest");
+        p
+    }
+
+    fn hull(&self, cache: &str, args: &[&str]) -> util::Run {
+        let mut all = vec!["--cache", cache];
+        all.extend_from_slice(args);
+        util::hull_in(self.tmp.path(), &all, &[("DOCKER_CONFIG", "/nonexistent")])
+    }
+}
+
+fn sh(cmd: &str) -> String {
+    run(Command::new("sh").args(["-c", cmd]))
+}
+
+#[test]
+fn kernel_initrd_and_tar_hold_the_contract_and_are_reproducible() {
+    let env = Env::new();
+    let (kernel, init, svc) = env.standard_images();
+    let manifest = env.manifest("m.yml", &kernel, &init, &svc);
+    let out1 = env.tmp.path().join("out1");
+    let cache1 = env.tmp.path().join("cache1");
+    let run1 = env
+        .hull(
+            cache1.to_str().expect("utf-8"),
+            &[
+                "build",
+                "--arch",
+                "amd64",
+                "--format",
+                "kernel+initrd",
+                "--format",
+                "tar",
+                "--format",
+                "tar-kernel-initrd",
+                "--dir",
+                out1.to_str().expect("utf-8"),
+                manifest.to_str().expect("utf-8"),
+            ],
+        )
+        .expect_code(0);
+    for f in [
+        "m-kernel",
+        "m-initrd.img",
+        "m-cmdline",
+        "m.tar",
+        "m-initrd.tar",
+    ] {
+        assert!(
+            run1.stdout.contains(&format!("{}", out1.join(f).display())),
+            "{f} listed: {}",
+            run1.stdout
+        );
+    }
+    assert_eq!(
+        std::fs::read(out1.join("m-kernel")).expect("kernel"),
+        b"KERNEL-amd64"
+    );
+    assert_eq!(
+        std::fs::read_to_string(out1.join("m-cmdline")).expect("cmdline"),
+        "console=ttyS0"
+    );
+
+    // The initrd: the microcode first (uncompressed), then gzip members of a cpio.
+    let initrd = std::fs::read(out1.join("m-initrd.img")).expect("initrd");
+    assert!(initrd.starts_with(b"070701-not-really-a-cpio"));
+    let gz = env.tmp.path().join("main.cpio.gz");
+    std::fs::write(&gz, &initrd[b"070701-not-really-a-cpio".len()..]).expect("write");
+    let listing = sh(&format!(
+        "gzip -dc {} | cpio -itv --quiet --numeric-uid-gid",
+        gz.display()
+    ));
+    let names = sh(&format!("gzip -dc {} | cpio -it --quiet", gz.display()));
+    let has = |p: &str| names.lines().any(|l| l == p);
+    for p in [
+        "bin/init",
+        "bin/init-again",
+        "sbin",
+        "dev/console",
+        "bin/ping",
+        "var/cache/b",
+        "lib/modules/6.1.0-test/kernel/drivers/virtio.ko",
+        "etc/motd",
+        "var/lib/web",
+        "containers/onboot/000-setup/config.json",
+        "containers/onboot/000-setup/runtime.json",
+        "containers/onboot/000-setup/rootfs",
+        "containers/services/web/config.json",
+        "containers/services/worker/config.json",
+        "containers/volumes",
+    ]
+    .iter()
+    .filter(|p| **p != "containers/volumes")
+    {
+        assert!(has(p), "{p} missing from the initrd:\n{names}");
+    }
+    assert!(!has("etc/old"), "whiteout honoured");
+    assert!(!has("var/cache/a"), "opaque directory honoured");
+    // One image directory for the three containers of the same image.
+    let image_dirs: Vec<&str> = names
+        .lines()
+        .filter(|l| l.starts_with("containers/images/") && l.matches('/').count() == 2)
+        .collect();
+    assert_eq!(image_dirs.len(), 1, "{image_dirs:?}");
+    assert!(has(&format!("{}/bin/app", image_dirs[0])));
+    let line = |p: &str| {
+        listing
+            .lines()
+            .find(|l| l.ends_with(&format!(" {p}")) || l.contains(&format!(" {p} -> ")))
+            .unwrap_or_else(|| panic!("{p} not in {listing}"))
+            .to_string()
+    };
+    assert!(
+        line("dev/console").starts_with("crw-rw-rw-"),
+        "{}",
+        line("dev/console")
+    );
+    assert!(
+        line("sbin").starts_with("lrwxrwxrwx") && line("sbin").contains("sbin -> bin"),
+        "{}",
+        line("sbin")
+    );
+    assert!(
+        line("bin/init").starts_with("-rwxr-xr-x   2 "),
+        "hard link count: {}",
+        line("bin/init")
+    );
+    assert!(
+        line("etc/motd").contains(" 1000 "),
+        "owner: {}",
+        line("etc/motd")
+    );
+
+    // The tar: owners, modes, links, xattrs as bsdtar reads them.
+    let tar = out1.join("m.tar");
+    let tv = sh(&format!("bsdtar -tvf {} --numeric-owner", tar.display()));
+    let tline = |p: &str| {
+        tv.lines()
+            .find(|l| l.contains(&format!(" {p}")))
+            .unwrap_or_else(|| panic!("{p} not in {tv}"))
+            .to_string()
+    };
+    assert!(
+        tline("home/user/.profile").starts_with("-rw-r-----")
+            && tline("home/user/.profile").contains("1000"),
+        "{}",
+        tline("home/user/.profile")
+    );
+    assert!(
+        tline("bin/init-again").contains("link to bin/init"),
+        "{}",
+        tline("bin/init-again")
+    );
+    let raw = std::fs::read(&tar).expect("tar");
+    assert!(
+        raw.windows(37)
+            .any(|w| w == b"SCHILY.xattr.security.capability=\x01\x00\x00\x02"),
+        "the xattr is kept in the tar"
+    );
+
+    // config.json: image config, then label, then the manifest entry.
+    let config: serde_json::Value = serde_json::from_str(&sh(&format!(
+        "bsdtar -xOf {} containers/services/web/config.json",
+        tar.display()
+    )))
+    .expect("config.json is JSON");
+    assert_eq!(
+        config["process"]["args"],
+        serde_json::json!(["/bin/app", "--serve"])
+    );
+    assert_eq!(config["root"]["readonly"], true);
+    let caps = config["process"]["capabilities"]["bounding"]
+        .as_array()
+        .expect("caps");
+    assert!(
+        caps.contains(&"CAP_NET_BIND_SERVICE".into())
+            && caps.contains(&"CAP_CHOWN".into())
+            && caps.len() == 2,
+        "{caps:?}"
+    );
+    assert_eq!(
+        config["process"]["user"]["uid"], 100,
+        "name allocated an id"
+    );
+    let mounts = config["mounts"].as_array().expect("mounts");
+    for dest in ["/proc", "/dev", "/sys", "/etc/resolv.conf", "/data"] {
+        assert!(
+            mounts.iter().any(|m| m["destination"] == dest),
+            "{dest} in {mounts:?}"
+        );
+    }
+    let ns: Vec<&str> = config["linux"]["namespaces"]
+        .as_array()
+        .expect("ns")
+        .iter()
+        .filter_map(|n| n["type"].as_str())
+        .collect();
+    assert!(ns.contains(&"pid") && !ns.contains(&"network"), "{ns:?}");
+    let worker: serde_json::Value = serde_json::from_str(&sh(&format!(
+        "bsdtar -xOf {} containers/services/worker/config.json",
+        tar.display()
+    )))
+    .expect("json");
+    assert_eq!(
+        worker["process"]["env"],
+        serde_json::json!([
+            "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            "MODE=worker"
+        ])
+    );
+    assert!(worker["linux"]["namespaces"]
+        .as_array()
+        .expect("ns")
+        .iter()
+        .any(|n| n["type"] == "network"));
+    let runtime: serde_json::Value = serde_json::from_str(&sh(&format!(
+        "bsdtar -xOf {} containers/services/web/runtime.json",
+        tar.display()
+    )))
+    .expect("json");
+    assert_eq!(runtime["hull"]["restart"], "always");
+    let onboot: serde_json::Value = serde_json::from_str(&sh(&format!(
+        "bsdtar -xOf {} containers/onboot/000-setup/runtime.json",
+        tar.display()
+    )))
+    .expect("json");
+    assert_eq!(onboot["hull"]["timeoutSeconds"], 30);
+
+    // tar-kernel-initrd holds the same three things.
+    let inner = sh(&format!(
+        "bsdtar -tf {}",
+        out1.join("m-initrd.tar").display()
+    ));
+    assert_eq!(
+        inner.lines().collect::<Vec<_>>(),
+        ["kernel", "initrd.img", "cmdline"]
+    );
+
+    // Another directory, another cache, a copy of the manifest elsewhere: the same bytes.
+    let elsewhere = env.tmp.path().join("elsewhere");
+    std::fs::create_dir_all(&elsewhere).expect("mkdir");
+    std::fs::copy(&manifest, elsewhere.join("m.yml")).expect("copy");
+    let out2 = env.tmp.path().join("out2");
+    env.hull(
+        env.tmp.path().join("cache2").to_str().expect("utf-8"),
+        &[
+            "build",
+            "--arch",
+            "amd64",
+            "--format",
+            "kernel+initrd",
+            "--format",
+            "tar",
+            "--format",
+            "tar-kernel-initrd",
+            "--dir",
+            out2.to_str().expect("utf-8"),
+            elsewhere.join("m.yml").to_str().expect("utf-8"),
+        ],
+    )
+    .expect_code(0);
+    for f in [
+        "m-kernel",
+        "m-initrd.img",
+        "m-cmdline",
+        "m.tar",
+        "m-initrd.tar",
+    ] {
+        if std::env::var_os("HULL_DEBUG_REPRO").is_some() {
+            let _ = std::fs::remove_dir_all("/tmp/repro");
+            let _ = sh(&format!(
+                "mkdir -p /tmp/repro && cp -r {} {} /tmp/repro/",
+                out1.display(),
+                out2.display()
+            ));
+        }
+        assert!(
+            std::fs::read(out1.join(f)).expect("read")
+                == std::fs::read(out2.join(f)).expect("read"),
+            "{f} differs between two builds"
+        );
+    }
+
+    // The same manifest for arm64, from this host.
+    let out3 = env.tmp.path().join("out3");
+    env.hull(
+        cache1.to_str().expect("utf-8"),
+        &[
+            "build",
+            "--arch",
+            "arm64",
+            "--dir",
+            out3.to_str().expect("utf-8"),
+            "--compression",
+            "zstd",
+            manifest.to_str().expect("utf-8"),
+        ],
+    )
+    .expect_code(0);
+    assert_eq!(
+        std::fs::read(out3.join("m-kernel")).expect("kernel"),
+        b"KERNEL-arm64"
+    );
+    let z = env.tmp.path().join("arm.zst");
+    let initrd = std::fs::read(out3.join("m-initrd.img")).expect("initrd");
+    std::fs::write(&z, &initrd[b"070701-not-really-a-cpio".len()..]).expect("write");
+    let arm_init = sh(&format!(
+        "zstd -dc {} | cpio -i --quiet --to-stdout etc/arch",
+        z.display()
+    ));
+    assert_eq!(arm_init, "init for arm64");
+}
+
+#[test]
+fn lock_files_pin_every_image() {
+    let env = Env::new();
+    let (kernel, init, svc) = env.standard_images();
+    let manifest = env.manifest("m.yml", &kernel, &init, &svc);
+    let cache = env.tmp.path().join("cache");
+    let lock = env.tmp.path().join("m.lock");
+    let out = env.tmp.path().join("out");
+    env.hull(
+        cache.to_str().expect("utf-8"),
+        &[
+            "build",
+            "--arch",
+            "amd64",
+            "--dir",
+            out.to_str().expect("utf-8"),
+            "--write-lock",
+            lock.to_str().expect("utf-8"),
+            manifest.to_str().expect("utf-8"),
+        ],
+    )
+    .expect_code(0);
+    let pins: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&lock).expect("lock")).expect("json");
+    for r in [&kernel, &init, &svc] {
+        assert!(
+            pins["images"][r.as_str()]
+                .as_str()
+                .is_some_and(|d| d.starts_with("sha256:")),
+            "{r} pinned: {pins}"
+        );
+    }
+    // Move a tag: the locked build still gets the pinned image.
+    let moved = env.publish(
+        "test/init",
+        &|_| vec![Layer::new().file("bin/init", b"moved", 0o755, (0, 0))],
+        None,
+    );
+    assert_eq!(moved, init);
+    let out2 = env.tmp.path().join("out2");
+    env.hull(
+        env.tmp.path().join("fresh").to_str().expect("utf-8"),
+        &[
+            "build",
+            "--arch",
+            "amd64",
+            "--dir",
+            out2.to_str().expect("utf-8"),
+            "--lock",
+            lock.to_str().expect("utf-8"),
+            manifest.to_str().expect("utf-8"),
+        ],
+    )
+    .expect_code(0);
+    let (a, b) = (out.join("m-initrd.img"), out2.join("m-initrd.img"));
+    let listing = |p: &Path| {
+        sh(&format!(
+            "tail -c +25 {} | gzip -dc | cpio -i --quiet --to-stdout etc/arch",
+            p.display()
+        ))
+    };
+    assert_eq!(listing(&a), "init for amd64");
+    assert_eq!(
+        listing(&b),
+        "init for amd64",
+        "the lock pins the old init image"
+    );
+    assert!(
+        std::fs::read(&a).expect("read") == std::fs::read(&b).expect("read"),
+        "same bytes"
+    );
+}
+
+#[test]
+fn hostile_layers_are_refused_and_nothing_is_written() {
+    let env = Env::new();
+    let (kernel, _, _) = env.standard_images();
+    let cases: Vec<(&str, Layer, &str)> = vec![
+        (
+            "escape",
+            Layer::new().raw(b"../../etc/evil", tar::EntryType::Regular, 4, b"evil"),
+            "leaves the tree",
+        ),
+        (
+            "absolute",
+            Layer::new().raw(b"/etc/evil", tar::EntryType::Regular, 4, b"evil"),
+            "leaves the tree",
+        ),
+        (
+            "symlink",
+            Layer::new()
+                .link(tar::EntryType::Symlink, "etc", "/etc")
+                .file("etc/passwd", b"x", 0o644, (0, 0)),
+            "goes through the symlink \"etc\"",
+        ),
+        (
+            "sparse",
+            Layer::new().raw(b"huge.img", tar::EntryType::GNUSparse, 10 << 30, b""),
+            "sparse",
+        ),
+        (
+            "short",
+            Layer::new().raw(b"huge.bin", tar::EntryType::Regular, 10 << 30, b""),
+            "huge.bin",
+        ),
+    ];
+    for (name, layer, expect) in cases {
+        let layout = env.tmp.path().join(format!("hostile-{name}"));
+        env.image(&layout, "t", "amd64", vec![layer], None);
+        let image = format!("{}/hostile/{name}:1", env.reg.addr);
+        skopeo_copy(
+            &format!("oci:{}:t", layout.display()),
+            &format!("docker://{image}"),
+            &[],
+        );
+        let m = env.tmp.path().join(format!("{name}.yml"));
+        std::fs::write(
+            &m,
+            format!("kernel:\n  image: {kernel}\ninit:\n  - {image}\n"),
+        )
+        .expect("write");
+        let out = env.tmp.path().join(format!("out-{name}"));
+        let run = env
+            .hull(
+                env.tmp.path().join("cache").to_str().expect("utf-8"),
+                &[
+                    "build",
+                    "--arch",
+                    "amd64",
+                    "--dir",
+                    out.to_str().expect("utf-8"),
+                    m.to_str().expect("utf-8"),
+                ],
+            )
+            .expect_code(1);
+        assert!(
+            run.stderr.contains(&image)
+                && run.stderr.contains("layer sha256:")
+                && run.stderr.contains(expect)
+                && !run.stderr.contains("panicked"),
+            "{name}: the error names image, layer and path:\n{}",
+            run.stderr
+        );
+        let left: Vec<_> = std::fs::read_dir(&out)
+            .map(|d| d.flatten().collect())
+            .unwrap_or_default();
+        assert!(left.is_empty(), "{name}: nothing written, found {left:?}");
+    }
+}
