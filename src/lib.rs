@@ -10,6 +10,7 @@ pub mod cli;
 pub mod commands;
 pub mod layers;
 pub mod manifest;
+pub mod modules;
 pub mod oci;
 pub mod output;
 pub mod paths;

@@ -77,6 +77,27 @@ impl Layer {
     }
 }
 
+/// A relocatable ELF with a `.modinfo` section, like a kernel module.
+fn elf_module(fields: &[String]) -> Vec<u8> {
+    let mut obj = object::write::Object::new(
+        object::BinaryFormat::Elf,
+        object::Architecture::X86_64,
+        object::Endianness::Little,
+    );
+    let section = obj.add_section(
+        Vec::new(),
+        b".modinfo".to_vec(),
+        object::SectionKind::ReadOnlyData,
+    );
+    let mut data = Vec::new();
+    for f in fields {
+        data.extend_from_slice(f.as_bytes());
+        data.push(0);
+    }
+    obj.append_section_data(section, &data, 1);
+    obj.write().expect("elf")
+}
+
 struct Env {
     reg: TestRegistry,
     tmp: tempfile::TempDir,
@@ -157,20 +178,35 @@ impl Env {
             "test/kernel",
             &|arch| {
                 let mut modules = tar::Builder::new(Vec::new());
-                let ko = format!("module for {arch}");
-                let mut h = tar::Header::new_gnu();
-                h.set_size(ko.len() as u64);
-                h.set_mode(0o644);
-                h.set_uid(0);
-                h.set_gid(0);
-                h.set_mtime(0);
-                modules
-                    .append_data(
-                        &mut h,
-                        "lib/modules/6.1.0-test/kernel/drivers/virtio.ko",
-                        ko.as_bytes(),
-                    )
-                    .expect("append");
+                for (path, fields) in [
+                    (
+                        "virtio.ko",
+                        vec!["name=virtio".to_string(), "depends=".into()],
+                    ),
+                    (
+                        "virtio_net.ko",
+                        vec![
+                            "name=virtio_net".into(),
+                            "depends=virtio".into(),
+                            format!("alias=virtio:d00000001v*-{arch}"),
+                        ],
+                    ),
+                ] {
+                    let ko = elf_module(&fields);
+                    let mut h = tar::Header::new_gnu();
+                    h.set_size(ko.len() as u64);
+                    h.set_mode(0o644);
+                    h.set_uid(0);
+                    h.set_gid(0);
+                    h.set_mtime(0);
+                    modules
+                        .append_data(
+                            &mut h,
+                            format!("lib/modules/6.1.0-test/kernel/drivers/{path}"),
+                            &ko[..],
+                        )
+                        .expect("append");
+                }
                 let modules = modules.into_inner().expect("tar");
                 vec![Layer::new()
                     .file("kernel", format!("KERNEL-{arch}").as_bytes(), 0o644, (0, 0))
@@ -323,6 +359,8 @@ fn kernel_initrd_and_tar_hold_the_contract_and_are_reproducible() {
         "bin/ping",
         "var/cache/b",
         "lib/modules/6.1.0-test/kernel/drivers/virtio.ko",
+        "lib/modules/6.1.0-test/modules.dep",
+        "lib/modules/6.1.0-test/modules.alias",
         "etc/motd",
         "var/lib/web",
         "containers/onboot/000-setup/config.json",
@@ -330,14 +368,26 @@ fn kernel_initrd_and_tar_hold_the_contract_and_are_reproducible() {
         "containers/onboot/000-setup/rootfs",
         "containers/services/web/config.json",
         "containers/services/worker/config.json",
-        "containers/volumes",
-    ]
-    .iter()
-    .filter(|p| **p != "containers/volumes")
-    {
+    ] {
         assert!(has(p), "{p} missing from the initrd:\n{names}");
     }
     assert!(!has("etc/old"), "whiteout honoured");
+    let dep = sh(&format!(
+        "gzip -dc {} | cpio -i --quiet --to-stdout lib/modules/6.1.0-test/modules.dep",
+        gz.display()
+    ));
+    assert_eq!(
+        dep,
+        "kernel/drivers/virtio.ko:\nkernel/drivers/virtio_net.ko: kernel/drivers/virtio.ko\n"
+    );
+    let alias = sh(&format!(
+        "gzip -dc {} | cpio -i --quiet --to-stdout lib/modules/6.1.0-test/modules.alias",
+        gz.display()
+    ));
+    assert!(
+        alias.contains("alias virtio:d00000001v*-amd64 virtio_net\n"),
+        "{alias}"
+    );
     assert!(!has("var/cache/a"), "opaque directory honoured");
     // One image directory for the three containers of the same image.
     let image_dirs: Vec<&str> = names

@@ -61,6 +61,8 @@ pub enum AssembleError {
     },
     #[error("volume {0}: format oci is not supported by hull build yet")]
     OciVolume(String),
+    #[error(transparent)]
+    Modules(#[from] crate::modules::ModulesError),
     #[error("cannot write config.json for {0}")]
     Spec(String, #[source] serde_json::Error),
 }
@@ -270,6 +272,7 @@ pub fn assemble(
     for f in manifest.files.iter().flatten() {
         add_file(&mut out, pack, manifest, f, manifest_dir, &ids)?;
     }
+    crate::modules::index(&mut out, pack)?;
     Ok(Assembled {
         tree: out,
         kernel,
