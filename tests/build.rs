@@ -271,13 +271,25 @@ impl Env {
             "kernel:\n  image: {kernel}\n  cmdline: console=ttyS0\n  ucode: intel-ucode.cpio\n\
              init:\n  - {init}\n\
              onboot:\n  - name: setup\n    image: {svc}\n    command: [/bin/app, --once]\n    capabilities: [CAP_SYS_ADMIN]\n    net: host\n    timeout: 30s\n\
+             onshutdown:\n  - name: bye\n    image: {svc}\n    command: [/bin/app, --bye]\n\
              services:\n  - name: web\n    image: {svc}\n    readonly: true\n    capabilities.add: [CAP_CHOWN]\n    binds.add: [/var/lib/web:/data]\n    uid: web\n    restart: always\n\
-             \x20 - name: worker\n    image: {svc}\n    env: [MODE=worker]\n    net: new\n\
+             \x20   tmpfs: [/run/web:size=1m]\n    rlimits: [\"nofile,1024,4096\"]\n    sysctl: {{net.core.somaxconn: 1024}}\n\
+             \x20   maskedPaths: [/proc/kcore]\n    noNewPrivileges: true\n    oomScoreAdj: -100\n    hostname: webhost\n\
+             \x20   resources: {{memory: {{limit: 67108864}}, pids: {{limit: 32}}}}\n\
+             \x20   devices: [{{path: /dev/fuse, type: c, major: 10, minor: 229, mode: \"0666\"}}]\n\
+             \x20   runtime: {{mkdir: [/var/lib/web], bindNS: {{net: /run/netns/web}}}}\n\
+             \x20 - name: worker\n    image: {svc}\n    env: [MODE=worker]\n    net: new\n    binds: [cache:/cache]\n\
+             volumes:\n  - name: cache\n\
              files:\n  - path: etc/motd\n    contents: hello\n    mode: \"0644\"\n    uid: 1000\n\
-             \x20 - path: var/lib/web\n    directory: true\n"
+             \x20 - path: var/lib/web\n    directory: true\n\
+             \x20 - path: etc/app.conf\n    source: app.conf\n    mode: \"0600\"\n\
+             \x20 - path: etc/missing.conf\n    source: nowhere.conf\n    optional: true\n\
+             \x20 - path: etc/localtime\n    symlink: /usr/share/zoneinfo/UTC\n\
+             \x20 - path: etc/hull.json\n    metadata: json\n"
         );
         let p = self.tmp.path().join(name);
         std::fs::write(&p, text).expect("write manifest");
+        std::fs::write(self.tmp.path().join("app.conf"), "port = 80\n").expect("write source");
         p
     }
 
@@ -506,12 +518,64 @@ fn kernel_initrd_and_tar_hold_the_contract_and_are_reproducible() {
         .expect("ns")
         .iter()
         .any(|n| n["type"] == "network"));
+    assert_eq!(config["process"]["rlimits"][0]["type"], "RLIMIT_NOFILE");
+    assert_eq!(config["process"]["noNewPrivileges"], true);
+    assert_eq!(config["process"]["oomScoreAdj"], -100);
+    assert_eq!(config["hostname"], "webhost");
+    assert_eq!(config["linux"]["sysctl"]["net.core.somaxconn"], "1024");
+    assert_eq!(
+        config["linux"]["maskedPaths"],
+        serde_json::json!(["/proc/kcore"])
+    );
+    assert_eq!(config["linux"]["resources"]["memory"]["limit"], 67108864);
+    assert_eq!(config["linux"]["resources"]["pids"]["limit"], 32);
+    assert!(config["linux"]["devices"]
+        .as_array()
+        .expect("devices")
+        .iter()
+        .any(|d| d["path"] == "/dev/fuse" && d["major"] == 10));
+    assert!(mounts
+        .iter()
+        .any(|m| m["destination"] == "/run/web" && m["type"] == "tmpfs"));
+    let wm = worker["mounts"].as_array().expect("mounts");
+    assert!(
+        wm.iter()
+            .any(|m| m["destination"] == "/cache" && m["source"] == "/containers/volumes/cache"),
+        "{wm:?}"
+    );
     let runtime: serde_json::Value = serde_json::from_str(&sh(&format!(
         "bsdtar -xOf {} containers/services/web/runtime.json",
         tar.display()
     )))
     .expect("json");
     assert_eq!(runtime["hull"]["restart"], "always");
+    assert_eq!(runtime["mkdir"], serde_json::json!(["/var/lib/web"]));
+    assert_eq!(runtime["bindNS"]["net"], "/run/netns/web");
+    // files: source (mode from the entry), symlink, metadata; an optional missing source skipped.
+    assert_eq!(
+        sh(&format!("bsdtar -xOf {} etc/app.conf", tar.display())),
+        "port = 80\n"
+    );
+    assert!(
+        tline("etc/app.conf").starts_with("-rw-------"),
+        "{}",
+        tline("etc/app.conf")
+    );
+    assert!(
+        tline("etc/localtime").contains("-> /usr/share/zoneinfo/UTC"),
+        "{}",
+        tline("etc/localtime")
+    );
+    assert!(!tv.contains("etc/missing.conf"));
+    let meta: serde_json::Value =
+        serde_json::from_str(&sh(&format!("bsdtar -xOf {} etc/hull.json", tar.display())))
+            .expect("metadata is JSON");
+    assert_eq!(meta["services"][0]["name"], "web");
+    assert!(
+        tv.contains("containers/onshutdown/000-bye/config.json"),
+        "{tv}"
+    );
+    assert!(tv.contains("containers/volumes/cache"), "{tv}");
     let onboot: serde_json::Value = serde_json::from_str(&sh(&format!(
         "bsdtar -xOf {} containers/onboot/000-setup/runtime.json",
         tar.display()
@@ -533,6 +597,7 @@ fn kernel_initrd_and_tar_hold_the_contract_and_are_reproducible() {
     let elsewhere = env.tmp.path().join("elsewhere");
     std::fs::create_dir_all(&elsewhere).expect("mkdir");
     std::fs::copy(&manifest, elsewhere.join("m.yml")).expect("copy");
+    std::fs::copy(env.tmp.path().join("app.conf"), elsewhere.join("app.conf")).expect("copy");
     let out2 = env.tmp.path().join("out2");
     env.hull(
         env.tmp.path().join("cache2").to_str().expect("utf-8"),
@@ -658,6 +723,30 @@ fn lock_files_pin_every_image() {
         ],
     )
     .expect_code(0);
+    // SOURCE_DATE_EPOCH sets every time in the output.
+    let out3 = env.tmp.path().join("out3");
+    util::hull_in(
+        env.tmp.path(),
+        &[
+            "--cache",
+            cache.to_str().expect("utf-8"),
+            "build",
+            "--arch",
+            "amd64",
+            "--format",
+            "tar",
+            "--dir",
+            out3.to_str().expect("utf-8"),
+            manifest.to_str().expect("utf-8"),
+        ],
+        &[("SOURCE_DATE_EPOCH", "1700000000")],
+    )
+    .expect_code(0);
+    let tv = sh(&format!(
+        "TZ=UTC bsdtar -tvf {}",
+        out3.join("m.tar").display()
+    ));
+    assert!(tv.lines().all(|l| l.contains("Nov 14  2023")), "{tv}");
     let (a, b) = (out.join("m-initrd.img"), out2.join("m-initrd.img"));
     let listing = |p: &Path| {
         sh(&format!(

@@ -391,13 +391,11 @@ fn add_file(
         let p = crate::manifest::checks::resolve_source(&source.value, manifest_dir);
         match std::fs::File::open(&p) {
             Ok(mut file) => {
+                // The host file's mode is not used: it would make the output
+                // depend on the machine's umask. LinuxKit's default is 0600.
                 let meta = file.metadata().map_err(io_err)?;
-                let file_mode = {
-                    use std::os::unix::fs::PermissionsExt;
-                    meta.permissions().mode() & 0o7777
-                };
                 let c = pack.store(&mut file, meta.len()).map_err(io_err)?;
-                Entry::file(c, mode.unwrap_or(file_mode))
+                Entry::file(c, mode.unwrap_or(0o600))
             }
             Err(_) if f.optional == Some(true) => return Ok(()),
             Err(source) => {
