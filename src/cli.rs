@@ -58,6 +58,9 @@ pub enum Command {
         after_help = "Images come from the cache, pulled when missing (--pull). Outputs appear only when\nthe whole build succeeds; their sha256 is printed. SOURCE_DATE_EPOCH sets file times.\n\nExamples:\n  hull build examples/minimal.yml\n  hull build --arch arm64 --format kernel+initrd --format tar --dir out minimal.yml\n  hull build --write-lock minimal.lock minimal.yml && hull build --lock minimal.lock minimal.yml"
     )]
     Build(BuildArgs),
+    /// Build packages into OCI images
+    #[command(subcommand)]
+    Pkg(PkgCommand),
     /// Manage the image cache (an OCI image layout)
     #[command(subcommand)]
     Cache(CacheCommand),
@@ -200,4 +203,48 @@ pub struct BuildArgs {
     /// Write the resolved digest of every image to this lock file
     #[arg(long, value_name = "FILE")]
     pub write_lock: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PkgCommand {
+    /// Build packages into multi-arch images in the cache (and push them)
+    #[command(
+        after_help = "A package directory holds build.yml and a build step (build.sh) that fills $ROOTFS\nfor $TARGETARCH. The tag comes from the package's content.\n\nExamples:\n  hull pkg build pkgs/getty\n  hull pkg build --arch arm64 --registry 127.0.0.1:5000 --push pkgs/*"
+    )]
+    Build(PkgBuildArgs),
+    /// Print the image reference a package builds to
+    #[command(after_help = "Example:\n  hull pkg show-tag pkgs/getty")]
+    ShowTag(PkgShowTagArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PkgBuildArgs {
+    /// Package directories
+    #[arg(required = true, value_name = "DIR")]
+    pub dirs: Vec<PathBuf>,
+    /// Architectures to build (comma-separated) [default: those in build.yml]
+    #[arg(long, value_delimiter = ',', value_name = "amd64,arm64")]
+    pub arch: Vec<String>,
+    /// Registry to name the images under (default: docker.io)
+    #[arg(long, value_name = "HOST[:PORT]")]
+    pub registry: Option<String>,
+    /// Tag to use instead of the content tag
+    #[arg(long, value_name = "TAG")]
+    pub tag: Option<String>,
+    /// Push the images after building them
+    #[arg(long)]
+    pub push: bool,
+    /// Build even when the tag is already in the cache
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PkgShowTagArgs {
+    /// Package directory
+    #[arg(value_name = "DIR")]
+    pub dir: PathBuf,
+    /// Registry to name the image under (default: docker.io)
+    #[arg(long, value_name = "HOST[:PORT]")]
+    pub registry: Option<String>,
 }

@@ -14,6 +14,7 @@ pub mod modules;
 pub mod oci;
 pub mod output;
 pub mod paths;
+pub mod pkg;
 pub mod platform;
 pub mod progress;
 pub mod registry;

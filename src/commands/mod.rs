@@ -5,6 +5,7 @@ pub mod build;
 pub mod cache;
 pub mod completions;
 pub mod man;
+pub mod pkg;
 pub mod push;
 pub mod validate;
 
@@ -50,6 +51,7 @@ pub fn run(cx: &Context, command: Command) -> anyhow::Result<()> {
         Command::Validate(args) => validate::run(cx, args),
         Command::Build(args) => build::run(cx, args),
         Command::Cache(cmd) => cache::run(cx, cmd),
+        Command::Pkg(cmd) => pkg::run(cx, cmd),
         Command::Push(args) => push::run(cx, args),
         Command::Completions(args) => completions::run(args),
         Command::Man => man::run(),

@@ -68,6 +68,13 @@ impl Staged {
                 path: dest.clone(),
                 source,
             };
+            // Temp files are created 0600; outputs are for anyone to read.
+            {
+                use std::os::unix::fs::PermissionsExt;
+                tmp.as_file()
+                    .set_permissions(std::fs::Permissions::from_mode(0o644))
+                    .map_err(io_err)?;
+            }
             tmp.as_file().sync_all().map_err(io_err)?;
             let mut f = std::fs::File::open(tmp.path()).map_err(io_err)?;
             let mut h = sha2::Sha256::new();

@@ -1,0 +1,447 @@
+//! `hull pkg`: building packages into OCI images without Docker.
+//!
+//! Owns: a package's content tag (same sources, same tag, on any machine),
+//! running its build step once per architecture into an empty root, packing
+//! that root into a one-layer image (sorted tar, fixed times, numeric owners,
+//! gzip without names or times), and a multi-arch index over the images, stored
+//! in the cache only when every architecture built. Must not push by itself:
+//! `registry::push` does.
+
+pub mod spec;
+
+use std::io::Write;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use sha2::{Digest as _, Sha256};
+
+use crate::cache::blob::Digest;
+use crate::cache::Cache;
+use crate::oci::{self, Descriptor, Platform};
+use crate::platform::Arch;
+use crate::tree::{Entry, Kind, Pack, Tree};
+pub use spec::{load, Package};
+
+#[derive(Debug, thiserror::Error)]
+pub enum PkgError {
+    #[error("cannot read {path} for the package tag")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("package {dir}: version command `{command}` failed: {output}")]
+    Version {
+        dir: PathBuf,
+        command: String,
+        output: String,
+    },
+    #[error(
+        "package {dir}: build step {step} failed for {arch} ({status}); its output ends:\n{output}"
+    )]
+    Step {
+        dir: PathBuf,
+        step: String,
+        arch: Arch,
+        status: String,
+        output: String,
+    },
+    #[error("package {dir}: cannot run the build step")]
+    Spawn {
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("package {dir}: cannot pack the root filesystem at {path}")]
+    Pack {
+        dir: PathBuf,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("package {dir}: {message}")]
+    Tree { dir: PathBuf, message: String },
+    #[error(transparent)]
+    Cache(#[from] crate::cache::CacheError),
+}
+
+/// Files under `dir` (sorted, relative), skipping `target` and dot-directories.
+fn files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d)? {
+            let e = e?;
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with('.') || name == "target" {
+                continue;
+            }
+            let t = e.file_type()?;
+            if t.is_dir() {
+                stack.push(e.path());
+            } else {
+                out.push(e.path());
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// The package's tag: `[VERSION-]HASH`, HASH from its files (paths, executable
+/// bits, contents), its `inputs`, and its version.
+pub fn tag(pkg: &Package) -> Result<String, PkgError> {
+    let mut h = Sha256::new();
+    h.update(b"hull-pkg-v1\0");
+    // (name in the hash, file): package files by their path inside the
+    // package, inputs by the name build.yml gives them, so the tag does not
+    // depend on where the checkout is.
+    let mut paths: Vec<(String, PathBuf)> = files(&pkg.dir)
+        .map_err(|source| PkgError::Read {
+            path: pkg.dir.clone(),
+            source,
+        })?
+        .into_iter()
+        .map(|p| {
+            let rel = p
+                .strip_prefix(&pkg.dir)
+                .unwrap_or(&p)
+                .to_string_lossy()
+                .into_owned();
+            (rel, p)
+        })
+        .collect();
+    for extra in pkg.spec.inputs.iter().flatten() {
+        paths.push((format!("input:{extra}"), pkg.dir.join(extra)));
+    }
+    for (name, p) in &paths {
+        let read = |source| PkgError::Read {
+            path: p.clone(),
+            source,
+        };
+        let meta = std::fs::symlink_metadata(p).map_err(read)?;
+        h.update(name.as_bytes());
+        h.update([0]);
+        if meta.file_type().is_symlink() {
+            h.update(b"L");
+            h.update(
+                std::fs::read_link(p)
+                    .map_err(read)?
+                    .to_string_lossy()
+                    .as_bytes(),
+            );
+        } else if meta.is_dir() {
+            // An input directory: every file in it.
+            h.update(b"D");
+            for f in files(p).map_err(read)? {
+                h.update(f.strip_prefix(p).unwrap_or(&f).to_string_lossy().as_bytes());
+                h.update([0]);
+                h.update(std::fs::read(&f).map_err(read)?);
+            }
+        } else {
+            h.update(if meta.mode() & 0o111 != 0 { b"X" } else { b"F" });
+            h.update(std::fs::read(p).map_err(read)?);
+        }
+        h.update([0]);
+    }
+    let version = version(pkg)?;
+    h.update(version.as_bytes());
+    let hash = hex::encode(h.finalize());
+    Ok(if version.is_empty() {
+        hash[..16].to_string()
+    } else {
+        format!("{version}-{}", &hash[..12])
+    })
+}
+
+fn version(pkg: &Package) -> Result<String, PkgError> {
+    let Some(cmd) = &pkg.spec.version else {
+        return Ok(String::new());
+    };
+    let out = Command::new("bash")
+        .args(["-c", cmd])
+        .current_dir(&pkg.dir)
+        .output()
+        .map_err(|source| PkgError::Spawn {
+            dir: pkg.dir.clone(),
+            source,
+        })?;
+    let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let ok = out.status.success()
+        && !text.is_empty()
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
+    if !ok {
+        return Err(PkgError::Version {
+            dir: pkg.dir.clone(),
+            command: cmd.clone(),
+            output: format!("{text}{}", String::from_utf8_lossy(&out.stderr)),
+        });
+    }
+    Ok(text)
+}
+
+/// The cache name of a package's image: `REGISTRY/IMAGE:TAG` (docker.io by default).
+pub fn reference(pkg: &Package, registry: Option<&str>, tag: &str) -> String {
+    let name = match registry {
+        Some(r) => format!("{r}/{}:{tag}", pkg.image),
+        None => format!("{}:{tag}", pkg.image),
+    };
+    crate::cache::archive::normalize(&name).unwrap_or(name)
+}
+
+/// Runs the build step for `arch` into a fresh root under `work`.
+fn run_step(pkg: &Package, arch: Arch, work: &Path, mtime: u64) -> Result<PathBuf, PkgError> {
+    let root = work.join(format!("rootfs-{arch}"));
+    std::fs::create_dir_all(&root).map_err(|source| PkgError::Pack {
+        dir: pkg.dir.clone(),
+        path: root.clone(),
+        source,
+    })?;
+    let step = pkg.spec.build.clone().unwrap_or_else(|| "build.sh".into());
+    let out = Command::new("bash")
+        .arg(&step)
+        .current_dir(&pkg.dir)
+        .env("TARGETARCH", arch.oci())
+        .env("TARGETKARCH", arch.kernel())
+        .env("ROOTFS", &root)
+        .env("HULL_PKG_DIR", &pkg.dir)
+        .env("SOURCE_DATE_EPOCH", mtime.to_string())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|source| PkgError::Spawn {
+            dir: pkg.dir.clone(),
+            source,
+        })?;
+    if !out.status.success() {
+        let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+        text.push_str(&String::from_utf8_lossy(&out.stderr));
+        let tail: Vec<&str> = text.lines().rev().take(40).collect();
+        return Err(PkgError::Step {
+            dir: pkg.dir.clone(),
+            step,
+            arch,
+            status: out.status.to_string(),
+            output: tail.into_iter().rev().collect::<Vec<_>>().join("\n"),
+        });
+    }
+    Ok(root)
+}
+
+/// Reads a directory into a tree: owners and modes as they are, hard links
+/// kept, device nodes and fifos kept.
+pub fn tree_from_dir(root: &Path, pack: &mut Pack) -> std::io::Result<Tree> {
+    let mut tree = Tree::new();
+    let mut seen: std::collections::HashMap<(u64, u64), String> = Default::default();
+    let mut stack = vec![root.to_path_buf()];
+    let mut all = Vec::new();
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d)? {
+            let e = e?;
+            let p = e.path();
+            if e.file_type()?.is_dir() {
+                stack.push(p.clone());
+            }
+            all.push(p);
+        }
+    }
+    all.sort();
+    for p in all {
+        let rel = p
+            .strip_prefix(root)
+            .map(|r| r.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let m = std::fs::symlink_metadata(&p)?;
+        let t = m.file_type();
+        let rdev = m.rdev();
+        let (maj, min) = (
+            u32::try_from(((rdev >> 8) & 0xfff) | ((rdev >> 32) & !0xfff)).unwrap_or(0),
+            u32::try_from((rdev & 0xff) | ((rdev >> 12) & !0xff)).unwrap_or(0),
+        );
+        let kind = if t.is_dir() {
+            Kind::Dir
+        } else if t.is_symlink() {
+            Kind::Symlink(std::fs::read_link(&p)?.to_string_lossy().into_owned())
+        } else if t.is_file() {
+            if m.nlink() > 1 {
+                if let Some(first) = seen.get(&(m.dev(), m.ino())) {
+                    Kind::Hardlink(first.clone())
+                } else {
+                    seen.insert((m.dev(), m.ino()), rel.clone());
+                    Kind::File(pack.store(&mut std::fs::File::open(&p)?, m.len())?)
+                }
+            } else {
+                Kind::File(pack.store(&mut std::fs::File::open(&p)?, m.len())?)
+            }
+        } else if t.is_char_device() {
+            Kind::Char(maj, min)
+        } else if t.is_block_device() {
+            Kind::Block(maj, min)
+        } else if t.is_fifo() {
+            Kind::Fifo
+        } else {
+            continue; // sockets are not content
+        };
+        let entry = Entry {
+            kind,
+            mode: m.mode() & 0o7777,
+            uid: m.uid(),
+            gid: m.gid(),
+            xattrs: Default::default(),
+        };
+        tree.insert(&rel, entry)
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+    }
+    Ok(tree)
+}
+
+/// One built architecture, not yet in the cache.
+struct Built {
+    arch: Arch,
+    blobs: Vec<(Digest, Vec<u8>)>,
+    manifest: Descriptor,
+}
+
+fn json(v: &serde_json::Value) -> Vec<u8> {
+    serde_json::to_vec(v).unwrap_or_default()
+}
+
+fn descriptor(media_type: &str, bytes: &[u8]) -> Descriptor {
+    Descriptor {
+        media_type: media_type.to_string(),
+        digest: Digest::of(bytes).to_string(),
+        size: bytes.len() as u64,
+        platform: None,
+        annotations: None,
+    }
+}
+
+fn image_for(pkg: &Package, arch: Arch, root: &Path, mtime: u64) -> Result<Built, PkgError> {
+    let pack_err = |source| PkgError::Pack {
+        dir: pkg.dir.clone(),
+        path: root.to_path_buf(),
+        source,
+    };
+    let mut pack = Pack::new(&std::env::temp_dir()).map_err(pack_err)?;
+    let tree = tree_from_dir(root, &mut pack).map_err(pack_err)?;
+    let tar = crate::output::tar::write(&tree, &pack, mtime, Vec::new()).map_err(pack_err)?;
+    let layer = {
+        let mut enc = flate2::GzBuilder::new()
+            .mtime(0)
+            .operating_system(255)
+            .write(Vec::new(), flate2::Compression::new(6));
+        enc.write_all(&tar).map_err(pack_err)?;
+        enc.finish().map_err(pack_err)?
+    };
+    let s = &pkg.spec;
+    let mut config = serde_json::Map::new();
+    if let Some(v) = &s.entrypoint {
+        config.insert("Entrypoint".into(), serde_json::json!(v));
+    }
+    if let Some(v) = &s.cmd {
+        config.insert("Cmd".into(), serde_json::json!(v));
+    }
+    config.insert(
+        "Env".into(),
+        serde_json::json!(s.env.clone().unwrap_or_else(|| vec![
+            "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into()
+        ])),
+    );
+    if let Some(v) = &s.workdir {
+        config.insert("WorkingDir".into(), serde_json::json!(v));
+    }
+    if let Some(v) = &s.user {
+        config.insert("User".into(), serde_json::json!(v));
+    }
+    if let Some(label) = &s.config {
+        let text = serde_json::to_string(label).unwrap_or_default();
+        config.insert(
+            "Labels".into(),
+            serde_json::json!({ "org.mobyproject.config": text }),
+        );
+    }
+    let config_blob = json(&serde_json::json!({
+        "architecture": arch.oci(),
+        "os": "linux",
+        "config": config,
+        "rootfs": {"type": "layers", "diff_ids": [Digest::of(&tar).to_string()]},
+    }));
+    let config_desc = descriptor(oci::OCI_CONFIG, &config_blob);
+    let layer_desc = descriptor(oci::OCI_LAYER_GZIP, &layer);
+    let manifest_blob = json(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": oci::OCI_MANIFEST,
+        "config": config_desc,
+        "layers": [layer_desc],
+    }));
+    let mut manifest = descriptor(oci::OCI_MANIFEST, &manifest_blob);
+    manifest.platform = Some(Platform {
+        architecture: arch.oci().to_string(),
+        os: "linux".into(),
+        variant: (arch == Arch::Arm64).then(|| "v8".to_string()),
+    });
+    Ok(Built {
+        arch,
+        blobs: vec![
+            (Digest::of(&layer), layer),
+            (Digest::of(&config_blob), config_blob),
+            (Digest::of(&manifest_blob), manifest_blob),
+        ],
+        manifest,
+    })
+}
+
+/// Builds `pkg` for its architectures (or `only`), and names the index in the
+/// cache as `reference`. Nothing reaches the cache unless every step succeeds.
+/// Returns the index digest.
+pub fn build(
+    pkg: &Package,
+    cache: &Cache,
+    reference: &str,
+    only: Option<&[Arch]>,
+    mtime: u64,
+    progress: &crate::progress::Progress,
+) -> Result<String, PkgError> {
+    let work = tempfile::tempdir().map_err(|source| PkgError::Pack {
+        dir: pkg.dir.clone(),
+        path: std::env::temp_dir(),
+        source,
+    })?;
+    let arches: Vec<Arch> = pkg
+        .arches
+        .iter()
+        .copied()
+        .filter(|a| only.is_none_or(|o| o.contains(a)))
+        .collect();
+    if arches.is_empty() {
+        return Err(PkgError::Tree {
+            dir: pkg.dir.clone(),
+            message: "none of the requested architectures is in its build.yml".into(),
+        });
+    }
+    let mut built = Vec::new();
+    for arch in arches {
+        progress.step(format!("building {} for {arch}", pkg.dir.display()));
+        let root = run_step(pkg, arch, work.path(), mtime)?;
+        built.push(image_for(pkg, arch, &root, mtime)?);
+    }
+    let index_blob = json(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": oci::OCI_INDEX,
+        "manifests": built.iter().map(|b| &b.manifest).collect::<Vec<_>>(),
+    }));
+    let _writing = cache.writer_lock()?;
+    for b in &built {
+        for (d, bytes) in &b.blobs {
+            cache.put_blob(d, bytes)?;
+        }
+        progress.step(format!("  {} {}", b.arch, b.manifest.digest));
+    }
+    let index = descriptor(oci::OCI_INDEX, &index_blob);
+    cache.put_blob(&Digest::of(&index_blob), &index_blob)?;
+    cache.set_ref(reference, &index)?;
+    Ok(index.digest)
+}

@@ -1,0 +1,174 @@
+//! `hull pkg build` / `show-tag`: content tags, reproducible images, what skopeo
+//! and umoci read from them, binaries of the right architecture, and a failing
+//! build step that leaves the cache untouched.
+
+mod util;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use util::registry::run;
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn hull(cache: &Path, args: &[&str]) -> util::Run {
+    let mut all = vec!["--cache", cache.to_str().expect("utf-8")];
+    all.extend_from_slice(args);
+    util::hull_in(&repo(), &all, &[])
+}
+
+/// Copies pkgs/getty and pkgs/lib into `dir`, as another checkout would have them.
+fn copy_getty(dir: &Path) -> PathBuf {
+    run(Command::new("cp")
+        .arg("-r")
+        .arg(repo().join("pkgs"))
+        .arg(dir));
+    dir.join("pkgs/getty")
+}
+
+#[test]
+fn same_sources_same_tag_and_digests_in_two_caches() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    std::fs::create_dir_all(&a).expect("mkdir");
+    std::fs::create_dir_all(&b).expect("mkdir");
+    let (ga, gb) = (copy_getty(&a), copy_getty(&b));
+    let cache_a = tmp.path().join("cache-a");
+    let cache_b = tmp.path().join("cache-b");
+    let tag_a = hull(&cache_a, &["pkg", "show-tag", ga.to_str().expect("utf-8")])
+        .expect_code(0)
+        .stdout;
+    let tag_b = hull(&cache_b, &["pkg", "show-tag", gb.to_str().expect("utf-8")])
+        .expect_code(0)
+        .stdout;
+    assert_eq!(
+        tag_a, tag_b,
+        "the tag does not depend on where the checkout is"
+    );
+    assert!(tag_a.starts_with("docker.io/hull/getty:"), "{tag_a}");
+    let out_a = hull(&cache_a, &["pkg", "build", ga.to_str().expect("utf-8")])
+        .expect_code(0)
+        .stdout;
+    let out_b = hull(&cache_b, &["pkg", "build", gb.to_str().expect("utf-8")])
+        .expect_code(0)
+        .stdout;
+    assert_eq!(out_a, out_b, "same index digest from two clean caches");
+
+    // A changed source changes the tag.
+    std::fs::write(
+        ga.join("build.sh"),
+        format!(
+            "{}\n# changed\n",
+            std::fs::read_to_string(ga.join("build.sh")).expect("read")
+        ),
+    )
+    .expect("write");
+    let tag_c = hull(&cache_a, &["pkg", "show-tag", ga.to_str().expect("utf-8")])
+        .expect_code(0)
+        .stdout;
+    assert_ne!(tag_a, tag_c);
+
+    // skopeo reads the index; each entry names its architecture.
+    let reference = tag_b.trim();
+    let raw = run(Command::new("skopeo")
+        .args(["inspect", "--raw"])
+        .arg(format!("oci:{}:{reference}", cache_b.display())));
+    let index: serde_json::Value = serde_json::from_str(&raw).expect("json");
+    let arches: Vec<&str> = index["manifests"]
+        .as_array()
+        .expect("manifests")
+        .iter()
+        .filter_map(|m| m["platform"]["architecture"].as_str())
+        .collect();
+    assert_eq!(arches, ["amd64", "arm64"]);
+    for (arch, machine) in [("amd64", "x86-64"), ("arm64", "ARM aarch64")] {
+        let inspect = run(Command::new("skopeo")
+            .args(["inspect", "--override-arch", arch])
+            .arg(format!("oci:{}:{reference}", cache_b.display())));
+        assert!(
+            inspect.contains(&format!("\"Architecture\": \"{arch}\"")),
+            "{inspect}"
+        );
+        // umoci unpacks the arch's image (copied out of the index by skopeo).
+        let layout = tmp.path().join(format!("layout-{arch}"));
+        run(Command::new("skopeo")
+            .args(["copy", "--quiet", "--override-arch", arch])
+            .arg(format!("oci:{}:{reference}", cache_b.display()))
+            .arg(format!("oci:{}:x", layout.display())));
+        let bundle = tmp.path().join(format!("bundle-{arch}"));
+        run(Command::new("umoci")
+            .args(["unpack", "--image"])
+            .arg(format!("{}:x", layout.display()))
+            .arg(&bundle));
+        let kind = run(Command::new("file")
+            .arg("-b")
+            .arg(bundle.join("rootfs/bin/busybox")));
+        assert!(kind.contains(machine), "{arch} busybox is {kind}");
+        let config: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(bundle.join("config.json")).expect("config"))
+                .expect("json");
+        assert_eq!(
+            config["process"]["args"],
+            serde_json::json!(["/bin/getty-console"])
+        );
+        assert!(bundle.join("rootfs/bin/getty-console").exists());
+    }
+}
+
+#[test]
+fn a_failing_build_step_shows_its_output_and_leaves_the_cache_alone() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let cache = tmp.path().join("cache");
+    let getty = copy_getty(tmp.path());
+    hull(&cache, &["pkg", "build", getty.to_str().expect("utf-8")]).expect_code(0);
+    let snapshot = |c: &Path| {
+        let index = std::fs::read(c.join("index.json")).expect("index");
+        let mut blobs: Vec<String> = std::fs::read_dir(c.join("blobs/sha256"))
+            .expect("blobs")
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        blobs.sort();
+        (index, blobs)
+    };
+    let before = snapshot(&cache);
+    let bad = tmp.path().join("bad");
+    std::fs::create_dir_all(&bad).expect("mkdir");
+    std::fs::write(bad.join("build.yml"), "image: hull/bad\n").expect("write");
+    std::fs::write(bad.join("build.sh"), "echo making the root\nmkdir -p \"$ROOTFS/etc\"\necho 'cc: error: no such file' >&2\nexit 3\n").expect("write");
+    let out = hull(&cache, &["pkg", "build", bad.to_str().expect("utf-8")]).expect_code(1);
+    assert!(
+        out.stderr.contains("build step build.sh failed for amd64")
+            && out.stderr.contains("exit status: 3")
+            && out.stderr.contains("making the root")
+            && out.stderr.contains("cc: error: no such file"),
+        "{}",
+        out.stderr
+    );
+    assert!(snapshot(&cache) == before, "the cache is unchanged");
+
+    // And build.yml mistakes are reported like manifest mistakes.
+    std::fs::write(bad.join("build.yml"), "image: hull/bad\narches: [amd64, sparc]\nconfig:\n  capabilities: [CAP_NOPE]\nbuidl: x.sh\n").expect("write");
+    let out = hull(&cache, &["pkg", "show-tag", bad.to_str().expect("utf-8")]).expect_code(1);
+    assert!(
+        out.stderr
+            .contains("build.yml:4:18: capabilities: unknown capability \"CAP_NOPE\""),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains(
+            "build.yml:5:1: unknown field \"buidl\" in build.yml, did you mean \"build\"?"
+        ),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr
+            .contains("build.yml:2:17: arches: unknown architecture \"sparc\""),
+        "{}",
+        out.stderr
+    );
+}
