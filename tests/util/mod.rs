@@ -70,4 +70,5 @@ pub fn hull_stdin(args: &[&str], input: &str, dir: &Path) -> Run {
 }
 
 pub mod proxy;
+pub mod qemu;
 pub mod registry;
