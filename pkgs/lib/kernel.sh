@@ -10,7 +10,7 @@ debian_kernel() {
   trap 'rm -rf "$work"' RETURN
   pkg=$(apt-cache depends "$meta" | awk '/Depends: linux-image-/{print $2; exit}')
   [ -n "$pkg" ] || { echo "cannot resolve $meta (apt-get update?)" >&2; return 1; }
-  (cd "$work" && apt-get download -q "$pkg" >/dev/null)
+  (cd "$work" && apt-get download -q -o APT::Sandbox::User=root "$pkg" >/dev/null)
   dpkg-deb -x "$work"/*.deb "$work/x"
   ver=$(ls "$work/x/lib/modules")
   install -m 0644 "$work/x/boot/vmlinuz-$ver" "$ROOTFS/kernel"
