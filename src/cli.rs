@@ -58,6 +58,9 @@ pub enum Command {
         after_help = "Images come from the cache, pulled when missing (--pull). Outputs appear only when\nthe whole build succeeds; their sha256 is printed. SOURCE_DATE_EPOCH sets file times.\n\nExamples:\n  hull build examples/minimal.yml\n  hull build --arch arm64 --format kernel+initrd --format tar --dir out minimal.yml\n  hull build --write-lock minimal.lock minimal.yml && hull build --lock minimal.lock minimal.yml"
     )]
     Build(BuildArgs),
+    /// Boot a built image
+    #[command(subcommand)]
+    Run(RunCommand),
     /// Build packages into OCI images
     #[command(subcommand)]
     Pkg(PkgCommand),
@@ -247,4 +250,41 @@ pub struct PkgShowTagArgs {
     /// Registry to name the image under (default: docker.io)
     #[arg(long, value_name = "HOST[:PORT]")]
     pub registry: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RunCommand {
+    /// Boot PREFIX-kernel, PREFIX-initrd.img and PREFIX-cmdline under QEMU
+    #[command(
+        after_help = "The serial console is the terminal (ctrl-a x quits). With --expect, hull waits for a\nline with TEXT on the console and exits 0, or exits 1 with the console after --timeout.\nKVM is used when it works, TCG otherwise; networking is QEMU's user mode.\n\nExamples:\n  hull run qemu minimal\n  hull run qemu --arch arm64 --expect 'HULL-READY' --timeout 120 out/minimal\n  hull run qemu --publish 2222:22 --disk data.qcow2 sshd"
+    )]
+    Qemu(RunQemuArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RunQemuArgs {
+    /// Image prefix: the path and --name given to hull build
+    #[arg(value_name = "PREFIX")]
+    pub prefix: String,
+    /// Architecture of the image [default: the host's]
+    #[arg(long, value_name = "amd64|arm64")]
+    pub arch: Option<String>,
+    /// Memory in MiB
+    #[arg(long, default_value_t = 512, value_name = "MIB")]
+    pub mem: u32,
+    /// CPUs
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub cpus: u32,
+    /// Extra disk (raw, or qcow2 by extension), repeatable
+    #[arg(long, value_name = "FILE")]
+    pub disk: Vec<PathBuf>,
+    /// Forward a TCP port from 127.0.0.1 to the guest, repeatable
+    #[arg(long, value_name = "HOST:GUEST")]
+    pub publish: Vec<String>,
+    /// Exit 0 once a console line contains TEXT
+    #[arg(long, value_name = "TEXT")]
+    pub expect: Option<String>,
+    /// Seconds to wait for --expect
+    #[arg(long, default_value_t = 300, value_name = "S")]
+    pub timeout: u64,
 }

@@ -17,5 +17,6 @@ pub mod paths;
 pub mod pkg;
 pub mod platform;
 pub mod progress;
+pub mod qemu;
 pub mod registry;
 pub mod tree;

@@ -10,7 +10,6 @@ mod util;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
 
 use util::registry::run;
 
@@ -122,34 +121,73 @@ fn debian_kernels_boot_hull_initrds_on_both_arches() {
             ],
         )
         .expect_code(0);
-        let cmdline = std::fs::read_to_string(dir.join("smoke-cmdline")).expect("cmdline");
-        let result = util::qemu::boot(
-            arch,
-            &dir.join("smoke-kernel"),
-            &dir.join("smoke-initrd.img"),
-            &cmdline,
-            "HULL-SMOKE",
-            Duration::from_secs(240),
+        // hull run qemu boots it and waits for the marker line.
+        let prefix = dir.join("smoke");
+        let run = hull(
+            &cache,
+            tmp.path(),
+            &[
+                "run",
+                "qemu",
+                "--arch",
+                arch,
+                "--expect",
+                "HULL-SMOKE",
+                "--timeout",
+                "240",
+                prefix.to_str().expect("utf-8"),
+            ],
         );
-        match result {
-            Ok(console) => {
-                let line = console
-                    .lines()
-                    .find(|l| l.contains("HULL-SMOKE"))
-                    .unwrap_or_default();
-                assert!(line.contains(&format!("arch={uname}")), "{arch}: {line}");
-                let modules: usize = line
-                    .rsplit("modules=")
-                    .next()
-                    .and_then(|n| n.trim().parse().ok())
-                    .unwrap_or(0);
-                assert!(
-                    modules > 20,
-                    "{arch}: modules.dep has {modules} lines: {line}"
-                );
-                println!("{arch}: {line}");
-            }
-            Err(console) => panic!("{arch} did not boot to the marker; console:\n{console}"),
+        if run.code != Some(0) {
+            panic!(
+                "{arch} did not boot to the marker:\n{}\n{}",
+                run.stdout, run.stderr
+            );
+        }
+        let line = run
+            .stdout
+            .lines()
+            .find(|l| l.contains("HULL-SMOKE"))
+            .unwrap_or_default();
+        assert!(line.contains(&format!("arch={uname}")), "{arch}: {line}");
+        let modules: usize = line
+            .rsplit("modules=")
+            .next()
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or(0);
+        assert!(
+            modules > 20,
+            "{arch}: modules.dep has {modules} lines: {line}"
+        );
+        println!("{arch}: {line}");
+        if arch == "amd64" {
+            // A marker that never comes: exit 1, the console's end in the error, the whole log kept.
+            let miss = hull(
+                &cache,
+                tmp.path(),
+                &[
+                    "run",
+                    "qemu",
+                    "--arch",
+                    arch,
+                    "--expect",
+                    "NEVER-PRINTED",
+                    "--timeout",
+                    "20",
+                    "-q",
+                    prefix.to_str().expect("utf-8"),
+                ],
+            )
+            .expect_code(1);
+            assert!(
+                miss.stderr
+                    .contains("\"NEVER-PRINTED\" did not appear on the console within 20 s"),
+                "{}",
+                miss.stderr
+            );
+            let log = std::fs::read_to_string(format!("{}-console.log", prefix.display()))
+                .expect("console log kept");
+            assert!(log.contains("HULL-SMOKE"), "the log holds the console");
         }
     }
 }

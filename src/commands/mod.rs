@@ -7,6 +7,7 @@ pub mod completions;
 pub mod man;
 pub mod pkg;
 pub mod push;
+pub mod run;
 pub mod validate;
 
 use std::path::PathBuf;
@@ -52,6 +53,7 @@ pub fn run(cx: &Context, command: Command) -> anyhow::Result<()> {
         Command::Build(args) => build::run(cx, args),
         Command::Cache(cmd) => cache::run(cx, cmd),
         Command::Pkg(cmd) => pkg::run(cx, cmd),
+        Command::Run(cmd) => run::run(cx, cmd),
         Command::Push(args) => push::run(cx, args),
         Command::Completions(args) => completions::run(args),
         Command::Man => man::run(),

@@ -70,5 +70,4 @@ pub fn hull_stdin(args: &[&str], input: &str, dir: &Path) -> Run {
 }
 
 pub mod proxy;
-pub mod qemu;
 pub mod registry;

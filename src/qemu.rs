@@ -1,0 +1,336 @@
+//! Booting built images under QEMU.
+//!
+//! Owns: the QEMU command line for an arch (binary, machine, CPU, console,
+//! acceleration: KVM when it works, TCG otherwise), user-mode networking with
+//! published ports, extra disks, and running it either attached to the
+//! terminal or watching the serial console for an expected text with a
+//! timeout. Must not build images.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use crate::platform::Arch;
+
+/// What to boot and how.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub arch: Arch,
+    pub kernel: PathBuf,
+    pub initrd: PathBuf,
+    pub cmdline: String,
+    pub mem_mb: u32,
+    pub cpus: u32,
+    pub disks: Vec<PathBuf>,
+    /// (host port, guest port), TCP, host side on 127.0.0.1.
+    pub publish: Vec<(u16, u16)>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum QemuError {
+    #[error("cannot start {program} (install QEMU: ci/setup)")]
+    Spawn {
+        program: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0} is missing: build the image first (hull build)")]
+    Missing(PathBuf),
+    #[error("invalid --publish \"{0}\": expected HOSTPORT:GUESTPORT")]
+    Publish(String),
+    #[error("\"{expected}\" did not appear on the console within {seconds} s{}; the console ends:\n{}", if *.exited { " (QEMU exited)" } else { "" }, tail(console, 40))]
+    Timeout {
+        expected: String,
+        seconds: u64,
+        exited: bool,
+        console: String,
+    },
+    #[error("QEMU failed: {0}")]
+    Failed(String),
+}
+
+/// The last `n` lines of `text`.
+fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// Parses `H:G`.
+pub fn parse_publish(text: &str) -> Result<(u16, u16), QemuError> {
+    let bad = || QemuError::Publish(text.to_string());
+    let (h, g) = text.split_once(':').ok_or_else(bad)?;
+    Ok((h.parse().map_err(|_| bad())?, g.parse().map_err(|_| bad())?))
+}
+
+/// Whether KVM works for `arch` on this host. /dev/kvm can exist and open yet
+/// fail when QEMU sets up a vCPU (seen in nested VMs), so QEMU itself is tried:
+/// a paused KVM machine that is still alive after a moment means KVM works.
+pub fn kvm_usable(arch: Arch) -> bool {
+    static ANSWER: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    if arch != Arch::host() {
+        return false;
+    }
+    *ANSWER.get_or_init(|| {
+        let opens = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/kvm")
+            .is_ok();
+        if !opens {
+            return false;
+        }
+        let (program, machine) = match arch {
+            Arch::Amd64 => ("qemu-system-x86_64", "q35"),
+            Arch::Arm64 => ("qemu-system-aarch64", "virt"),
+        };
+        let child = Command::new(program)
+            .args([
+                "-accel", "kvm", "-cpu", "max", "-M", machine, "-m", "64", "-S",
+            ])
+            .args([
+                "-display",
+                "none",
+                "-nodefaults",
+                "-monitor",
+                "none",
+                "-serial",
+                "none",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn();
+        let Ok(mut child) = child else {
+            return false;
+        };
+        std::thread::sleep(Duration::from_millis(1500));
+        let alive = matches!(child.try_wait(), Ok(None));
+        let _ = child.kill();
+        let _ = child.wait();
+        alive
+    })
+}
+
+/// The QEMU program and arguments for `o`.
+pub fn command_line(o: &Options) -> (String, Vec<String>) {
+    let mut args: Vec<String> = Vec::new();
+    let program = match o.arch {
+        Arch::Amd64 => {
+            args.extend(["-M", "q35"].map(String::from));
+            "qemu-system-x86_64"
+        }
+        Arch::Arm64 => {
+            args.extend(["-M", "virt"].map(String::from));
+            "qemu-system-aarch64"
+        }
+    };
+    // KVM first where it may work; QEMU falls back to TCG when it cannot.
+    if kvm_usable(o.arch) {
+        args.extend(["-accel", "kvm", "-accel", "tcg", "-cpu", "max"].map(String::from));
+    } else {
+        args.extend(["-accel", "tcg", "-cpu", "max"].map(String::from));
+    }
+    args.extend([
+        "-m".to_string(),
+        o.mem_mb.to_string(),
+        "-smp".to_string(),
+        o.cpus.to_string(),
+        "-nographic".to_string(),
+        "-no-reboot".to_string(),
+        "-kernel".to_string(),
+        o.kernel.display().to_string(),
+        "-initrd".to_string(),
+        o.initrd.display().to_string(),
+        "-append".to_string(),
+        o.cmdline.clone(),
+    ]);
+    let mut netdev = "user,id=net0".to_string();
+    for (h, g) in &o.publish {
+        netdev.push_str(&format!(",hostfwd=tcp:127.0.0.1:{h}-:{g}"));
+    }
+    args.extend([
+        "-netdev".to_string(),
+        netdev,
+        "-device".to_string(),
+        "virtio-net-pci,netdev=net0".to_string(),
+        "-device".to_string(),
+        "virtio-rng-pci".to_string(),
+    ]);
+    for (i, d) in o.disks.iter().enumerate() {
+        let format = if d.extension().is_some_and(|e| e == "qcow2") {
+            "qcow2"
+        } else {
+            "raw"
+        };
+        args.extend([
+            "-drive".to_string(),
+            format!("file={},format={format},if=virtio,index={i}", d.display()),
+        ]);
+    }
+    (program.to_string(), args)
+}
+
+/// The outputs `hull build` made under `prefix`: kernel, initrd, cmdline.
+pub fn image_files(prefix: &str) -> Result<(PathBuf, PathBuf, String), QemuError> {
+    let k = PathBuf::from(format!("{prefix}-kernel"));
+    let i = PathBuf::from(format!("{prefix}-initrd.img"));
+    let c = PathBuf::from(format!("{prefix}-cmdline"));
+    for p in [&k, &i, &c] {
+        if !p.exists() {
+            return Err(QemuError::Missing(p.clone()));
+        }
+    }
+    let cmdline = std::fs::read_to_string(&c).map_err(|_| QemuError::Missing(c.clone()))?;
+    Ok((k, i, cmdline.trim().to_string()))
+}
+
+/// Runs attached to the terminal until QEMU exits.
+pub fn run_attached(o: &Options) -> Result<(), QemuError> {
+    let (program, args) = command_line(o);
+    let status = Command::new(&program)
+        .args(&args)
+        .status()
+        .map_err(|source| QemuError::Spawn { program, source })?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(QemuError::Failed(status.to_string()))
+    }
+}
+
+fn line_done(console: &[u8], text: &str) -> bool {
+    let s = String::from_utf8_lossy(console);
+    s.find(text).is_some_and(|i| s[i..].contains('\n'))
+}
+
+/// Boots, copies the console to `echo`, and returns once a whole line with
+/// `expected` was printed (QEMU is then stopped); a timeout is an error with
+/// the console so far.
+pub fn run_expect(
+    o: &Options,
+    expected: &str,
+    timeout: Duration,
+    echo: &mut dyn Write,
+) -> Result<String, QemuError> {
+    let (program, args) = command_line(o);
+    let mut child = Command::new(&program)
+        .args(&args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|source| QemuError::Spawn {
+            program: program.clone(),
+            source,
+        })?;
+    let (tx, rx) = mpsc::channel::<Vec<u8>>();
+    for stream in [
+        child
+            .stdout
+            .take()
+            .map(|s| Box::new(s) as Box<dyn Read + Send>),
+        child
+            .stderr
+            .take()
+            .map(|s| Box::new(s) as Box<dyn Read + Send>),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        let tx = tx.clone();
+        let mut stream = stream;
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            loop {
+                match stream.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        if tx.send(buf[..n].to_vec()).is_err() {
+                            break;
+                        }
+                    }
+                }
+            }
+        });
+    }
+    drop(tx);
+    let deadline = Instant::now() + timeout;
+    let mut console = Vec::new();
+    let mut exited = false;
+    let found = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break false;
+        }
+        match rx.recv_timeout(left.min(Duration::from_millis(200))) {
+            Ok(chunk) => {
+                let _ = echo.write_all(&chunk);
+                console.extend_from_slice(&chunk);
+                if line_done(&console, expected) {
+                    break true;
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                exited = true;
+                break line_done(&console, expected);
+            }
+        }
+    };
+    let _ = echo.flush();
+    let _ = child.kill();
+    let _ = child.wait();
+    let text = String::from_utf8_lossy(&console).into_owned();
+    if found {
+        Ok(text)
+    } else {
+        Err(QemuError::Timeout {
+            expected: expected.to_string(),
+            seconds: timeout.as_secs(),
+            exited,
+            console: text,
+        })
+    }
+}
+
+/// The console log file next to an image prefix, for keeping on failure.
+pub fn log_path(prefix: &Path) -> PathBuf {
+    PathBuf::from(format!("{}-console.log", prefix.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_lines_per_arch() {
+        let o = Options {
+            arch: Arch::Arm64,
+            kernel: "k".into(),
+            initrd: "i".into(),
+            cmdline: "console=ttyAMA0".into(),
+            mem_mb: 256,
+            cpus: 2,
+            disks: vec!["data.qcow2".into()],
+            publish: vec![(2222, 22)],
+        };
+        let (program, args) = command_line(&o);
+        assert_eq!(program, "qemu-system-aarch64");
+        let joined = args.join(" ");
+        assert!(joined.contains("-M virt"), "{joined}");
+        assert!(joined.contains("-accel tcg"), "{joined}");
+        assert!(
+            joined.contains("hostfwd=tcp:127.0.0.1:2222-:22"),
+            "{joined}"
+        );
+        assert!(
+            joined.contains("file=data.qcow2,format=qcow2,if=virtio"),
+            "{joined}"
+        );
+        assert!(joined.contains("-append console=ttyAMA0"), "{joined}");
+        assert_eq!(parse_publish("8080:80").expect("ok"), (8080, 80));
+        assert!(parse_publish("80").is_err());
+    }
+}
