@@ -172,3 +172,85 @@ fn a_failing_build_step_shows_its_output_and_leaves_the_cache_alone() {
         out.stderr
     );
 }
+
+#[test]
+fn push_sends_the_multi_arch_image_to_a_registry() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let reg = util::registry::TestRegistry::start();
+    let cache = tmp.path().join("cache");
+    let getty = copy_getty(tmp.path());
+    let shown = hull(
+        &cache,
+        &[
+            "pkg",
+            "show-tag",
+            "--registry",
+            &reg.addr,
+            getty.to_str().expect("utf-8"),
+        ],
+    )
+    .expect_code(0)
+    .stdout;
+    let reference = shown.trim();
+    assert!(
+        reference.starts_with(&format!("{}/hull/getty:", reg.addr)),
+        "{reference}"
+    );
+    let out = hull(
+        &cache,
+        &[
+            "pkg",
+            "build",
+            "--registry",
+            &reg.addr,
+            "--push",
+            getty.to_str().expect("utf-8"),
+        ],
+    )
+    .expect_code(0);
+    let digest = out
+        .stdout
+        .split_whitespace()
+        .nth(1)
+        .expect("digest")
+        .to_string();
+    let raw = run(Command::new("skopeo")
+        .args(["inspect", "--raw", "--tls-verify=false"])
+        .arg(format!("docker://{reference}")));
+    use sha2::Digest as _;
+    assert_eq!(
+        format!(
+            "sha256:{}",
+            hex::encode(sha2::Sha256::digest(raw.as_bytes()))
+        ),
+        digest,
+        "the registry serves the same index"
+    );
+    for arch in ["amd64", "arm64"] {
+        let inspect = run(Command::new("skopeo")
+            .args(["inspect", "--tls-verify=false", "--override-arch", arch])
+            .arg(format!("docker://{reference}")));
+        assert!(
+            inspect.contains(&format!("\"Architecture\": \"{arch}\"")),
+            "{inspect}"
+        );
+    }
+    // Built again: the tag is cached, nothing is rebuilt, the push finds every blob.
+    let again = hull(
+        &cache,
+        &[
+            "pkg",
+            "build",
+            "--registry",
+            &reg.addr,
+            "--push",
+            getty.to_str().expect("utf-8"),
+        ],
+    )
+    .expect_code(0);
+    assert!(
+        again.stderr.contains("is in the cache") && !again.stderr.contains("building"),
+        "{}",
+        again.stderr
+    );
+}
