@@ -1,22 +1,49 @@
-//! `hull-init`: the PID1 of Hull images.
+//! `hull-init`: the PID1 of Hull images, and its container runtime.
 //!
-//! This is the foundation stage: a static binary for x86_64 and aarch64 that
-//! reports what it is. Mounting, module loading, the container lifecycle and the
-//! sandbox come with the hull-init issue; until then an image booted with this
-//! binary stops after the banner (the kernel reports that init exited).
+//! One static binary, three roles chosen by its arguments: PID1 (no
+//! arguments, pid 1), `shim DIR NAME` (a container's namespaces and cgroup),
+//! and `exec DIR NAME` (the container's root, identity and program). It never
+//! panics on purpose: every failure is reported and the system goes on.
+
+mod container;
+mod modules;
+mod mounts;
+mod supervisor;
+mod sys;
 
 use std::io::Write;
-
-/// The architecture this binary was compiled for.
-const ARCH: &str = std::env::consts::ARCH;
+use std::path::Path;
 
 fn main() {
-    let mut out = std::io::stdout().lock();
-    // Nothing to do if the console is gone: PID1 must not panic on a write error.
-    let _ = writeln!(
-        out,
-        "hull-init {} ({ARCH}, pid {})",
-        env!("CARGO_PKG_VERSION"),
-        std::process::id()
-    );
+    let args: Vec<String> = std::env::args().collect();
+    match args.get(1).map(String::as_str) {
+        Some("shim") if args.len() == 4 => {
+            let code = match container::shim(Path::new(&args[2]), &args[3]) {
+                Ok(code) => code,
+                Err(e) => {
+                    eprintln!("hull-init: {}: {e}", args[3]);
+                    125
+                }
+            };
+            std::process::exit(code);
+        }
+        Some("exec") if args.len() == 4 => {
+            if let Err(e) = container::exec(Path::new(&args[2]), &args[3]) {
+                eprintln!("hull-init: {}: {e}", args[3]);
+            }
+            std::process::exit(126);
+        }
+        _ if std::process::id() == 1 => supervisor::run(),
+        _ => {
+            let mut out = std::io::stdout().lock();
+            // Nothing to do if the console is gone: PID1 must not panic on a write error.
+            let _ = writeln!(
+                out,
+                "hull-init {} ({}, pid {}): the PID1 of Hull images; run by the kernel as /init",
+                env!("CARGO_PKG_VERSION"),
+                std::env::consts::ARCH,
+                std::process::id()
+            );
+        }
+    }
 }

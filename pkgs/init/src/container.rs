@@ -1,0 +1,393 @@
+//! Running one container: the shim (namespaces, cgroup) and the exec step
+//! (root filesystem, mounts, identity, capabilities, then the program).
+//!
+//! A runtime of Hull's own over rustix and caps rather than youki's
+//! libcontainer: it needs only what LinuxKit-style containers use, keeps
+//! hull-init one small static binary, and builds with Debian's aarch64
+//! toolchain without extra C libraries. Owns: applying `config.json` and
+//! `runtime.json`. Must not supervise: that is `supervisor`.
+
+use std::collections::HashSet;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
+use rustix::thread::UnshareFlags;
+
+use crate::mounts;
+use crate::sys::{self, Context, SysError};
+
+/// What went wrong setting a container up.
+#[derive(Debug)]
+pub struct SetupError(pub String);
+
+impl std::fmt::Display for SetupError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<SysError> for SetupError {
+    fn from(e: SysError) -> Self {
+        SetupError(e.to_string())
+    }
+}
+
+fn err(msg: impl Into<String>) -> SetupError {
+    SetupError(msg.into())
+}
+
+/// Reads a container's config.json.
+pub fn spec(dir: &Path) -> Result<Spec, SetupError> {
+    Spec::load(dir.join("config.json"))
+        .map_err(|e| err(format!("{}/config.json: {e}", dir.display())))
+}
+
+/// The container's cgroup directory under /sys/fs/cgroup.
+pub fn cgroup_dir(spec: &Spec, name: &str) -> PathBuf {
+    let path = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.cgroups_path().clone())
+        .unwrap_or_else(|| PathBuf::from(format!("/hull/{name}")));
+    Path::new("/sys/fs/cgroup").join(path.strip_prefix("/").unwrap_or(&path))
+}
+
+fn write(path: &Path, value: &str) -> Result<(), SetupError> {
+    std::fs::write(path, value)
+        .map_err(|e| err(format!("write {value:?} to {}: {e}", path.display())))
+}
+
+/// Creates the cgroup, applies limits, and moves this process into it.
+fn enter_cgroup(spec: &Spec, name: &str) -> Result<(), SetupError> {
+    let dir = cgroup_dir(spec, name);
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| err(format!("create cgroup {}: {e}", dir.display())))?;
+    // Enable the controllers on the way down (best effort: some may be missing).
+    let mut p = PathBuf::from("/sys/fs/cgroup");
+    for part in dir
+        .strip_prefix("/sys/fs/cgroup")
+        .unwrap_or(&dir)
+        .components()
+    {
+        for c in ["+memory", "+pids", "+cpu", "+io"] {
+            let _ = std::fs::write(p.join("cgroup.subtree_control"), c);
+        }
+        p.push(part);
+    }
+    if let Some(r) = spec.linux().as_ref().and_then(|l| l.resources().as_ref()) {
+        if let Some(limit) = r.memory().as_ref().and_then(|m| m.limit()) {
+            write(&dir.join("memory.max"), &limit.to_string())?;
+            let _ = std::fs::write(dir.join("memory.swap.max"), "0");
+        }
+        if let Some(pids) = r.pids().as_ref() {
+            write(&dir.join("pids.max"), &pids.limit().to_string())?;
+        }
+        if let Some(cpu) = r.cpu().as_ref() {
+            if let Some(q) = cpu.quota() {
+                write(
+                    &dir.join("cpu.max"),
+                    &format!("{q} {}", cpu.period().unwrap_or(100_000)),
+                )?;
+            }
+        }
+    }
+    write(&dir.join("cgroup.procs"), &std::process::id().to_string())
+}
+
+/// The shim: cgroup, namespaces, then the exec step as a child (pid 1 of a
+/// new pid namespace when there is one); exits with the child's status.
+pub fn shim(dir: &Path, name: &str) -> Result<i32, SetupError> {
+    let spec = spec(dir)?;
+    enter_cgroup(&spec, name)?;
+    let mut flags = UnshareFlags::NEWNS;
+    for ns in spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().clone())
+        .unwrap_or_default()
+    {
+        let flag = match ns.typ() {
+            LinuxNamespaceType::Pid => UnshareFlags::NEWPID,
+            LinuxNamespaceType::Network => UnshareFlags::NEWNET,
+            LinuxNamespaceType::Ipc => UnshareFlags::NEWIPC,
+            LinuxNamespaceType::Uts => UnshareFlags::NEWUTS,
+            LinuxNamespaceType::Mount => UnshareFlags::NEWNS,
+            LinuxNamespaceType::Cgroup => UnshareFlags::NEWCGROUP,
+            _ => continue,
+        };
+        match ns.path() {
+            None => flags |= flag,
+            Some(path) => {
+                let f = std::fs::File::open(path)
+                    .map_err(|e| err(format!("open namespace {}: {e}", path.display())))?;
+                rustix::thread::move_into_link_name_space(std::os::fd::AsFd::as_fd(&f), None)
+                    .ctx(|| format!("join namespace {}", path.display()))?;
+            }
+        }
+    }
+    sys::unshare(flags)?;
+    let mut child = Command::new("/proc/self/exe")
+        .arg0("hull-init")
+        .args(["exec", &dir.to_string_lossy(), name])
+        .spawn()
+        .map_err(|e| err(format!("start {name}: {e}")))?;
+    // Pass termination on to the container.
+    let pid = child.id();
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGINT,
+    ])
+    .map_err(|e| err(format!("signals: {e}")))?;
+    std::thread::spawn(move || {
+        for s in signals.forever() {
+            if let Some(p) = rustix::process::Pid::from_raw(i32::try_from(pid).unwrap_or(0)) {
+                let sig = if s == signal_hook::consts::SIGINT {
+                    rustix::process::Signal::INT
+                } else {
+                    rustix::process::Signal::TERM
+                };
+                let _ = rustix::process::kill_process(p, sig);
+            }
+        }
+    });
+    let status = child
+        .wait()
+        .map_err(|e| err(format!("wait for {name}: {e}")))?;
+    use std::os::unix::process::ExitStatusExt;
+    Ok(status
+        .code()
+        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)))
+}
+
+fn ensure_target(target: &Path, like: Option<&Path>) {
+    if target.exists() {
+        return;
+    }
+    // A bind of a file (or device node) needs a file to mount on; anything
+    // else a directory.
+    let is_file = like.is_some_and(|s| std::fs::metadata(s).is_ok_and(|m| !m.is_dir()));
+    if is_file {
+        if let Some(p) = target.parent() {
+            let _ = std::fs::create_dir_all(p);
+        }
+        let _ = std::fs::write(target, b"");
+    } else {
+        let _ = std::fs::create_dir_all(target);
+    }
+}
+
+/// The exec step: runs inside the new namespaces; never returns on success.
+pub fn exec(dir: &Path, name: &str) -> Result<(), SetupError> {
+    let spec = spec(dir)?;
+    let process = spec
+        .process()
+        .clone()
+        .ok_or_else(|| err("config.json has no process"))?;
+    mounts::make_private("/")?;
+    let image = std::fs::canonicalize(dir.join("rootfs"))
+        .map_err(|e| err(format!("{}/rootfs: {e}", dir.display())))?;
+    let work = PathBuf::from(format!("/run/hull/containers/{name}"));
+    let root = work.join("root");
+    std::fs::create_dir_all(&root).map_err(|e| err(format!("mkdir {}: {e}", root.display())))?;
+    let readonly = spec
+        .root()
+        .as_ref()
+        .is_some_and(|r| r.readonly().unwrap_or(false));
+    if readonly {
+        mounts::mount(
+            &image.to_string_lossy(),
+            &root,
+            "bind",
+            &["rbind".into(), "ro".into()],
+        )?;
+    } else {
+        let rw = work.join("rw");
+        std::fs::create_dir_all(&rw).map_err(|e| err(format!("mkdir {}: {e}", rw.display())))?;
+        mounts::mount("tmpfs", &rw, "tmpfs", &["mode=0755".into()])?;
+        for d in ["upper", "work"] {
+            std::fs::create_dir_all(rw.join(d)).map_err(|e| err(format!("mkdir: {e}")))?;
+        }
+        let data = format!(
+            "lowerdir={},upperdir={},workdir={}",
+            image.display(),
+            rw.join("upper").display(),
+            rw.join("work").display()
+        );
+        mounts::mount("overlay", &root, "overlay", &[data])?;
+    }
+    // Mounts from the spec, inside the new root.
+    for m in spec.mounts().clone().unwrap_or_default() {
+        let dest = m.destination();
+        let target = root.join(dest.strip_prefix("/").unwrap_or(dest));
+        let typ = m.typ().clone().unwrap_or_else(|| "bind".into());
+        let source = m
+            .source()
+            .clone()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| typ.clone());
+        let options = m.options().clone().unwrap_or_default();
+        let bind = typ == "bind" || options.iter().any(|o| o == "bind" || o == "rbind");
+        ensure_target(&target, bind.then(|| Path::new(&source)));
+        if readonly && !target.exists() {
+            continue;
+        }
+        let fstype = if typ == "cgroup" {
+            "cgroup2".to_string()
+        } else {
+            typ
+        };
+        if let Err(e) = mounts::mount(&source, &target, &fstype, &options) {
+            eprintln!("hull-init: {name}: {e}");
+        }
+    }
+    // The usual device nodes, from the host's /dev.
+    for d in ["null", "zero", "full", "random", "urandom", "tty"] {
+        let t = root.join("dev").join(d);
+        ensure_target(&t, Some(Path::new("/dev/null")));
+        let _ = mounts::mount(&format!("/dev/{d}"), &t, "bind", &["bind".into()]);
+    }
+    for d in spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.devices().clone())
+        .unwrap_or_default()
+    {
+        let p = d.path();
+        let t = root.join(p.strip_prefix("/").unwrap_or(p));
+        ensure_target(&t, Some(Path::new("/dev/null")));
+        let _ = mounts::mount(&p.to_string_lossy(), &t, "bind", &["bind".into()]);
+    }
+    if let Some(linux) = spec.linux() {
+        for p in linux.masked_paths().clone().unwrap_or_default() {
+            let t = root.join(p.trim_start_matches('/'));
+            if t.is_dir() {
+                let _ = mounts::mount("tmpfs", &t, "tmpfs", &["ro".into()]);
+            } else if t.exists() {
+                let _ = mounts::mount("/dev/null", &t, "bind", &["bind".into()]);
+            }
+        }
+        for p in linux.readonly_paths().clone().unwrap_or_default() {
+            let t = root.join(p.trim_start_matches('/'));
+            if t.exists() {
+                let _ = mounts::mount(
+                    &t.to_string_lossy(),
+                    &t,
+                    "bind",
+                    &["rbind".into(), "ro".into()],
+                );
+            }
+        }
+    }
+    rustix::process::chroot(&root).ctx(|| format!("chroot {}", root.display()))?;
+    std::env::set_current_dir(process.cwd())
+        .map_err(|e| err(format!("cwd {}: {e}", process.cwd().display())))?;
+    let new_uts = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().clone())
+        .unwrap_or_default()
+        .iter()
+        .any(|n| n.typ() == LinuxNamespaceType::Uts && n.path().is_none());
+    if new_uts {
+        if let Some(h) = spec.hostname() {
+            rustix::system::sethostname(h.as_bytes()).ctx(|| format!("sethostname {h}"))?;
+        }
+    }
+    if let Some(sysctl) = spec.linux().as_ref().and_then(|l| l.sysctl().clone()) {
+        for (k, v) in sysctl {
+            let path = format!("/proc/sys/{}", k.replace('.', "/"));
+            if let Err(e) = std::fs::write(&path, &v) {
+                eprintln!("hull-init: {name}: sysctl {k}={v}: {e}");
+            }
+        }
+    }
+    for r in process.rlimits().clone().unwrap_or_default() {
+        let resource = match r.typ().to_string().as_str() {
+            "RLIMIT_NOFILE" => rustix::process::Resource::Nofile,
+            "RLIMIT_NPROC" => rustix::process::Resource::Nproc,
+            "RLIMIT_CORE" => rustix::process::Resource::Core,
+            "RLIMIT_MEMLOCK" => rustix::process::Resource::Memlock,
+            "RLIMIT_STACK" => rustix::process::Resource::Stack,
+            "RLIMIT_AS" => rustix::process::Resource::As,
+            "RLIMIT_FSIZE" => rustix::process::Resource::Fsize,
+            "RLIMIT_CPU" => rustix::process::Resource::Cpu,
+            _ => continue,
+        };
+        let v = |n: u64| (n != u64::MAX).then_some(n);
+        let _ = rustix::process::setrlimit(
+            resource,
+            rustix::process::Rlimit {
+                current: v(r.soft()),
+                maximum: v(r.hard()),
+            },
+        );
+    }
+    if let Some(o) = process.oom_score_adj() {
+        let _ = std::fs::write("/proc/self/oom_score_adj", o.to_string());
+    }
+    // Identity: keep capabilities across the uid change, then set them.
+    let user = process.user();
+    rustix::thread::set_keep_capabilities(true).ctx(|| "keep capabilities".into())?;
+    let groups: Vec<rustix::process::Gid> = user
+        .additional_gids()
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .map(rustix::process::Gid::from_raw)
+        .collect();
+    rustix::thread::set_thread_groups(&groups).ctx(|| "setgroups".into())?;
+    rustix::thread::set_thread_gid(rustix::process::Gid::from_raw(user.gid()))
+        .ctx(|| format!("setgid {}", user.gid()))?;
+    rustix::thread::set_thread_uid(rustix::process::Uid::from_raw(user.uid()))
+        .ctx(|| format!("setuid {}", user.uid()))?;
+    apply_capabilities(&process)?;
+    if process.no_new_privileges().unwrap_or(false) {
+        rustix::thread::set_no_new_privs(true).ctx(|| "no_new_privs".into())?;
+    }
+    let args = process.args().clone().unwrap_or_default();
+    let Some((program, rest)) = args.split_first() else {
+        return Err(err("config.json has no process.args"));
+    };
+    let mut cmd = Command::new(program);
+    cmd.args(rest).env_clear();
+    for e in process.env().clone().unwrap_or_default() {
+        if let Some((k, v)) = e.split_once('=') {
+            cmd.env(k, v);
+        }
+    }
+    let e = cmd.exec();
+    Err(err(format!("exec {program}: {e}")))
+}
+
+fn cap_set(names: &Option<HashSet<oci_spec::runtime::Capability>>) -> caps::CapsHashSet {
+    names
+        .iter()
+        .flatten()
+        .filter_map(|c| {
+            let name = serde_json::to_value(c).ok()?.as_str()?.to_string();
+            name.parse::<caps::Capability>().ok()
+        })
+        .collect()
+}
+
+fn apply_capabilities(process: &oci_spec::runtime::Process) -> Result<(), SetupError> {
+    let c = process.capabilities().clone().unwrap_or_default();
+    let bounding = cap_set(c.bounding());
+    let cerr = |what: &str, e: caps::errors::CapsError| err(format!("capabilities ({what}): {e}"));
+    for cap in caps::all() {
+        if !bounding.contains(&cap) {
+            caps::drop(None, caps::CapSet::Bounding, cap).map_err(|e| cerr("bounding", e))?;
+        }
+    }
+    caps::set(None, caps::CapSet::Inheritable, &cap_set(c.inheritable()))
+        .map_err(|e| cerr("inheritable", e))?;
+    caps::set(None, caps::CapSet::Permitted, &cap_set(c.permitted()))
+        .map_err(|e| cerr("permitted", e))?;
+    caps::set(None, caps::CapSet::Effective, &cap_set(c.effective()))
+        .map_err(|e| cerr("effective", e))?;
+    caps::set(None, caps::CapSet::Ambient, &cap_set(c.ambient()))
+        .map_err(|e| cerr("ambient", e))?;
+    Ok(())
+}

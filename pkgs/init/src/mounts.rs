@@ -1,0 +1,147 @@
+//! Mounting: the system's early mounts and a container's mounts from its spec.
+//!
+//! Owns: translating mount option strings (`nosuid`, `ro`, `mode=755`, ...)
+//! into flags and data, bind mounts, read-only remounts, and the early boot
+//! mounts. Must not know about containers' lifecycles.
+
+use std::ffi::CString;
+use std::path::Path;
+
+use rustix::mount::{MountFlags, MountPropagationFlags};
+
+use crate::sys::{Context, SysError};
+
+/// Flags and the remaining data string for mount(2).
+pub fn parse_options(options: &[String]) -> (MountFlags, String, bool, bool) {
+    let mut flags = MountFlags::empty();
+    let mut data = Vec::new();
+    let (mut bind, mut recursive) = (false, false);
+    for o in options {
+        match o.as_str() {
+            "ro" => flags |= MountFlags::RDONLY,
+            "rw" => {}
+            "nosuid" => flags |= MountFlags::NOSUID,
+            "nodev" => flags |= MountFlags::NODEV,
+            "noexec" => flags |= MountFlags::NOEXEC,
+            "relatime" => flags |= MountFlags::RELATIME,
+            "noatime" => flags |= MountFlags::NOATIME,
+            "strictatime" => flags |= MountFlags::STRICTATIME,
+            "sync" => flags |= MountFlags::SYNCHRONOUS,
+            "bind" => bind = true,
+            "rbind" => {
+                bind = true;
+                recursive = true;
+            }
+            "shared" | "rshared" | "slave" | "rslave" | "private" | "rprivate" => {}
+            other => data.push(other.to_string()),
+        }
+    }
+    (flags, data.join(","), bind, recursive)
+}
+
+/// Mounts `fstype` from `source` at `target` with `options`.
+pub fn mount(
+    source: &str,
+    target: &Path,
+    fstype: &str,
+    options: &[String],
+) -> Result<(), SysError> {
+    let (flags, data, bind, recursive) = parse_options(options);
+    let what = || format!("mount {source} ({fstype}) on {}", target.display());
+    if bind || fstype == "bind" {
+        if recursive {
+            rustix::mount::mount_bind_recursive(source, target).ctx(what)?;
+        } else {
+            rustix::mount::mount_bind(source, target).ctx(what)?;
+        }
+        if flags.contains(MountFlags::RDONLY) {
+            rustix::mount::mount_remount(target, MountFlags::BIND | flags, "")
+                .ctx(|| format!("remount {} read-only", target.display()))?;
+        }
+        return Ok(());
+    }
+    let data = CString::new(data).unwrap_or_default();
+    match rustix::mount::mount(source, target, fstype, flags, data.as_c_str()) {
+        // The filesystem may be a module nobody has loaded yet.
+        Err(rustix::io::Errno::NODEV) if crate::modules::load_named(fstype) => {
+            rustix::mount::mount(source, target, fstype, flags, data.as_c_str()).ctx(what)
+        }
+        other => other.ctx(what),
+    }
+}
+
+/// Makes every mount under `/` private to this mount namespace.
+pub fn make_private(root: &str) -> Result<(), SysError> {
+    rustix::mount::mount_change(
+        root,
+        MountPropagationFlags::REC | MountPropagationFlags::PRIVATE,
+    )
+    .ctx(|| format!("make {root} private"))
+}
+
+/// The system's mounts, made once by PID1. A mount that is already there is fine.
+pub fn early() -> Vec<SysError> {
+    let table: &[(&str, &str, &str, &[&str])] = &[
+        (
+            "proc",
+            "/proc",
+            "proc",
+            &["nosuid", "nodev", "noexec", "relatime"],
+        ),
+        (
+            "sysfs",
+            "/sys",
+            "sysfs",
+            &["nosuid", "nodev", "noexec", "relatime"],
+        ),
+        ("devtmpfs", "/dev", "devtmpfs", &["nosuid", "mode=0755"]),
+        (
+            "devpts",
+            "/dev/pts",
+            "devpts",
+            &["nosuid", "noexec", "gid=5", "mode=0620", "ptmxmode=0666"],
+        ),
+        (
+            "shm",
+            "/dev/shm",
+            "tmpfs",
+            &["nosuid", "nodev", "mode=1777"],
+        ),
+        ("tmpfs", "/run", "tmpfs", &["nosuid", "nodev", "mode=0755"]),
+        ("tmpfs", "/tmp", "tmpfs", &["nosuid", "nodev", "mode=1777"]),
+        (
+            "cgroup2",
+            "/sys/fs/cgroup",
+            "cgroup2",
+            &["nosuid", "nodev", "noexec", "relatime", "nsdelegate"],
+        ),
+    ];
+    let mut errors = Vec::new();
+    for (source, target, fstype, opts) in table {
+        let _ = std::fs::create_dir_all(target);
+        let opts: Vec<String> = opts.iter().map(|s| s.to_string()).collect();
+        if let Err(e) = mount(source, Path::new(target), fstype, &opts) {
+            if e.errno != rustix::io::Errno::BUSY {
+                errors.push(e);
+            }
+        }
+    }
+    errors
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_split_into_flags_and_data() {
+        let o: Vec<String> = ["nosuid", "ro", "mode=755", "size=64k", "rbind"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let (flags, data, bind, rec) = parse_options(&o);
+        assert!(flags.contains(MountFlags::NOSUID) && flags.contains(MountFlags::RDONLY));
+        assert_eq!(data, "mode=755,size=64k");
+        assert!(bind && rec);
+    }
+}
