@@ -127,31 +127,40 @@ pub fn shim(dir: &Path, name: &str) -> Result<i32, SetupError> {
             }
         }
     }
+    // Termination is passed on to the container. The thread starts before
+    // unshare: a process cannot start threads after unsharing its pid namespace.
+    let target = std::sync::Arc::new(std::sync::atomic::AtomicI32::new(0));
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGINT,
+    ])
+    .map_err(|e| err(format!("signals: {e}")))?;
+    let forward = target.clone();
+    std::thread::Builder::new()
+        .spawn(move || {
+            for s in signals.forever() {
+                let raw = forward.load(std::sync::atomic::Ordering::SeqCst);
+                if let Some(p) = rustix::process::Pid::from_raw(raw) {
+                    let sig = if s == signal_hook::consts::SIGINT {
+                        rustix::process::Signal::INT
+                    } else {
+                        rustix::process::Signal::TERM
+                    };
+                    let _ = rustix::process::kill_process(p, sig);
+                }
+            }
+        })
+        .map_err(|e| err(format!("signal thread: {e}")))?;
     sys::unshare(flags)?;
     let mut child = Command::new("/proc/self/exe")
         .arg0("hull-init")
         .args(["exec", &dir.to_string_lossy(), name])
         .spawn()
         .map_err(|e| err(format!("start {name}: {e}")))?;
-    // Pass termination on to the container.
-    let pid = child.id();
-    let mut signals = signal_hook::iterator::Signals::new([
-        signal_hook::consts::SIGTERM,
-        signal_hook::consts::SIGINT,
-    ])
-    .map_err(|e| err(format!("signals: {e}")))?;
-    std::thread::spawn(move || {
-        for s in signals.forever() {
-            if let Some(p) = rustix::process::Pid::from_raw(i32::try_from(pid).unwrap_or(0)) {
-                let sig = if s == signal_hook::consts::SIGINT {
-                    rustix::process::Signal::INT
-                } else {
-                    rustix::process::Signal::TERM
-                };
-                let _ = rustix::process::kill_process(p, sig);
-            }
-        }
-    });
+    target.store(
+        i32::try_from(child.id()).unwrap_or(0),
+        std::sync::atomic::Ordering::SeqCst,
+    );
     let status = child
         .wait()
         .map_err(|e| err(format!("wait for {name}: {e}")))?;
@@ -195,28 +204,22 @@ pub fn exec(dir: &Path, name: &str) -> Result<(), SetupError> {
         .root()
         .as_ref()
         .is_some_and(|r| r.readonly().unwrap_or(false));
-    if readonly {
-        mounts::mount(
-            &image.to_string_lossy(),
-            &root,
-            "bind",
-            &["rbind".into(), "ro".into()],
-        )?;
-    } else {
-        let rw = work.join("rw");
-        std::fs::create_dir_all(&rw).map_err(|e| err(format!("mkdir {}: {e}", rw.display())))?;
-        mounts::mount("tmpfs", &rw, "tmpfs", &["mode=0755".into()])?;
-        for d in ["upper", "work"] {
-            std::fs::create_dir_all(rw.join(d)).map_err(|e| err(format!("mkdir: {e}")))?;
-        }
-        let data = format!(
-            "lowerdir={},upperdir={},workdir={}",
-            image.display(),
-            rw.join("upper").display(),
-            rw.join("work").display()
-        );
-        mounts::mount("overlay", &root, "overlay", &[data])?;
+    // The root is always an overlay (the image below, a tmpfs above), so mount
+    // points can be made; a read-only container's root is remounted read-only
+    // once its mounts are in place.
+    let rw = work.join("rw");
+    std::fs::create_dir_all(&rw).map_err(|e| err(format!("mkdir {}: {e}", rw.display())))?;
+    mounts::mount("tmpfs", &rw, "tmpfs", &["mode=0755".into()])?;
+    for d in ["upper", "work"] {
+        std::fs::create_dir_all(rw.join(d)).map_err(|e| err(format!("mkdir: {e}")))?;
     }
+    let data = format!(
+        "lowerdir={},upperdir={},workdir={}",
+        image.display(),
+        rw.join("upper").display(),
+        rw.join("work").display()
+    );
+    mounts::mount("overlay", &root, "overlay", &[data])?;
     // Mounts from the spec, inside the new root.
     for m in spec.mounts().clone().unwrap_or_default() {
         let dest = m.destination();
@@ -230,9 +233,6 @@ pub fn exec(dir: &Path, name: &str) -> Result<(), SetupError> {
         let options = m.options().clone().unwrap_or_default();
         let bind = typ == "bind" || options.iter().any(|o| o == "bind" || o == "rbind");
         ensure_target(&target, bind.then(|| Path::new(&source)));
-        if readonly && !target.exists() {
-            continue;
-        }
         let fstype = if typ == "cgroup" {
             "cgroup2".to_string()
         } else {
@@ -279,6 +279,14 @@ pub fn exec(dir: &Path, name: &str) -> Result<(), SetupError> {
                 );
             }
         }
+    }
+    if readonly {
+        rustix::mount::mount_remount(
+            &root,
+            rustix::mount::MountFlags::BIND | rustix::mount::MountFlags::RDONLY,
+            "",
+        )
+        .ctx(|| format!("remount {} read-only", root.display()))?;
     }
     rustix::process::chroot(&root).ctx(|| format!("chroot {}", root.display()))?;
     std::env::set_current_dir(process.cwd())
@@ -381,12 +389,15 @@ fn apply_capabilities(process: &oci_spec::runtime::Process) -> Result<(), SetupE
             caps::drop(None, caps::CapSet::Bounding, cap).map_err(|e| cerr("bounding", e))?;
         }
     }
+    // Only ever lowering: inheritable, then effective (within the current
+    // permitted set), then permitted (which must keep the new effective set),
+    // then ambient (within permitted and inheritable).
     caps::set(None, caps::CapSet::Inheritable, &cap_set(c.inheritable()))
         .map_err(|e| cerr("inheritable", e))?;
-    caps::set(None, caps::CapSet::Permitted, &cap_set(c.permitted()))
-        .map_err(|e| cerr("permitted", e))?;
     caps::set(None, caps::CapSet::Effective, &cap_set(c.effective()))
         .map_err(|e| cerr("effective", e))?;
+    caps::set(None, caps::CapSet::Permitted, &cap_set(c.permitted()))
+        .map_err(|e| cerr("permitted", e))?;
     caps::set(None, caps::CapSet::Ambient, &cap_set(c.ambient()))
         .map_err(|e| cerr("ambient", e))?;
     Ok(())

@@ -47,7 +47,8 @@ fn settings(dir: &Path) -> Settings {
 
 /// Copies a container's output to the console (prefixed) and its log file.
 fn pump(name: String, stream: impl std::io::Read + Send + 'static) {
-    std::thread::spawn(move || {
+    // A thread that cannot start loses this container's log, not the boot.
+    let _ = std::thread::Builder::new().spawn(move || {
         let log_path = PathBuf::from(format!("/var/log/{name}.log"));
         let mut log = std::fs::OpenOptions::new()
             .create(true)
@@ -188,6 +189,9 @@ pub fn run() -> ! {
         .unwrap_or_else(|_| "hull".into());
     if let Err(e) = rustix::system::sethostname(hostname.as_bytes()) {
         say(format!("hostname: {e}"));
+    }
+    if let Err(e) = crate::sys::loopback_up() {
+        say(format!("loopback: {e}"));
     }
     // Ctrl-alt-del comes to us as SIGINT instead of an immediate reboot.
     let _ = rustix::system::reboot(rustix::system::RebootCommand::CadOff);

@@ -45,3 +45,45 @@ pub fn unshare(flags: rustix::thread::UnshareFlags) -> Result<(), SysError> {
     // CLONE_FILES or CLONE_FS.
     unsafe { rustix::thread::unshare_unsafe(flags) }.ctx(|| format!("unshare({flags:?})"))
 }
+
+/// `struct ifreq` as far as SIOCGIFFLAGS/SIOCSIFFLAGS use it.
+#[repr(C)]
+struct IfReq {
+    name: [u8; 16],
+    flags: i16,
+    _pad: [u8; 22],
+}
+
+const SIOCGIFFLAGS: rustix::ioctl::Opcode = 0x8913;
+const SIOCSIFFLAGS: rustix::ioctl::Opcode = 0x8914;
+const IFF_UP: i16 = 0x1;
+
+/// Brings the loopback interface up (no netlink library needed for one flag).
+pub fn loopback_up() -> Result<(), SysError> {
+    use rustix::net::{socket, AddressFamily, SocketType};
+    let sock = socket(AddressFamily::INET, SocketType::DGRAM, None).ctx(|| "socket".into())?;
+    let mut req = IfReq {
+        name: [0; 16],
+        flags: 0,
+        _pad: [0; 22],
+    };
+    req.name[..2].copy_from_slice(b"lo");
+    // SAFETY: SIOCGIFFLAGS reads and writes a `struct ifreq`, which `IfReq`
+    // mirrors in size (40 bytes) and layout (name, then the flags union).
+    unsafe {
+        rustix::ioctl::ioctl(
+            &sock,
+            rustix::ioctl::Updater::<SIOCGIFFLAGS, IfReq>::new(&mut req),
+        )
+    }
+    .ctx(|| "get lo flags".into())?;
+    req.flags |= IFF_UP;
+    // SAFETY: as above; SIOCSIFFLAGS reads the same `struct ifreq`.
+    unsafe {
+        rustix::ioctl::ioctl(
+            &sock,
+            rustix::ioctl::Updater::<SIOCSIFFLAGS, IfReq>::new(&mut req),
+        )
+    }
+    .ctx(|| "set lo up".into())
+}
