@@ -35,30 +35,31 @@ pub struct Request<'a> {
     pub mtime: u64,
 }
 
-/// Every image reference a manifest uses, as written, in first-use order.
-pub fn references(m: &Manifest) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
-    let mut push = |r: &str| {
-        if !out.iter().any(|o| o == r) {
-            out.push(r.to_string());
+/// Every image reference a manifest uses, as written (an `@pkg:` one as
+/// resolved), in first-use order, with the package it comes from, if any.
+pub fn references(m: &Manifest) -> Vec<(String, Option<PathBuf>)> {
+    let mut out: Vec<(String, Option<PathBuf>)> = Vec::new();
+    let mut push = |r: &crate::manifest::values::ImageRef| {
+        if !out.iter().any(|(o, _)| *o == r.text) {
+            out.push((r.text.clone(), r.package.clone()));
         }
     };
     if let Some(i) = m.kernel.as_ref().and_then(|k| k.image.as_ref()) {
-        push(&i.value.text);
+        push(&i.value);
     }
     for i in m.init.iter().flatten() {
-        push(&i.value.text);
+        push(&i.value);
     }
     for list in [&m.onboot, &m.onshutdown, &m.services] {
         for e in list.iter().flatten() {
             if let Some(i) = &e.image {
-                push(&i.value.text);
+                push(&i.value);
             }
         }
     }
     for v in m.volumes.iter().flatten() {
         if let Some(i) = &v.image {
-            push(&i.value.text);
+            push(&i.value);
         }
     }
     out
@@ -103,7 +104,18 @@ pub fn build(
     let runtime = crate::commands::runtime()?;
     let mut pins = BTreeMap::new();
     let mut cached = Vec::new();
-    for text in &refs {
+    for (text, package) in &refs {
+        // An @pkg: image not built yet is built now (all its arches, so the
+        // index is the same whichever arch asked first).
+        if let Some(dir) = package {
+            let reference: Reference = text
+                .parse()
+                .with_context(|| format!("invalid image reference {text}"))?;
+            if pull::lookup(cache, &reference, req.arch)?.is_none() {
+                let p = crate::pkg::load(dir)?;
+                crate::pkg::build(&p, cache, text, None, 0, progress)?;
+            }
+        }
         let mut reference: Reference = text
             .parse()
             .with_context(|| format!("invalid image reference {text}"))?;

@@ -26,10 +26,8 @@ pub fn run(cx: &Context, cmd: PkgCommand) -> anyhow::Result<()> {
                 .iter()
                 .map(|a| a.parse().map_err(anyhow::Error::msg))
                 .collect::<anyhow::Result<_>>()?;
-            let mtime = std::env::var("SOURCE_DATE_EPOCH")
-                .ok()
-                .and_then(|v| v.trim().parse().ok())
-                .unwrap_or(0);
+            // Package images carry no build time: one tag, one digest.
+            let mtime = 0;
             for dir in &args.dirs {
                 let p = pkg::load(dir)?;
                 let tag = match &args.tag {

@@ -34,6 +34,10 @@ impl fmt::Display for Diagnostic {
 pub struct Diagnostics {
     pub errors: Vec<Diagnostic>,
     pub warnings: Vec<Diagnostic>,
+    /// The directory of the manifest being decoded, for `@pkg:` references.
+    pub base_dir: Option<std::path::PathBuf>,
+    /// Turns a package directory into its image reference (`@pkg:`).
+    pub resolve_package: Option<fn(&std::path::Path) -> Result<String, String>>,
 }
 
 impl Diagnostics {

@@ -144,7 +144,11 @@ fn parse_one(name: &str, text: &str, dir: &Path, cx: &mut Diagnostics) -> Option
             ..Manifest::default()
         });
     }
-    let manifest = Manifest::decode("manifest", &root, cx)?;
+    cx.base_dir = Some(dir.to_path_buf());
+    cx.resolve_package = Some(crate::pkg::resolve);
+    let manifest = Manifest::decode("manifest", &root, cx);
+    cx.base_dir = None;
+    let manifest = manifest?;
     checks::check_file(&manifest, dir, cx);
     Some(manifest)
 }

@@ -50,14 +50,15 @@ macro_rules! serialize_display {
 pub struct ImageRef {
     pub text: String,
     pub reference: Reference,
+    /// For `@pkg:DIR`: the package directory the reference was made from.
+    pub package: Option<std::path::PathBuf>,
 }
 
 impl ImageRef {
     pub fn parse(text: &str) -> Result<Self, String> {
         if text.starts_with("@pkg:") {
             return Err(format!(
-                "not supported: \"{text}\" is a LinuxKit build-time template; \
-                 write the image reference (hull pkg show-tag DIR prints a package's)"
+                "\"{text}\": @pkg: references are only valid in manifest files"
             ));
         }
         if text.trim() != text || text.is_empty() {
@@ -67,11 +68,46 @@ impl ImageRef {
             .map(|reference| ImageRef {
                 text: text.to_string(),
                 reference,
+                package: None,
             })
             .map_err(|e| format!("invalid image reference \"{text}\": {e}"))
     }
 }
-decode_from_str!(ImageRef);
+impl Decode for ImageRef {
+    /// A reference, or LinuxKit's `@pkg:DIR` (relative to the manifest): the
+    /// image `hull pkg build DIR` makes, by its content tag.
+    fn decode(key: &str, node: &Node, cx: &mut Diagnostics) -> Option<Self> {
+        let text = String::decode(key, node, cx)?;
+        let Some(path) = text.strip_prefix("@pkg:") else {
+            return match ImageRef::parse(&text) {
+                Ok(v) => Some(v),
+                Err(msg) => {
+                    cx.error(&node.pos, format!("{key}: {msg}"));
+                    None
+                }
+            };
+        };
+        let (Some(base), Some(resolve)) = (cx.base_dir.clone(), cx.resolve_package) else {
+            cx.error(
+                &node.pos,
+                format!("{key}: \"{text}\": @pkg: references are only valid in manifest files"),
+            );
+            return None;
+        };
+        let dir = base.join(path);
+        let resolved = resolve(&dir).and_then(|r| ImageRef::parse(&r).map_err(|e| e.to_string()));
+        match resolved {
+            Ok(mut r) => {
+                r.package = Some(dir);
+                Some(r)
+            }
+            Err(e) => {
+                cx.error(&node.pos, format!("{key}: \"{text}\": {e}"));
+                None
+            }
+        }
+    }
+}
 
 impl fmt::Display for ImageRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -474,7 +510,7 @@ mod tests {
         assert!(ImageRef::parse("alpine:bad tag").is_err());
         assert!(ImageRef::parse("@pkg:../init")
             .expect_err("template")
-            .starts_with("not supported"));
+            .contains("only valid in manifest files"));
     }
 
     #[test]

@@ -193,6 +193,16 @@ pub fn reference(pkg: &Package, registry: Option<&str>, tag: &str) -> String {
     crate::cache::archive::normalize(&name).unwrap_or(name)
 }
 
+/// The image reference of the package in `dir` (for `@pkg:` in manifests).
+pub fn resolve(dir: &Path) -> Result<String, String> {
+    if !dir.join("build.yml").is_file() {
+        return Err(format!("no package at {} (no build.yml)", dir.display()));
+    }
+    let p = load(dir).map_err(|e| e.to_string())?;
+    let t = tag(&p).map_err(|e| e.to_string())?;
+    Ok(reference(&p, None, &t))
+}
+
 /// Runs the build step for `arch` into a fresh root under `work`.
 fn run_step(pkg: &Package, arch: Arch, work: &Path, mtime: u64) -> Result<PathBuf, PkgError> {
     let root = work.join(format!("rootfs-{arch}"));
