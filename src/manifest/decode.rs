@@ -29,6 +29,9 @@ impl fmt::Display for Diagnostic {
     }
 }
 
+/// Turns a package directory into the image reference it builds.
+pub type PackageResolver = fn(&std::path::Path) -> Result<String, String>;
+
 /// Where decoding and validation put what they find.
 #[derive(Debug, Default)]
 pub struct Diagnostics {
@@ -37,7 +40,7 @@ pub struct Diagnostics {
     /// The directory of the manifest being decoded, for `@pkg:` references.
     pub base_dir: Option<std::path::PathBuf>,
     /// Turns a package directory into its image reference (`@pkg:`).
-    pub resolve_package: Option<fn(&std::path::Path) -> Result<String, String>>,
+    pub resolve_package: Option<PackageResolver>,
 }
 
 impl Diagnostics {
