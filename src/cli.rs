@@ -287,4 +287,10 @@ pub struct RunQemuArgs {
     /// Seconds to wait for --expect
     #[arg(long, default_value_t = 300, value_name = "S")]
     pub timeout: u64,
+    /// With --expect: succeed only once QEMU has also exited by itself (a poweroff)
+    #[arg(long, requires = "expect")]
+    pub until_exit: bool,
+    /// Serve QMP on this unix socket (e.g. to send system_powerdown)
+    #[arg(long, value_name = "SOCKET")]
+    pub qmp: Option<PathBuf>,
 }

@@ -26,6 +26,8 @@ pub struct Options {
     pub disks: Vec<PathBuf>,
     /// (host port, guest port), TCP, host side on 127.0.0.1.
     pub publish: Vec<(u16, u16)>,
+    /// A QMP socket to control the machine (e.g. `system_powerdown`).
+    pub qmp: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +49,11 @@ pub enum QemuError {
         exited: bool,
         console: String,
     },
+    #[error(
+        "QEMU did not exit by itself within {seconds} s; the console ends:\n{}",
+        tail(console, 40)
+    )]
+    NoExit { seconds: u64, console: String },
     #[error("QEMU failed: {0}")]
     Failed(String),
 }
@@ -158,6 +165,12 @@ pub fn command_line(o: &Options) -> (String, Vec<String>) {
         "-device".to_string(),
         "virtio-rng-pci".to_string(),
     ]);
+    if let Some(q) = &o.qmp {
+        args.extend([
+            "-qmp".to_string(),
+            format!("unix:{},server=on,wait=off", q.display()),
+        ]);
+    }
     for (i, d) in o.disks.iter().enumerate() {
         let format = if d.extension().is_some_and(|e| e == "qcow2") {
             "qcow2"
@@ -212,6 +225,7 @@ pub fn run_expect(
     o: &Options,
     expected: &str,
     timeout: Duration,
+    until_exit: bool,
     echo: &mut dyn Write,
 ) -> Result<String, QemuError> {
     let (program, args) = command_line(o);
@@ -268,7 +282,7 @@ pub fn run_expect(
             Ok(chunk) => {
                 let _ = echo.write_all(&chunk);
                 console.extend_from_slice(&chunk);
-                if line_done(&console, expected) {
+                if !until_exit && line_done(&console, expected) {
                     break true;
                 }
             }
@@ -283,6 +297,12 @@ pub fn run_expect(
     let _ = child.kill();
     let _ = child.wait();
     let text = String::from_utf8_lossy(&console).into_owned();
+    if until_exit && !exited {
+        return Err(QemuError::NoExit {
+            seconds: timeout.as_secs(),
+            console: text,
+        });
+    }
     if found {
         Ok(text)
     } else {
@@ -315,6 +335,7 @@ mod tests {
             cpus: 2,
             disks: vec!["data.qcow2".into()],
             publish: vec![(2222, 22)],
+            qmp: None,
         };
         let (program, args) = command_line(&o);
         assert_eq!(program, "qemu-system-aarch64");

@@ -157,3 +157,111 @@ fn hull_init_runs_onboot_services_and_sandboxes_on_both_arches() {
         println!("{arch}: hull-init booted and ran every check");
     }
 }
+
+/// QEMU's `system_powerdown` (the ACPI power button) on x86_64: hull-init stops
+/// the services, runs the onshutdown container, powers off, and QEMU exits
+/// within 10 s of the onshutdown container's output. (aarch64 needs UEFI/ACPI
+/// boot for a power button; that comes with the UEFI formats.)
+#[test]
+fn power_button_runs_onshutdown_and_powers_off() {
+    use std::io::{BufRead, BufReader, Write};
+    use std::time::{Duration, Instant};
+
+    let tmp = tempfile::tempdir().expect("tmp");
+    let cache = tmp.path().join("cache");
+    let r = repo();
+    let text = format!(
+        "kernel:\n  image: \"@pkg:{k}\"\n  cmdline: \"console=ttyS0\"\ninit:\n  - \"@pkg:{i}\"\n\
+         onshutdown:\n  - name: goodbye\n    image: \"@pkg:{g}\"\n    capabilities: []\n    binds: []\n    command: [\"/bin/sh\", \"-c\", \"echo HULL-ONSHUTDOWN-RAN\"]\n\
+         services:\n  - name: ready\n    image: \"@pkg:{g}\"\n    capabilities: []\n    binds: []\n    command: [\"/bin/sh\", \"-c\", \"echo HULL-READY; exec sleep 2147483647\"]\n",
+        k = r.join("kernels/debian-cloud").display(),
+        i = r.join("pkgs/init").display(),
+        g = r.join("pkgs/getty").display(),
+    );
+    std::fs::write(tmp.path().join("pd.yml"), text).expect("write");
+    hull(&cache, tmp.path(), &["build", "--arch", "amd64", "pd.yml"]).expect_code(0);
+    let qmp = tmp.path().join("qmp.sock");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_hull"))
+        .current_dir(tmp.path())
+        .args(["run", "qemu", "--arch", "amd64", "--qmp"])
+        .arg(&qmp)
+        .args([
+            "--expect",
+            "HULL-ONSHUTDOWN-RAN",
+            "--until-exit",
+            "--timeout",
+            "240",
+            "pd",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("hull run qemu starts");
+    let (tx, rx) = std::sync::mpsc::channel::<(Instant, String)>();
+    let out = child.stdout.take().expect("stdout");
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            if tx.send((Instant::now(), line)).is_err() {
+                break;
+            }
+        }
+    });
+    let mut console = Vec::new();
+    let wait_for = |marker: &str, console: &mut Vec<String>| -> Option<Instant> {
+        let deadline = Instant::now() + Duration::from_secs(240);
+        while let Ok((at, line)) =
+            rx.recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        {
+            let hit = line.contains(marker);
+            console.push(line);
+            if hit {
+                return Some(at);
+            }
+        }
+        None
+    };
+    assert!(
+        wait_for("HULL-READY", &mut console).is_some(),
+        "never ready:\n{}",
+        console.join("\n")
+    );
+    // The power button is found early in the boot, before the services.
+    assert!(
+        console
+            .iter()
+            .any(|l| l.contains("hull-init: power button:")),
+        "no power button:\n{}",
+        console.join("\n")
+    );
+    let mut s = std::os::unix::net::UnixStream::connect(&qmp).expect("QMP socket");
+    let mut replies = BufReader::new(s.try_clone().expect("clone"));
+    let mut line = String::new();
+    replies.read_line(&mut line).expect("QMP greeting");
+    s.write_all(b"{\"execute\":\"qmp_capabilities\"}\n")
+        .expect("qmp");
+    line.clear();
+    replies.read_line(&mut line).expect("qmp reply");
+    s.write_all(b"{\"execute\":\"system_powerdown\"}\n")
+        .expect("powerdown");
+    let ran = wait_for("HULL-ONSHUTDOWN-RAN", &mut console)
+        .unwrap_or_else(|| panic!("onshutdown never ran:\n{}", console.join("\n")));
+    let status = child.wait().expect("hull run exits");
+    let exited = Instant::now();
+    while let Ok((_, l)) = rx.try_recv() {
+        console.push(l);
+    }
+    let all = console.join("\n");
+    assert!(status.success(), "QEMU did not power off by itself:\n{all}");
+    assert!(
+        exited.duration_since(ran) < Duration::from_secs(10),
+        "QEMU took {:?} after onshutdown",
+        exited.duration_since(ran)
+    );
+    for want in [
+        "hull-init: power button pressed",
+        "service ready: stopping",
+        "hull-init: bye",
+    ] {
+        assert!(all.contains(want), "\"{want}\" missing:\n{all}");
+    }
+}

@@ -30,6 +30,7 @@ pub fn run(cx: &Context, cmd: RunCommand) -> anyhow::Result<()> {
         cpus: args.cpus,
         disks: args.disk,
         publish,
+        qmp: args.qmp,
     };
     match &args.expect {
         None => qemu::run_attached(&options)?,
@@ -43,11 +44,14 @@ pub fn run(cx: &Context, cmd: RunCommand) -> anyhow::Result<()> {
                 &options,
                 text,
                 Duration::from_secs(args.timeout),
+                args.until_exit,
                 &mut *sink,
             ) {
                 Ok(_) => {}
-                Err(e @ qemu::QemuError::Timeout { .. }) => {
-                    if let qemu::QemuError::Timeout { console, .. } = &e {
+                Err(e @ (qemu::QemuError::Timeout { .. } | qemu::QemuError::NoExit { .. })) => {
+                    if let qemu::QemuError::Timeout { console, .. }
+                    | qemu::QemuError::NoExit { console, .. } = &e
+                    {
                         let log = qemu::log_path(std::path::Path::new(&args.prefix));
                         std::fs::write(&log, console).with_context(|| {
                             format!("cannot keep the console log at {}", log.display())

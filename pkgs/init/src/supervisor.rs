@@ -229,6 +229,8 @@ pub fn run() -> ! {
         }
     }
 
+    power_button(term.clone());
+
     run_in_order("onboot");
     say("onboot done");
 
@@ -295,6 +297,50 @@ pub fn run() -> ! {
             0 => std::thread::sleep(Duration::from_millis(100)),
             how => shutdown(&mut services, how == 2),
         }
+    }
+}
+
+/// Watches the power button (ACPI on x86_64, as QEMU's `system_powerdown`
+/// presses it) through evdev and asks for a poweroff when it is pressed.
+fn power_button(term: Arc<AtomicUsize>) {
+    // evdev has no modalias: load it by name (it may be built in).
+    let _ = modules::load_named("evdev");
+    let spawned = std::thread::Builder::new().spawn(move || {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let device = loop {
+            let found = std::fs::read_dir("/sys/class/input").ok().and_then(|d| {
+                d.flatten().find_map(|e| {
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    let label =
+                        std::fs::read_to_string(e.path().join("device/name")).unwrap_or_default();
+                    (name.starts_with("event") && label.contains("Power Button"))
+                        .then(|| format!("/dev/input/{name}"))
+                })
+            });
+            match found {
+                Some(d) => break d,
+                None if Instant::now() > deadline => return,
+                None => std::thread::sleep(Duration::from_millis(500)),
+            }
+        };
+        let Ok(mut f) = std::fs::File::open(&device) else {
+            return;
+        };
+        say(format!("power button: {device}"));
+        // struct input_event on 64-bit: 16 bytes of time, u16 type, u16 code, i32 value.
+        let mut ev = [0u8; 24];
+        while std::io::Read::read_exact(&mut f, &mut ev).is_ok() {
+            let kind = u16::from_ne_bytes([ev[16], ev[17]]);
+            let code = u16::from_ne_bytes([ev[18], ev[19]]);
+            let value = i32::from_ne_bytes([ev[20], ev[21], ev[22], ev[23]]);
+            if kind == 1 && code == 116 && value == 1 {
+                say("power button pressed");
+                term.store(1, Ordering::SeqCst);
+            }
+        }
+    });
+    if let Err(e) = spawned {
+        say(format!("power button: {e}"));
     }
 }
 
