@@ -14,26 +14,8 @@ cargo build --quiet --release
 cargo bench --quiet --bench compress_floor --no-run 2>/dev/null
 floor_bin=$(ls -t target/release/deps/compress_floor-* | grep -v '\.d$' | head -1)
 hull="$root/target/release/hull"
-work="$(mktemp -d)"
-cleanup() { [ -n "${reg_pid:-}" ] && kill "$reg_pid" 2>/dev/null; rm -rf "$work"; }
-trap cleanup EXIT
-
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-cat > "$work/registry.yml" <<YML
-version: 0.1
-log:
-  level: error
-  accesslog:
-    disabled: true
-storage:
-  filesystem:
-    rootdirectory: $work/registry
-http:
-  addr: 127.0.0.1:$port
-YML
-docker-registry serve "$work/registry.yml" >"$work/registry.log" 2>&1 &
-reg_pid=$!
-for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/v2/" >/dev/null && break; sleep 0.1; done
+. "$root/ci/bench/lib.sh"
+start_registry
 
 # Real files (shared libraries, binaries, data) in 4 layers, about $target_mb MB.
 python3 - "$work" "$target_mb" <<'PY'

@@ -45,3 +45,18 @@ debian_kernel() {
     --no-recursion -cf "$ROOTFS/kernel.tar" -T "$work/list"
   echo "kernel $ver for $TARGETARCH: $(wc -l < "$work/list") files in kernel.tar"
 }
+
+# debian_kernel_version META_AMD64 META_ARM64: the Debian version both
+# metapackages resolve to (joined with "_" if they differ), e.g. 6.1.192-2.
+debian_kernel_version() {
+  local a b
+  _v() {
+    local pkg
+    pkg=$(apt-cache depends "$1" 2>/dev/null | awk '/Depends: linux-image-/{print $2; exit}')
+    [ -n "$pkg" ] || { echo "cannot resolve $1 (apt-get update?)" >&2; return 1; }
+    apt-cache show "$pkg" | awk '/^Version:/{print $2; exit}'
+  }
+  a=$(_v "$1")
+  b=$(_v "$2:arm64")
+  if [ "$a" = "$b" ]; then echo "$a"; else echo "${a}_${b}"; fi
+}

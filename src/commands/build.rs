@@ -6,30 +6,13 @@ use super::Context;
 use crate::build::{self, Request};
 use crate::cache::Cache;
 use crate::cli::BuildArgs;
-use crate::manifest::{self, LoadError};
 use crate::output::Format;
 use crate::platform::Arch;
 use crate::progress::{Mode, Progress};
 use crate::registry::Registry;
 
 pub fn run(cx: &Context, args: BuildArgs) -> anyhow::Result<()> {
-    let loaded = match manifest::load_files(&args.files) {
-        Ok(l) => l,
-        Err(LoadError::Invalid { errors, warnings }) => {
-            for w in &warnings {
-                cx.warn(format!("{}: warning: {}", w.pos, w.message));
-            }
-            return Err(LoadError::Invalid {
-                errors,
-                warnings: Vec::new(),
-            }
-            .into());
-        }
-        Err(e) => return Err(e.into()),
-    };
-    for w in &loaded.warnings {
-        cx.warn(format!("{}: warning: {}", w.pos, w.message));
-    }
+    let loaded = super::load_manifests(cx, &args.files)?;
     let arch = match &args.arch {
         Some(a) => a.parse().map_err(anyhow::Error::msg)?,
         None => Arch::host(),

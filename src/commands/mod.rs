@@ -73,3 +73,31 @@ pub fn parse_ref(text: &str) -> anyhow::Result<oci_client::Reference> {
     text.parse()
         .map_err(|e| anyhow::anyhow!("invalid image reference \"{text}\": {e}"))
 }
+
+/// Loads manifests, printing their warnings (also when they have errors).
+pub fn load_manifests(
+    cx: &Context,
+    files: &[std::path::PathBuf],
+) -> anyhow::Result<crate::manifest::Loaded> {
+    use crate::manifest::LoadError;
+    let warn = |ws: &[crate::manifest::Diagnostic]| {
+        for w in ws {
+            cx.warn(format!("{}: warning: {}", w.pos, w.message));
+        }
+    };
+    match crate::manifest::load_files(files) {
+        Ok(loaded) => {
+            warn(&loaded.warnings);
+            Ok(loaded)
+        }
+        Err(LoadError::Invalid { errors, warnings }) => {
+            warn(&warnings);
+            Err(LoadError::Invalid {
+                errors,
+                warnings: Vec::new(),
+            }
+            .into())
+        }
+        Err(e) => Err(e.into()),
+    }
+}

@@ -6,26 +6,9 @@ use anyhow::Context as _;
 
 use super::Context;
 use crate::cli::ValidateArgs;
-use crate::manifest::{self, LoadError};
 
 pub fn run(cx: &Context, args: ValidateArgs) -> anyhow::Result<()> {
-    let loaded = match manifest::load_files(&args.files) {
-        Ok(loaded) => loaded,
-        Err(LoadError::Invalid { errors, warnings }) => {
-            for w in &warnings {
-                cx.warn(format!("{}: warning: {}", w.pos, w.message));
-            }
-            return Err(LoadError::Invalid {
-                errors,
-                warnings: Vec::new(),
-            }
-            .into());
-        }
-        Err(e) => return Err(e.into()),
-    };
-    for w in &loaded.warnings {
-        cx.warn(format!("{}: warning: {}", w.pos, w.message));
-    }
+    let loaded = super::load_manifests(cx, &args.files)?;
     let mut out = std::io::stdout().lock();
     if args.json {
         serde_json::to_writer_pretty(&mut out, &loaded.manifest)
