@@ -8,20 +8,13 @@
 
 mod util;
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use util::registry::run;
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+use util::repo;
 
-fn hull(cache: &Path, cwd: &Path, args: &[&str]) -> util::Run {
-    let mut all = vec!["--cache", cache.to_str().expect("utf-8")];
-    all.extend_from_slice(args);
-    util::hull_in(cwd, &all, &[])
-}
+use util::hull_cached as hull;
 
 const INIT: &str = r#"#!/bin/sh
 /bin/busybox mkdir -p /proc

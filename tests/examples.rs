@@ -6,9 +6,7 @@ mod util;
 
 use std::path::PathBuf;
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+use util::repo;
 
 #[test]
 fn examples_validate_and_minimal_boots_on_both_arches() {

@@ -9,17 +9,9 @@
 
 mod util;
 
-use std::path::{Path, PathBuf};
+use util::repo;
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn hull(cache: &Path, cwd: &Path, args: &[&str]) -> util::Run {
-    let mut all = vec!["--cache", cache.to_str().expect("utf-8")];
-    all.extend_from_slice(args);
-    util::hull_in(cwd, &all, &[])
-}
+use util::hull_cached as hull;
 
 fn manifest(kernel: &str, init: &str, busybox: &str) -> String {
     format!(

@@ -8,9 +8,7 @@ use std::process::Command;
 
 use util::registry::run;
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+use util::repo;
 
 fn elf_files(dir: &Path, out: &mut Vec<PathBuf>) {
     for e in std::fs::read_dir(dir).expect("read_dir").flatten() {

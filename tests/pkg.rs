@@ -9,9 +9,7 @@ use std::process::Command;
 
 use util::registry::run;
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+use util::repo;
 
 fn hull(cache: &Path, args: &[&str]) -> util::Run {
     let mut all = vec!["--cache", cache.to_str().expect("utf-8")];

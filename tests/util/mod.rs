@@ -44,6 +44,18 @@ pub fn hull_in(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
     Run::from(cmd.output().expect("the hull binary runs"))
 }
 
+/// The checkout's root.
+pub fn repo() -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Runs `hull --cache CACHE ARGS` in `dir`.
+pub fn hull_cached(cache: &Path, dir: &Path, args: &[&str]) -> Run {
+    let mut all = vec!["--cache", cache.to_str().expect("utf-8 cache path")];
+    all.extend_from_slice(args);
+    hull_in(dir, &all, &[])
+}
+
 /// Runs `hull ARGS` in the crate root.
 pub fn hull(args: &[&str]) -> Run {
     hull_in(Path::new(env!("CARGO_MANIFEST_DIR")), args, &[])
