@@ -256,7 +256,7 @@ pub struct PkgShowTagArgs {
 pub enum RunCommand {
     /// Boot PREFIX-kernel, PREFIX-initrd.img and PREFIX-cmdline under QEMU
     #[command(
-        after_help = "The serial console is the terminal (ctrl-a x quits). With --expect, hull waits for a\nline with TEXT on the console and exits 0, or exits 1 with the console after --timeout.\nKVM is used when it works, TCG otherwise; networking is QEMU's user mode.\n\nExamples:\n  hull run qemu minimal\n  hull run qemu --arch arm64 --expect 'HULL-READY' --timeout 120 out/minimal\n  hull run qemu --publish 2222:22 --disk data.qcow2 sshd"
+        after_help = "The serial console is the terminal (ctrl-a x quits). With --expect, hull waits for a\nline with TEXT on the console and exits 0, or exits 1 with the console after --timeout;\ninput piped to it is typed on the console.\nKVM is used when it works, TCG otherwise; networking is QEMU's user mode.\n\nExamples:\n  hull run qemu minimal\n  hull run qemu --arch arm64 --expect 'HULL-READY' --timeout 120 out/minimal\n  hull run qemu --publish 2222:22 --disk data.qcow2 sshd"
     )]
     Qemu(RunQemuArgs),
 }

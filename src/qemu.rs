@@ -6,7 +6,7 @@
 //! terminal or watching the serial console for an expected text with a
 //! timeout. Must not build images.
 
-use std::io::{Read, Write};
+use std::io::{IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
@@ -229,9 +229,16 @@ pub fn run_expect(
     echo: &mut dyn Write,
 ) -> Result<String, QemuError> {
     let (program, args) = command_line(o);
+    // Input piped to hull is typed on the serial console (a terminal is not:
+    // QEMU would take it over).
+    let input = if std::io::stdin().is_terminal() {
+        Stdio::null()
+    } else {
+        Stdio::inherit()
+    };
     let mut child = Command::new(&program)
         .args(&args)
-        .stdin(Stdio::null())
+        .stdin(input)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

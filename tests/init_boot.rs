@@ -49,6 +49,11 @@ services:
     binds: ["/run:/run"]
     restart: on-failure
     command: ["/bin/sh", "-c", "n=$(cat /run/flaky 2>/dev/null || echo 0); n=$((n+1)); echo $n > /run/flaky; echo FLAKY-RUN-$n; [ $n -ge 3 ] && exec sleep 1000; exit 1"]
+  - name: ctl
+    image: {busybox}
+    binds: ["/run:/run", "/usr/bin/hullctl:/usr/bin/hullctl"]
+    restart: "no"
+    command: ["/bin/sh", "-c", "until [ \"$(cat /run/flaky 2>/dev/null)\" = 3 ]; do sleep 1; done; sleep 2; hullctl list; hullctl logs flaky; hullctl restart reader; hullctl stop reader; hullctl list | grep ^reader; hullctl restart nosuch; echo CTL-RC=$?; echo CTL-DONE"]
 "#
     )
 }
@@ -100,7 +105,7 @@ fn hull_init_runs_onboot_services_and_sandboxes_on_both_arches() {
                 "--arch",
                 arch,
                 "--expect",
-                "FLAKY-RUN-3",
+                "CTL-DONE",
                 "--timeout",
                 "300",
                 prefix.to_str().expect("utf-8"),
@@ -110,7 +115,7 @@ fn hull_init_runs_onboot_services_and_sandboxes_on_both_arches() {
         assert_eq!(
             run.code,
             Some(0),
-            "{arch}: no FLAKY-RUN-3 on the console:\n{console}"
+            "{arch}: no CTL-DONE on the console:\n{console}"
         );
         let has = |s: &str| console.contains(s);
         for want in [
@@ -146,6 +151,43 @@ fn hull_init_runs_onboot_services_and_sandboxes_on_both_arches() {
             onboot_done < first_service,
             "{arch}: services started before onboot finished"
         );
+        // hullctl, from inside a container: the flaky service was restarted
+        // twice after failing and is up now; logs, restart and stop work.
+        // A row is a container's line in the last `hullctl list` that shows it.
+        let row = |name: &str| -> Vec<String> {
+            console
+                .lines()
+                .filter_map(|l| l.strip_prefix("[ctl] "))
+                .filter(|l| l.split_whitespace().next() == Some(name))
+                .last()
+                .map(|l| l.split_whitespace().map(str::to_string).collect())
+                .unwrap_or_default()
+        };
+        let flaky = row("flaky");
+        assert!(
+            flaky.len() == 6
+                && flaky[1..3] == ["service", "running"]
+                && flaky[3].parse::<u32>().is_ok()
+                && flaky[4..] == ["2", "1"],
+            "{arch}: hullctl list shows flaky as {flaky:?}:\n{console}"
+        );
+        assert_eq!(row("000-writer")[1..], ["onboot", "exited", "-", "-", "0"]);
+        for want in [
+            "[ctl] FLAKY-RUN-2",
+            "[ctl] reader: started (pid",
+            "[ctl] reader: stopped (status 143)",
+            "[ctl] hullctl: no service \"nosuch\"",
+            "[ctl] CTL-RC=1",
+        ] {
+            assert!(has(want), "{arch}: \"{want}\" missing:\n{console}");
+        }
+        assert_eq!(
+            console.matches("[reader] READ-from-onboot").count(),
+            2,
+            "{arch}: reader did not run twice:\n{console}"
+        );
+        let reader = row("reader");
+        assert_eq!(reader[1..3], ["service", "stopped"], "{arch}: {reader:?}");
         println!("{arch}: hull-init booted and ran every check");
     }
 }

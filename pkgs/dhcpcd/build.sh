@@ -26,16 +26,22 @@ chmod 0755 "$ROOTFS/usr/share/udhcpc/default.script"
 cat > "$ROOTFS/bin/dhcp" <<'SH'
 #!/bin/sh
 # One lease for each interface but lo (default), or keep leases (--daemon).
-mode="-q -n -t 5"
-[ "$1" = --daemon ] && mode="-f"
+# The script is named: Debian's busybox looks in /etc/udhcpc by default.
+script="-s /usr/share/udhcpc/default.script"
+mode="-q -n -t 5 $script"
+[ "$1" = --daemon ] && mode="-f $script"
 status=1
+found=
 for i in /sys/class/net/*; do
   i=${i##*/}
   [ "$i" = lo ] && continue
+  found=1
   ip link set "$i" up
   if [ "$1" = --daemon ]; then udhcpc $mode -i "$i" & else udhcpc $mode -i "$i" && status=0; fi
 done
+[ -n "$found" ] || echo "dhcp: no network interface but lo"
 [ "$1" = --daemon ] && wait
+[ $status = 0 ] || echo "dhcp: no lease"
 exit $status
 SH
 chmod 0755 "$ROOTFS/bin/dhcp"

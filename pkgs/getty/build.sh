@@ -8,12 +8,14 @@ install_busybox sh ash ls cat cp mv rm mkdir rmdir ln ps top kill mount umount d
   getty login hostname date sync poweroff reboot halt
 cat > "$ROOTFS/bin/getty-console" <<'SH'
 #!/bin/sh
-# Keep a shell on the console; INSECURE=true gives a root shell without login.
+# Keep a shell on the console; INSECURE=true gives a root shell without login,
+# otherwise a login prompt (passwords from /etc/shadow: root is locked unless
+# a shadow file is bound in).
 while true; do
   if [ "${INSECURE:-false}" = true ]; then
     setsid -c /bin/sh -l </dev/console >/dev/console 2>&1
   else
-    /bin/getty -n -l /bin/sh 0 console
+    /bin/getty 0 console
   fi
   sleep 1
 done
@@ -22,3 +24,5 @@ chmod 0755 "$ROOTFS/bin/getty-console"
 ln -sf /bin/busybox "$ROOTFS/bin/setsid"
 printf 'root:x:0:0:root:/root:/bin/sh\n' > "$ROOTFS/etc/passwd"
 printf 'root:x:0:\n' > "$ROOTFS/etc/group"
+printf 'root:*:0:0:99999:7:::\n' > "$ROOTFS/etc/shadow"
+chmod 0600 "$ROOTFS/etc/shadow"

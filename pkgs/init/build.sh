@@ -9,6 +9,8 @@ chmod 1777 tmp
 chmod 0700 root
 install -m 0755 "$bin" init
 ln -s /init sbin/init
+# hullctl is the same binary, told apart by its name.
+ln -s /init usr/bin/hullctl
 cat > etc/passwd <<'T'
 root:x:0:0:root:/root:/bin/sh
 nobody:x:65534:65534:nobody:/nonexistent:/bin/false

@@ -7,7 +7,23 @@ if [ ! -x "$busybox_src" ]; then
   echo "no busybox for $TARGETARCH at $busybox_src: run ci/setup" >&2
   exit 1
 fi
+# The applets this busybox has (Debian builds the same set for every arch;
+# the host's copy is the one that runs here).
+busybox_applets() {
+  local host=amd64
+  [ "$(uname -m)" = aarch64 ] && host=arm64
+  "/usr/local/lib/hull/$host/busybox" --list
+}
 install_busybox() {
+  local have missing=()
+  have=$(busybox_applets)
+  for applet in "$@"; do
+    grep -qx "$applet" <<<"$have" || missing+=("$applet")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "busybox has no applet: ${missing[*]}" >&2
+    return 1
+  fi
   mkdir -p "$ROOTFS/bin" "$ROOTFS/sbin" "$ROOTFS/usr/bin" "$ROOTFS/usr/sbin" "$ROOTFS/etc" "$ROOTFS/tmp" "$ROOTFS/root"
   chmod 1777 "$ROOTFS/tmp"
   chmod 0700 "$ROOTFS/root"

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
+use rustix::mount::MountPropagationFlags;
 use rustix::thread::UnshareFlags;
 
 use crate::mounts;
@@ -187,6 +188,20 @@ fn ensure_target(target: &Path, like: Option<&Path>) {
     }
 }
 
+/// True when `target` is already the device node `source` (a bound /dev).
+fn same_node(source: &Path, target: &Path) -> bool {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    match (std::fs::metadata(source), std::fs::metadata(target)) {
+        (Ok(a), Ok(b)) => {
+            let dev = |m: &std::fs::Metadata| {
+                m.file_type().is_char_device() || m.file_type().is_block_device()
+            };
+            dev(&a) && dev(&b) && a.rdev() == b.rdev()
+        }
+        _ => false,
+    }
+}
+
 /// The exec step: runs inside the new namespaces; never returns on success.
 pub fn exec(dir: &Path, name: &str) -> Result<(), SetupError> {
     let spec = spec(dir)?;
@@ -194,7 +209,25 @@ pub fn exec(dir: &Path, name: &str) -> Result<(), SetupError> {
         .process()
         .clone()
         .ok_or_else(|| err("config.json has no process"))?;
-    mounts::make_private("/")?;
+    // Nothing mounted here reaches the host (rslave, runc's default) unless
+    // the container asks for shared propagation: then only / and /run (where
+    // its root is put together) are made private, and binds of other mounts
+    // (/var) stay peers of the host's, so a disk it mounts there is seen by all.
+    let shared = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.rootfs_propagation().clone())
+        .is_some_and(|p| p == "shared" || p == "rshared");
+    if shared {
+        for m in ["/", "/run"] {
+            mounts::set_propagation(Path::new(m), MountPropagationFlags::PRIVATE)?;
+        }
+    } else {
+        mounts::set_propagation(
+            Path::new("/"),
+            MountPropagationFlags::REC | MountPropagationFlags::DOWNSTREAM,
+        )?;
+    }
     let image = std::fs::canonicalize(dir.join("rootfs"))
         .map_err(|e| err(format!("{}/rootfs: {e}", dir.display())))?;
     let work = PathBuf::from(format!("/run/hull/containers/{name}"));
@@ -240,13 +273,34 @@ pub fn exec(dir: &Path, name: &str) -> Result<(), SetupError> {
         };
         if let Err(e) = mounts::mount(&source, &target, &fstype, &options) {
             eprintln!("hull-init: {name}: {e}");
+            continue;
+        }
+        let mut asked: Vec<_> = options
+            .iter()
+            .filter_map(|o| mounts::propagation(o))
+            .collect();
+        // In a shared container only binds marked shared stay the host's
+        // peers; others become slaves, so mounts on them (devpts on a bound
+        // /dev) stay in the container.
+        if asked.is_empty() && bind && shared {
+            asked.push(MountPropagationFlags::REC | MountPropagationFlags::DOWNSTREAM);
+        }
+        for flags in asked {
+            if let Err(e) = mounts::set_propagation(&target, flags) {
+                eprintln!("hull-init: {name}: {e}");
+            }
         }
     }
     // The usual device nodes, from the host's /dev.
     for d in ["null", "zero", "full", "random", "urandom", "tty"] {
         let t = root.join("dev").join(d);
+        let source = format!("/dev/{d}");
+        // With the host's /dev bound in, the node is already there.
+        if same_node(Path::new(&source), &t) {
+            continue;
+        }
         ensure_target(&t, Some(Path::new("/dev/null")));
-        let _ = mounts::mount(&format!("/dev/{d}"), &t, "bind", &["bind".into()]);
+        let _ = mounts::mount(&source, &t, "bind", &["bind".into()]);
     }
     for d in spec
         .linux()
@@ -256,6 +310,9 @@ pub fn exec(dir: &Path, name: &str) -> Result<(), SetupError> {
     {
         let p = d.path();
         let t = root.join(p.strip_prefix("/").unwrap_or(p));
+        if same_node(p, &t) {
+            continue;
+        }
         ensure_target(&t, Some(Path::new("/dev/null")));
         let _ = mounts::mount(&p.to_string_lossy(), &t, "bind", &["bind".into()]);
     }
@@ -280,15 +337,7 @@ pub fn exec(dir: &Path, name: &str) -> Result<(), SetupError> {
             }
         }
     }
-    if readonly {
-        rustix::mount::mount_remount(
-            &root,
-            rustix::mount::MountFlags::BIND | rustix::mount::MountFlags::RDONLY,
-            "",
-        )
-        .ctx(|| format!("remount {} read-only", root.display()))?;
-    }
-    rustix::process::chroot(&root).ctx(|| format!("chroot {}", root.display()))?;
+    enter_root(&root, name, readonly)?;
     std::env::set_current_dir(process.cwd())
         .map_err(|e| err(format!("cwd {}: {e}", process.cwd().display())))?;
     let new_uts = spec
@@ -367,6 +416,45 @@ pub fn exec(dir: &Path, name: &str) -> Result<(), SetupError> {
     }
     let e = cmd.exec();
     Err(err(format!("exec {program}: {e}")))
+}
+
+/// Makes `root` the container's `/`: pivot_root, the old root made a slave
+/// (so that letting it go unmounts nothing of the host's) and detached, then
+/// `/` made read-only when asked. On the initramfs (when PID1 could not move
+/// to a tmpfs) pivot_root is impossible and chroot is what is left.
+fn enter_root(root: &Path, name: &str, readonly: bool) -> Result<(), SetupError> {
+    const OLD: &str = ".hull-old-root";
+    let put_old = root.join(OLD);
+    std::fs::create_dir_all(&put_old)
+        .map_err(|e| err(format!("mkdir {}: {e}", put_old.display())))?;
+    match rustix::process::pivot_root(root, &put_old) {
+        Ok(()) => {
+            let old = Path::new("/").join(OLD);
+            mounts::set_propagation(
+                &old,
+                MountPropagationFlags::REC | MountPropagationFlags::DOWNSTREAM,
+            )?;
+            rustix::mount::unmount(&old, rustix::mount::UnmountFlags::DETACH)
+                .ctx(|| "detach the old root".into())?;
+            let _ = std::fs::remove_dir(&old);
+            std::env::set_current_dir("/").map_err(|e| err(format!("cd /: {e}")))?;
+        }
+        Err(e) => {
+            eprintln!("hull-init: {name}: pivot_root: {e}; using chroot");
+            let _ = std::fs::remove_dir(&put_old);
+            rustix::process::chroot(root).ctx(|| format!("chroot {}", root.display()))?;
+            std::env::set_current_dir("/").map_err(|e| err(format!("cd /: {e}")))?;
+        }
+    }
+    if readonly {
+        rustix::mount::mount_remount(
+            "/",
+            rustix::mount::MountFlags::BIND | rustix::mount::MountFlags::RDONLY,
+            "",
+        )
+        .ctx(|| "remount / read-only".into())?;
+    }
+    Ok(())
 }
 
 fn cap_set(names: &Option<HashSet<oci_spec::runtime::Capability>>) -> caps::CapsHashSet {

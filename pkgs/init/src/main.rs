@@ -1,13 +1,18 @@
 //! `hull-init`: the PID1 of Hull images, and its container runtime.
 //!
-//! One static binary, three roles chosen by its arguments: PID1 (no
-//! arguments, pid 1), `shim DIR NAME` (a container's namespaces and cgroup),
-//! and `exec DIR NAME` (the container's root, identity and program). It never
+//! One static binary, four roles: `hullctl` when called by that name (the
+//! client of the running PID1), and by its arguments PID1 (no arguments,
+//! pid 1), `shim DIR NAME` (a container's namespaces and cgroup), and
+//! `exec DIR NAME` (the container's root, identity and program). It never
 //! panics on purpose: every failure is reported and the system goes on.
 
 mod container;
+mod control;
+mod launch;
 mod modules;
 mod mounts;
+mod newroot;
+mod services;
 mod supervisor;
 mod sys;
 
@@ -16,6 +21,13 @@ use std::path::Path;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    let called = args
+        .first()
+        .and_then(|a| Path::new(a).file_name())
+        .map(|n| n.to_string_lossy().into_owned());
+    if called.as_deref() == Some("hullctl") {
+        std::process::exit(control::client(args.get(1..).unwrap_or_default()));
+    }
     match args.get(1).map(String::as_str) {
         Some("shim") if args.len() == 4 => {
             let code = match container::shim(Path::new(&args[2]), &args[3]) {
@@ -33,7 +45,17 @@ fn main() {
             }
             std::process::exit(126);
         }
-        _ if std::process::id() == 1 => supervisor::run(),
+        _ if std::process::id() == 1 => {
+            if newroot::needed() {
+                let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+                let e = newroot::switch(&args);
+                let _ = writeln!(
+                    std::io::stdout(),
+                    "hull-init: new root: {e}; going on in the initramfs"
+                );
+            }
+            supervisor::run()
+        }
         _ => {
             let mut out = std::io::stdout().lock();
             // Nothing to do if the console is gone: PID1 must not panic on a write error.

@@ -170,20 +170,28 @@ pub fn modaliases(root: &Path) -> Vec<String> {
 pub fn coldplug(index: &Index) -> (Vec<String>, Vec<String>) {
     let mut done: BTreeSet<PathBuf> = BTreeSet::new();
     let (mut loaded, mut failed) = (Vec::new(), Vec::new());
-    let mut wanted = BTreeSet::new();
-    for alias in modaliases(Path::new("/sys/devices")) {
-        wanted.extend(index.matching(&alias));
-    }
-    for module in wanted {
-        for file in index.load_order(&module) {
-            if !done.insert(file.clone()) {
-                continue;
+    // A bus driver brings new devices (virtio_pci the virtio NIC and disks):
+    // scan again until a pass loads nothing new.
+    for _pass in 0..4 {
+        let mut wanted = BTreeSet::new();
+        for alias in modaliases(Path::new("/sys/devices")) {
+            wanted.extend(index.matching(&alias));
+        }
+        let before = done.len();
+        for module in wanted {
+            for file in index.load_order(&module) {
+                if !done.insert(file.clone()) {
+                    continue;
+                }
+                match load(&file) {
+                    Ok(()) => loaded.push(name_of(&file.to_string_lossy())),
+                    Err(e) if e == rustix::io::Errno::EXIST => {}
+                    Err(e) => failed.push(format!("{}: {e}", file.display())),
+                }
             }
-            match load(&file) {
-                Ok(()) => loaded.push(name_of(&file.to_string_lossy())),
-                Err(e) if e == rustix::io::Errno::EXIST => {}
-                Err(e) => failed.push(format!("{}: {e}", file.display())),
-            }
+        }
+        if done.len() == before {
+            break;
         }
     }
     (loaded, failed)
@@ -193,11 +201,16 @@ pub fn coldplug(index: &Index) -> (Vec<String>, Vec<String>) {
 /// index, for filesystems that are modules (overlay, ext4, ...). True when it
 /// is loaded now or was already.
 pub fn load_named(name: &str) -> bool {
-    let release = rustix::system::uname()
-        .release()
-        .to_string_lossy()
-        .into_owned();
-    let Ok(index) = Index::load(Path::new(&format!("/lib/modules/{release}"))) else {
+    // Read once per process: filesystems are asked for one mount at a time.
+    static RUNNING: std::sync::OnceLock<Option<Index>> = std::sync::OnceLock::new();
+    let index = RUNNING.get_or_init(|| {
+        let release = rustix::system::uname()
+            .release()
+            .to_string_lossy()
+            .into_owned();
+        Index::load(Path::new(&format!("/lib/modules/{release}"))).ok()
+    });
+    let Some(index) = index else {
         return false;
     };
     let files = index.load_order(&name.replace('-', "_"));

@@ -32,7 +32,8 @@ pub fn parse_options(options: &[String]) -> (MountFlags, String, bool, bool) {
                 bind = true;
                 recursive = true;
             }
-            "shared" | "rshared" | "slave" | "rslave" | "private" | "rprivate" => {}
+            // Propagation is a separate step: see `propagation`.
+            o if propagation(o).is_some() => {}
             other => data.push(other.to_string()),
         }
     }
@@ -70,13 +71,30 @@ pub fn mount(
     }
 }
 
-/// Makes every mount under `/` private to this mount namespace.
-pub fn make_private(root: &str) -> Result<(), SysError> {
-    rustix::mount::mount_change(
-        root,
-        MountPropagationFlags::REC | MountPropagationFlags::PRIVATE,
-    )
-    .ctx(|| format!("make {root} private"))
+/// The propagation named by a mount option (`shared`, `rslave`, ...).
+pub fn propagation(option: &str) -> Option<MountPropagationFlags> {
+    let (rec, kind) = match option.strip_prefix('r') {
+        Some(k @ ("shared" | "slave" | "private" | "unbindable")) => (true, k),
+        _ => (false, option),
+    };
+    let flag = match kind {
+        "shared" => MountPropagationFlags::SHARED,
+        "slave" => MountPropagationFlags::DOWNSTREAM,
+        "private" => MountPropagationFlags::PRIVATE,
+        "unbindable" => MountPropagationFlags::UNBINDABLE,
+        _ => return None,
+    };
+    Some(if rec {
+        flag | MountPropagationFlags::REC
+    } else {
+        flag
+    })
+}
+
+/// Changes the propagation of the mount at `target`.
+pub fn set_propagation(target: &Path, flags: MountPropagationFlags) -> Result<(), SysError> {
+    rustix::mount::mount_change(target, flags)
+        .ctx(|| format!("set propagation {flags:?} on {}", target.display()))
 }
 
 /// The system's mounts, made once by PID1. A mount that is already there is fine.
@@ -122,6 +140,45 @@ pub fn early() -> Vec<SysError> {
         let opts: Vec<String> = opts.iter().map(|s| s.to_string()).collect();
         if let Err(e) = mount(source, Path::new(target), fstype, &opts) {
             if e.errno != rustix::io::Errno::BUSY {
+                errors.push(e);
+            }
+        }
+    }
+    // /var becomes a mount of its own and the whole tree shared, so that a
+    // container with shared propagation (the mount package) can mount a disk
+    // on /var/lib for everybody, as LinuxKit's init allows.
+    let _ = std::fs::create_dir_all("/var");
+    if let Err(e) = rustix::mount::mount_bind_recursive("/var", "/var").ctx(|| "bind /var".into()) {
+        errors.push(e);
+    }
+    if let Err(e) = set_propagation(
+        Path::new("/"),
+        MountPropagationFlags::REC | MountPropagationFlags::SHARED,
+    ) {
+        errors.push(e);
+    }
+    errors
+}
+
+/// Unmounts what containers mounted from disks, newest first, before power
+/// off; what stays busy is remounted read-only so nothing is left dirty.
+pub fn unmount_disks() -> Vec<SysError> {
+    let table = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    let mut errors = Vec::new();
+    for line in table.lines().rev() {
+        let mut fields = line.split_whitespace();
+        let (Some(source), Some(target)) = (fields.next(), fields.next()) else {
+            continue;
+        };
+        if !source.starts_with("/dev/") || target == "/" {
+            continue;
+        }
+        // /proc/self/mounts escapes spaces and the like as octal.
+        let target = target.replace("\\040", " ");
+        if rustix::mount::unmount(target.as_str(), rustix::mount::UnmountFlags::empty()).is_err() {
+            if let Err(e) = rustix::mount::mount_remount(target.as_str(), MountFlags::RDONLY, "")
+                .ctx(|| format!("{target} is busy and cannot be remounted read-only"))
+            {
                 errors.push(e);
             }
         }

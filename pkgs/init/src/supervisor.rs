@@ -1,145 +1,50 @@
 //! PID1's life: early boot, onboot containers in order, services supervised,
 //! onshutdown containers, and powering off.
 //!
-//! Owns: the container lifecycle (start through the shim, logs to the console
-//! and /var/log/NAME.log, onboot timeouts, restart policies with backoff),
-//! reaping every child, and reacting to signals: SIGTERM/SIGUSR2/SIGPWR power
-//! off, SIGINT (ctrl-alt-del) reboots. Must never panic: every failure is
-//! reported on the console and boot goes on.
+//! Owns: the order of things (early mounts, hostname, loopback, module
+//! coldplug, onboot with timeouts, services, hullctl requests, shutdown),
+//! reaping orphans, and reacting to signals: SIGTERM/SIGUSR2/SIGPWR and the
+//! power button power off, SIGINT (ctrl-alt-del) reboots. Must never panic:
+//! every failure is reported on the console and boot goes on. Services' own
+//! states live in `services`; starting a container in `launch`.
 
-use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::io::Write;
+use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::{container, modules, mounts};
+use crate::control::{self, Reply, Verb};
+use crate::launch;
+use crate::services::{Finished, Table};
+use crate::{modules, mounts};
 
-const LOG_MAX: u64 = 1 << 20;
-
-fn say(msg: impl AsRef<str>) {
+/// Prints a line of PID1's own on the console.
+pub fn say(msg: impl AsRef<str>) {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "hull-init: {}", msg.as_ref());
 }
 
-/// A container's `runtime.json` "hull" section.
-#[derive(Debug, Clone)]
-struct Settings {
-    restart: String,
-    timeout: Duration,
-}
-
-fn settings(dir: &Path) -> Settings {
-    let v: serde_json::Value = std::fs::read(dir.join("runtime.json"))
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or_default();
-    Settings {
-        restart: v["hull"]["restart"]
-            .as_str()
-            .unwrap_or("on-failure")
-            .to_string(),
-        timeout: Duration::from_secs(v["hull"]["timeoutSeconds"].as_u64().unwrap_or(60)),
-    }
-}
-
-/// Copies a container's output to the console (prefixed) and its log file.
-fn pump(name: String, stream: impl std::io::Read + Send + 'static) {
-    // A thread that cannot start loses this container's log, not the boot.
-    let _ = std::thread::Builder::new().spawn(move || {
-        let log_path = PathBuf::from(format!("/var/log/{name}.log"));
-        let mut log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log_path)
-            .ok();
-        for line in BufReader::new(stream).lines() {
-            let Ok(line) = line else { break };
-            {
-                let mut out = std::io::stdout().lock();
-                let _ = writeln!(out, "[{name}] {line}");
-            }
-            if let Some(f) = log.as_mut() {
-                let _ = writeln!(f, "{line}");
-                if f.metadata().map(|m| m.len()).unwrap_or(0) > LOG_MAX {
-                    let _ = std::fs::rename(&log_path, log_path.with_extension("log.1"));
-                    log = std::fs::OpenOptions::new()
-                        .create(true)
-                        .append(true)
-                        .open(&log_path)
-                        .ok();
-                }
-            }
-        }
-    });
-}
-
-/// Starts the container in `dir` as `name`.
-fn start(dir: &Path, name: &str) -> Option<Child> {
-    let child = Command::new("/proc/self/exe")
-        .arg("shim")
-        .arg(dir)
-        .arg(name)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn();
-    match child {
-        Ok(mut c) => {
-            if let Some(o) = c.stdout.take() {
-                pump(name.to_string(), o);
-            }
-            if let Some(e) = c.stderr.take() {
-                pump(name.to_string(), e);
-            }
-            Some(c)
-        }
-        Err(e) => {
-            say(format!("{name}: cannot start: {e}"));
-            None
-        }
-    }
-}
-
-/// Kills every process of a container (its cgroup).
-fn kill_all(dir: &Path, name: &str) {
-    if let Ok(spec) = container::spec(dir) {
-        let _ = std::fs::write(container::cgroup_dir(&spec, name).join("cgroup.kill"), "1");
-    }
-}
-
-fn list(section: &str) -> Vec<(String, PathBuf)> {
-    let mut v: Vec<(String, PathBuf)> = std::fs::read_dir(format!("/containers/{section}"))
-        .map(|d| {
-            d.flatten()
-                .map(|e| (e.file_name().to_string_lossy().into_owned(), e.path()))
-                .collect()
-        })
-        .unwrap_or_default();
-    v.sort();
-    v
-}
-
 /// Runs containers one after another, each killed after its timeout.
-fn run_in_order(section: &str) {
-    for (name, dir) in list(section) {
-        let s = settings(&dir);
+fn run_in_order(section: &str) -> Vec<Finished> {
+    let mut done = Vec::new();
+    for (name, dir) in launch::list(section) {
+        let s = launch::settings(&dir);
         say(format!("{section} {name}: starting"));
-        let Some(mut child) = start(&dir, &name) else {
+        let Some(mut child) = launch::start(&dir, &name) else {
+            done.push(Finished { name, status: None });
             continue;
         };
         let deadline = Instant::now() + s.timeout;
         let status = loop {
             match child.try_wait() {
-                Ok(Some(st)) => break Some(st),
+                Ok(Some(st)) => break st.code().or(Some(-1)),
                 Ok(None) if Instant::now() >= deadline => {
                     say(format!(
                         "{section} {name}: still running after {} s: killed",
                         s.timeout.as_secs()
                     ));
-                    kill_all(&dir, &name);
+                    launch::kill_all(&dir, &name);
                     let _ = child.kill();
                     let _ = child.wait();
                     break None;
@@ -151,25 +56,12 @@ fn run_in_order(section: &str) {
                 }
             }
         };
-        if let Some(st) = status {
-            say(format!(
-                "{section} {name}: exited with status {}",
-                st.code().unwrap_or(-1)
-            ));
+        if let Some(code) = status {
+            say(format!("{section} {name}: exited with status {code}"));
         }
+        done.push(Finished { name, status });
     }
-}
-
-struct Service {
-    dir: PathBuf,
-    settings: Settings,
-    child: Option<Child>,
-    failures: u32,
-    restart_at: Option<Instant>,
-}
-
-fn backoff(failures: u32) -> Duration {
-    Duration::from_secs((1u64 << failures.min(6)).min(60))
+    done
 }
 
 /// PID1's main.
@@ -231,65 +123,37 @@ pub fn run() -> ! {
 
     power_button(term.clone());
 
-    run_in_order("onboot");
+    let onboot = run_in_order("onboot");
     say("onboot done");
 
-    let mut services: BTreeMap<String, Service> = list("services")
-        .into_iter()
-        .map(|(name, dir)| {
-            let settings = settings(&dir);
-            (
-                name,
-                Service {
-                    dir,
-                    settings,
-                    child: None,
-                    failures: 0,
-                    restart_at: Some(Instant::now()),
-                },
-            )
-        })
-        .collect();
+    let requests = match control::serve() {
+        Ok(rx) => Some(rx),
+        Err(e) => {
+            say(format!("hullctl: {e}"));
+            None
+        }
+    };
+    let mut services = Table::load(onboot);
     let mut announced = false;
     loop {
-        let now = Instant::now();
-        for (name, s) in services.iter_mut() {
-            if s.child.is_none() && s.restart_at.is_some_and(|t| t <= now) {
-                s.restart_at = None;
-                say(format!("service {name}: starting"));
-                s.child = start(&s.dir, name);
-            }
-            if let Some(c) = s.child.as_mut() {
-                if let Ok(Some(st)) = c.try_wait() {
-                    let code = st.code().unwrap_or(-1);
-                    s.child = None;
-                    let again = match s.settings.restart.as_str() {
-                        "always" => true,
-                        "on-failure" => code != 0,
-                        _ => false,
-                    };
-                    if code != 0 {
-                        s.failures += 1;
-                    }
-                    if again {
-                        let wait = backoff(s.failures);
-                        say(format!(
-                            "service {name}: exited with status {code}; restarting in {} s",
-                            wait.as_secs()
-                        ));
-                        s.restart_at = Some(now + wait);
-                    } else {
-                        say(format!("service {name}: exited with status {code}"));
-                    }
-                }
-            }
-        }
+        services.tick(Instant::now());
         if !announced {
-            say(format!(
-                "services started: {}",
-                services.keys().cloned().collect::<Vec<_>>().join(" ")
-            ));
+            say(format!("services started: {}", services.names().join(" ")));
             announced = true;
+        }
+        while let Some(req) = requests.as_ref().and_then(|rx| rx.try_recv().ok()) {
+            match req.verb {
+                Verb::Poweroff | Verb::Reboot => {
+                    let reboot = req.verb == Verb::Reboot;
+                    let _ = req.reply.send(Reply::ok(if reboot {
+                        "rebooting\n"
+                    } else {
+                        "powering off\n"
+                    }));
+                    term.store(if reboot { 2 } else { 1 }, Ordering::SeqCst);
+                }
+                verb => services.handle(verb, req.reply, Instant::now()),
+            }
         }
         // Reap orphans.
         while let Ok(Some(_)) = rustix::process::wait(rustix::process::WaitOptions::NOHANG) {}
@@ -344,35 +208,14 @@ fn power_button(term: Arc<AtomicUsize>) {
     }
 }
 
-fn shutdown(services: &mut BTreeMap<String, Service>, reboot: bool) -> ! {
+fn shutdown(services: &mut Table, reboot: bool) -> ! {
     say(if reboot { "rebooting" } else { "powering off" });
-    for (name, s) in services.iter_mut() {
-        if let Some(c) = s.child.as_ref() {
-            if let Some(p) = rustix::process::Pid::from_raw(i32::try_from(c.id()).unwrap_or(0)) {
-                let _ = rustix::process::kill_process(p, rustix::process::Signal::TERM);
-            }
-            say(format!("service {name}: stopping"));
-        }
-    }
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline
-        && services.values_mut().any(|s| {
-            s.child
-                .as_mut()
-                .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
-        })
-    {
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    for (name, s) in services.iter_mut() {
-        if let Some(c) = s.child.as_mut() {
-            kill_all(&s.dir, name);
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
+    services.stop_all();
     run_in_order("onshutdown");
     rustix::fs::sync();
+    for e in mounts::unmount_disks() {
+        say(format!("shutdown: {e}"));
+    }
     say("bye");
     let cmd = if reboot {
         rustix::system::RebootCommand::Restart

@@ -1,0 +1,196 @@
+//! `hullctl`: talking to the running PID1 over a unix socket.
+//!
+//! Owns: the socket at [`SOCKET`], the one-line request / status-line reply
+//! protocol, the server thread inside PID1 (it only carries requests to the
+//! supervisor's loop and the answers back) and the `hullctl` client (this
+//! binary run under that name). Must not act on containers itself: the
+//! supervisor does.
+//!
+//! Protocol (hand-written: a line each way needs no crate): the client sends
+//! one line `VERB [NAME]\n`; the server answers `ok\n` or `error\n`, then the
+//! text to print, then closes the connection.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::Path;
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::time::Duration;
+
+/// Where PID1 listens. Containers that should use `hullctl` bind its directory.
+pub const SOCKET: &str = "/run/hullctl/control.sock";
+
+/// What a client asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verb {
+    List,
+    Logs(String),
+    Start(String),
+    Stop(String),
+    Restart(String),
+    Poweroff,
+    Reboot,
+}
+
+impl Verb {
+    /// Parses a request line (or hullctl's arguments joined by a space).
+    pub fn parse(line: &str) -> Result<Verb, String> {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let named = |make: fn(String) -> Verb| match words.as_slice() {
+            [_, name] => Ok(make((*name).to_string())),
+            _ => Err(format!("{} needs one container name", words[0])),
+        };
+        match words.first().copied() {
+            Some("list") | Some("ls") if words.len() == 1 => Ok(Verb::List),
+            Some("logs") => named(Verb::Logs),
+            Some("start") => named(Verb::Start),
+            Some("stop") => named(Verb::Stop),
+            Some("restart") => named(Verb::Restart),
+            Some("poweroff") if words.len() == 1 => Ok(Verb::Poweroff),
+            Some("reboot") if words.len() == 1 => Ok(Verb::Reboot),
+            Some(other) => Err(format!("unknown request {other:?}\n{USAGE}")),
+            None => Err(USAGE.to_string()),
+        }
+    }
+}
+
+/// A request from a client, with the way back to it.
+pub struct Request {
+    pub verb: Verb,
+    pub reply: Sender<Reply>,
+}
+
+/// The supervisor's answer: success and the text for the user.
+pub struct Reply {
+    pub ok: bool,
+    pub text: String,
+}
+
+impl Reply {
+    pub fn ok(text: impl Into<String>) -> Reply {
+        Reply {
+            ok: true,
+            text: text.into(),
+        }
+    }
+
+    pub fn error(text: impl Into<String>) -> Reply {
+        Reply {
+            ok: false,
+            text: text.into(),
+        }
+    }
+}
+
+const USAGE: &str =
+    "usage: hullctl list | logs NAME | start NAME | stop NAME | restart NAME | poweroff | reboot";
+
+/// Starts listening; requests arrive on the returned channel. A failure
+/// leaves the system without hullctl, nothing more.
+pub fn serve() -> Result<Receiver<Request>, String> {
+    let dir = Path::new(SOCKET).parent().unwrap_or(Path::new("/run"));
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let _ = std::fs::remove_file(SOCKET);
+    let listener = UnixListener::bind(SOCKET).map_err(|e| format!("{SOCKET}: {e}"))?;
+    let (tx, rx) = mpsc::channel();
+    std::thread::Builder::new()
+        .spawn(move || {
+            for conn in listener.incoming().flatten() {
+                let tx = tx.clone();
+                // One thread a connection: a slow client holds up nobody.
+                let _ = std::thread::Builder::new().spawn(move || answer(conn, &tx));
+            }
+        })
+        .map_err(|e| format!("control thread: {e}"))?;
+    Ok(rx)
+}
+
+fn answer(conn: UnixStream, requests: &Sender<Request>) {
+    let _ = conn.set_read_timeout(Some(Duration::from_secs(10)));
+    let mut line = String::new();
+    let Ok(mut write) = conn.try_clone() else {
+        return;
+    };
+    let reply = match BufReader::new(conn.take(4096)).read_line(&mut line) {
+        Err(e) => Reply::error(format!("reading the request: {e}")),
+        Ok(_) => match Verb::parse(&line) {
+            Err(e) => Reply::error(e),
+            Ok(verb) => {
+                let (tx, rx) = mpsc::channel();
+                if requests.send(Request { verb, reply: tx }).is_err() {
+                    Reply::error("the supervisor is gone")
+                } else {
+                    // Stopping a service waits out its grace period.
+                    rx.recv_timeout(Duration::from_secs(60))
+                        .unwrap_or_else(|_| Reply::error("no answer from the supervisor"))
+                }
+            }
+        },
+    };
+    let status = if reply.ok { "ok" } else { "error" };
+    let _ = write!(write, "{status}\n{}", reply.text);
+}
+
+/// `hullctl ARGS...`: sends the request, prints the answer; returns the exit code.
+pub fn client(args: &[String]) -> i32 {
+    let line = args.join(" ");
+    if line.is_empty() {
+        eprintln!("{USAGE}");
+        return 2;
+    }
+    if matches!(line.as_str(), "-h" | "--help" | "help") {
+        println!("{USAGE}\n\nTalks to hull-init over {SOCKET} (or $HULLCTL_SOCKET).");
+        return 0;
+    }
+    if let Err(e) = Verb::parse(&line) {
+        eprintln!("hullctl: {e}");
+        return 2;
+    }
+    let socket = std::env::var("HULLCTL_SOCKET").unwrap_or_else(|_| SOCKET.to_string());
+    let mut conn = match UnixStream::connect(&socket) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("hullctl: cannot reach hull-init at {socket}: {e}");
+            return 1;
+        }
+    };
+    if let Err(e) = writeln!(conn, "{line}") {
+        eprintln!("hullctl: {socket}: {e}");
+        return 1;
+    }
+    let mut answer = String::new();
+    if let Err(e) = conn.read_to_string(&mut answer) {
+        eprintln!("hullctl: {socket}: {e}");
+        return 1;
+    }
+    let (status, text) = answer.split_once('\n').unwrap_or((answer.as_str(), ""));
+    if status == "ok" {
+        print!("{text}");
+        0
+    } else {
+        eprint!("hullctl: {text}");
+        if !text.ends_with('\n') {
+            eprintln!();
+        }
+        1
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_parse() {
+        assert_eq!(Verb::parse("list\n"), Ok(Verb::List));
+        assert_eq!(Verb::parse("logs web"), Ok(Verb::Logs("web".into())));
+        assert_eq!(
+            Verb::parse("restart  web \n"),
+            Ok(Verb::Restart("web".into()))
+        );
+        assert!(Verb::parse("restart").is_err());
+        assert!(Verb::parse("stop a b").is_err());
+        assert!(Verb::parse("list x").is_err());
+        assert!(Verb::parse("frobnicate").is_err());
+        assert!(Verb::parse("").is_err());
+    }
+}

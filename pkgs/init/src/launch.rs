@@ -1,0 +1,118 @@
+//! Starting one container process and collecting what it prints.
+//!
+//! Owns: running `hull-init shim DIR NAME` for a container directory, reading
+//! its `runtime.json` "hull" settings, copying its output to the console and
+//! /var/log/NAME.log (capped, one old file kept), and killing a container's
+//! whole cgroup. Must not decide when containers run: the supervisor and the
+//! service table do.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use crate::container;
+use crate::supervisor::say;
+
+/// Size at which a log file is rotated.
+pub const LOG_MAX: u64 = 1 << 20;
+
+/// A container's `runtime.json` "hull" section.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub restart: String,
+    pub timeout: Duration,
+}
+
+/// Reads the settings of the container in `dir` (defaults when absent).
+pub fn settings(dir: &Path) -> Settings {
+    let v: serde_json::Value = std::fs::read(dir.join("runtime.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+    Settings {
+        restart: v["hull"]["restart"]
+            .as_str()
+            .unwrap_or("on-failure")
+            .to_string(),
+        timeout: Duration::from_secs(v["hull"]["timeoutSeconds"].as_u64().unwrap_or(60)),
+    }
+}
+
+/// Copies a container's output to the console (prefixed) and its log file.
+fn pump(name: String, stream: impl std::io::Read + Send + 'static) {
+    // A thread that cannot start loses this container's log, not the boot.
+    let _ = std::thread::Builder::new().spawn(move || {
+        let log_path = PathBuf::from(format!("/var/log/{name}.log"));
+        let mut log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .ok();
+        for line in BufReader::new(stream).lines() {
+            let Ok(line) = line else { break };
+            {
+                let mut out = std::io::stdout().lock();
+                let _ = writeln!(out, "[{name}] {line}");
+            }
+            if let Some(f) = log.as_mut() {
+                let _ = writeln!(f, "{line}");
+                if f.metadata().map(|m| m.len()).unwrap_or(0) > LOG_MAX {
+                    let _ = std::fs::rename(&log_path, log_path.with_extension("log.1"));
+                    log = std::fs::OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(&log_path)
+                        .ok();
+                }
+            }
+        }
+    });
+}
+
+/// Starts the container in `dir` as `name`.
+pub fn start(dir: &Path, name: &str) -> Option<Child> {
+    let child = Command::new("/proc/self/exe")
+        .arg("shim")
+        .arg(dir)
+        .arg(name)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn();
+    match child {
+        Ok(mut c) => {
+            if let Some(o) = c.stdout.take() {
+                pump(name.to_string(), o);
+            }
+            if let Some(e) = c.stderr.take() {
+                pump(name.to_string(), e);
+            }
+            Some(c)
+        }
+        Err(e) => {
+            say(format!("{name}: cannot start: {e}"));
+            None
+        }
+    }
+}
+
+/// Kills every process of a container (its cgroup).
+pub fn kill_all(dir: &Path, name: &str) {
+    if let Ok(spec) = container::spec(dir) {
+        let _ = std::fs::write(container::cgroup_dir(&spec, name).join("cgroup.kill"), "1");
+    }
+}
+
+/// The containers of a section (`onboot`, `services`, ...), sorted by name.
+pub fn list(section: &str) -> Vec<(String, PathBuf)> {
+    let mut v: Vec<(String, PathBuf)> = std::fs::read_dir(format!("/containers/{section}"))
+        .map(|d| {
+            d.flatten()
+                .map(|e| (e.file_name().to_string_lossy().into_owned(), e.path()))
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}

@@ -1,0 +1,375 @@
+//! The service table: every service's state, its restart policy with
+//! backoff, and what `hullctl` asks of it.
+//!
+//! Owns: starting services when due, noticing exits, restart decisions
+//! (`no` | `on-failure` | `always`, backoff 2^n s capped at 60 s), stops with
+//! a grace period then SIGKILL of the whole cgroup, answering list / logs /
+//! start / stop / restart, and stopping everything at shutdown. Must not
+//! handle signals or power: that is `supervisor`.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::Child;
+use std::sync::mpsc::Sender;
+use std::time::{Duration, Instant};
+
+use crate::control::{Reply, Verb};
+use crate::launch::{self, Settings};
+use crate::supervisor::say;
+
+/// How long a stopped service has between SIGTERM and SIGKILL.
+pub const GRACE: Duration = Duration::from_secs(10);
+
+/// What the operator wants of a service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Want {
+    Run,
+    Stop,
+    Restart,
+}
+
+struct Service {
+    dir: PathBuf,
+    settings: Settings,
+    child: Option<Child>,
+    /// Exits with a non-zero status since the last manual (re)start.
+    failures: u32,
+    /// Starts after the first one.
+    restarts: u32,
+    last_exit: Option<i32>,
+    restart_at: Option<Instant>,
+    want: Want,
+    kill_at: Option<Instant>,
+    waiters: Vec<Sender<Reply>>,
+}
+
+/// An onboot container's outcome: its exit status, or `None` when it could
+/// not start or was killed at its timeout.
+pub struct Finished {
+    pub name: String,
+    pub status: Option<i32>,
+}
+
+/// All services of the image, and the onboot containers' outcomes for `list`.
+pub struct Table {
+    services: BTreeMap<String, Service>,
+    onboot: Vec<Finished>,
+}
+
+fn backoff(failures: u32) -> Duration {
+    Duration::from_secs((1u64 << failures.min(6)).min(60))
+}
+
+fn signal(child: &Child, sig: rustix::process::Signal) {
+    if let Some(p) = rustix::process::Pid::from_raw(i32::try_from(child.id()).unwrap_or(0)) {
+        let _ = rustix::process::kill_process(p, sig);
+    }
+}
+
+impl Service {
+    fn start(&mut self, name: &str) {
+        self.restart_at = None;
+        self.kill_at = None;
+        say(format!("service {name}: starting"));
+        self.child = launch::start(&self.dir, name);
+        let reply = match &self.child {
+            Some(c) => Reply::ok(format!("{name}: started (pid {})\n", c.id())),
+            None => Reply::error(format!("{name}: cannot start (see the console)\n")),
+        };
+        for w in self.waiters.drain(..) {
+            let _ = w.send(Reply {
+                ok: reply.ok,
+                text: reply.text.clone(),
+            });
+        }
+    }
+
+    /// SIGTERM now, SIGKILL of the cgroup after the grace period.
+    fn begin_stop(&mut self, name: &str, want: Want, now: Instant) {
+        self.want = want;
+        self.restart_at = None;
+        if let Some(c) = &self.child {
+            say(format!("service {name}: stopping"));
+            signal(c, rustix::process::Signal::TERM);
+            self.kill_at.get_or_insert(now + GRACE);
+        }
+    }
+
+    fn state(&self) -> &'static str {
+        match (&self.child, self.want, self.restart_at) {
+            (Some(_), Want::Run, _) => "running",
+            (Some(_), _, _) => "stopping",
+            (None, _, Some(_)) => "waiting",
+            (None, Want::Stop, None) => "stopped",
+            (None, _, None) => "exited",
+        }
+    }
+}
+
+impl Table {
+    /// Every container under /containers/services, each due to start now.
+    pub fn load(onboot: Vec<Finished>) -> Table {
+        let now = Instant::now();
+        let services = launch::list("services")
+            .into_iter()
+            .map(|(name, dir)| {
+                let settings = launch::settings(&dir);
+                let s = Service {
+                    dir,
+                    settings,
+                    child: None,
+                    failures: 0,
+                    restarts: 0,
+                    last_exit: None,
+                    restart_at: Some(now),
+                    want: Want::Run,
+                    kill_at: None,
+                    waiters: Vec::new(),
+                };
+                (name, s)
+            })
+            .collect();
+        Table { services, onboot }
+    }
+
+    pub fn names(&self) -> Vec<String> {
+        self.services.keys().cloned().collect()
+    }
+
+    /// Starts what is due, notices exits, applies restart policies and
+    /// enforces stop deadlines.
+    pub fn tick(&mut self, now: Instant) {
+        for (name, s) in self.services.iter_mut() {
+            if s.child.is_none() && s.restart_at.is_some_and(|t| t <= now) {
+                if s.last_exit.is_some() {
+                    s.restarts += 1;
+                }
+                s.start(name);
+            }
+            if s.kill_at.is_some_and(|t| t <= now) {
+                say(format!(
+                    "service {name}: still running after {} s: killed",
+                    GRACE.as_secs()
+                ));
+                launch::kill_all(&s.dir, name);
+                if let Some(c) = s.child.as_mut() {
+                    let _ = c.kill();
+                }
+                s.kill_at = None;
+            }
+            let Some(c) = s.child.as_mut() else { continue };
+            let Ok(Some(st)) = c.try_wait() else { continue };
+            let code = st.code().unwrap_or(-1);
+            s.child = None;
+            s.kill_at = None;
+            s.last_exit = Some(code);
+            match s.want {
+                Want::Stop => {
+                    say(format!("service {name}: stopped (status {code})"));
+                    for w in s.waiters.drain(..) {
+                        let _ = w.send(Reply::ok(format!("{name}: stopped (status {code})\n")));
+                    }
+                }
+                Want::Restart => {
+                    s.want = Want::Run;
+                    s.failures = 0;
+                    s.restart_at = Some(now);
+                }
+                Want::Run => {
+                    if code != 0 {
+                        s.failures += 1;
+                    }
+                    let again = match s.settings.restart.as_str() {
+                        "always" => true,
+                        "on-failure" => code != 0,
+                        _ => false,
+                    };
+                    if again {
+                        let wait = backoff(s.failures);
+                        say(format!(
+                            "service {name}: exited with status {code}; restarting in {} s",
+                            wait.as_secs()
+                        ));
+                        s.restart_at = Some(now + wait);
+                    } else {
+                        say(format!("service {name}: exited with status {code}"));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Answers a hullctl request now, or keeps the way back to answer once
+    /// the service has stopped or started.
+    pub fn handle(&mut self, verb: Verb, reply: Sender<Reply>, now: Instant) {
+        let answer = match verb {
+            Verb::List => Some(Reply::ok(self.list())),
+            Verb::Logs(name) => Some(self.logs(&name)),
+            Verb::Start(name) | Verb::Stop(name) | Verb::Restart(name)
+                if !self.services.contains_key(&name) =>
+            {
+                Some(Reply::error(format!(
+                    "no service {name:?} (services: {})\n",
+                    self.names().join(" ")
+                )))
+            }
+            Verb::Start(name) => self.services.get_mut(&name).and_then(|s| {
+                if s.child.is_some() {
+                    return Some(Reply::error(format!("{name}: already running\n")));
+                }
+                s.want = Want::Run;
+                s.failures = 0;
+                s.restart_at = Some(now);
+                s.waiters.push(reply.clone());
+                None
+            }),
+            Verb::Stop(name) => self.services.get_mut(&name).and_then(|s| {
+                if s.child.is_none() {
+                    s.want = Want::Stop;
+                    s.restart_at = None;
+                    return Some(Reply::ok(format!("{name}: not running\n")));
+                }
+                s.begin_stop(&name, Want::Stop, now);
+                s.waiters.push(reply.clone());
+                None
+            }),
+            Verb::Restart(name) => self.services.get_mut(&name).and_then(|s| {
+                s.waiters.push(reply.clone());
+                if s.child.is_some() {
+                    s.begin_stop(&name, Want::Restart, now);
+                } else {
+                    s.want = Want::Run;
+                    s.failures = 0;
+                    s.restart_at = Some(now);
+                }
+                None
+            }),
+            Verb::Poweroff | Verb::Reboot => Some(Reply::error("handled by the supervisor\n")),
+        };
+        if let Some(a) = answer {
+            let _ = reply.send(a);
+        }
+    }
+
+    fn list(&self) -> String {
+        let mut rows = vec![[
+            "NAME".to_string(),
+            "KIND".into(),
+            "STATE".into(),
+            "PID".into(),
+            "RESTARTS".into(),
+            "LAST-EXIT".into(),
+        ]];
+        for f in &self.onboot {
+            rows.push([
+                f.name.clone(),
+                "onboot".into(),
+                if f.status.is_some() {
+                    "exited"
+                } else {
+                    "failed"
+                }
+                .into(),
+                "-".into(),
+                "-".into(),
+                f.status.map_or("-".into(), |c| c.to_string()),
+            ]);
+        }
+        for (name, s) in &self.services {
+            rows.push([
+                name.clone(),
+                "service".into(),
+                s.state().into(),
+                s.child.as_ref().map_or("-".into(), |c| c.id().to_string()),
+                s.restarts.to_string(),
+                s.last_exit.map_or("-".into(), |c| c.to_string()),
+            ]);
+        }
+        let mut widths = [0usize; 6];
+        for r in &rows {
+            for (w, cell) in widths.iter_mut().zip(r) {
+                *w = (*w).max(cell.len());
+            }
+        }
+        let mut out = String::new();
+        for r in &rows {
+            let line: Vec<String> = r
+                .iter()
+                .zip(widths)
+                .map(|(cell, w)| format!("{cell:<w$}"))
+                .collect();
+            out.push_str(line.join("  ").trim_end());
+            out.push('\n');
+        }
+        out
+    }
+
+    /// The log of a service or onboot container (`writer` finds `000-writer`).
+    fn logs(&self, name: &str) -> Reply {
+        let known = self.services.contains_key(name) || self.onboot.iter().any(|f| f.name == name);
+        let full = if known {
+            Some(name.to_string())
+        } else {
+            self.onboot
+                .iter()
+                .find(|f| {
+                    f.name
+                        .split_once('-')
+                        .is_some_and(|(_, short)| short == name)
+                })
+                .map(|f| f.name.clone())
+        };
+        let Some(full) = full else {
+            return Reply::error(format!("no container {name:?}\n"));
+        };
+        let path = PathBuf::from(format!("/var/log/{full}.log"));
+        let mut text = std::fs::read_to_string(path.with_extension("log.1")).unwrap_or_default();
+        match std::fs::read_to_string(&path) {
+            Ok(t) => text.push_str(&t),
+            Err(e) if text.is_empty() => {
+                return Reply::error(format!("{}: {e}\n", path.display()));
+            }
+            Err(_) => {}
+        }
+        Reply::ok(text)
+    }
+
+    /// Stops every service: SIGTERM, up to [`GRACE`] to exit, then SIGKILL.
+    pub fn stop_all(&mut self) {
+        let now = Instant::now();
+        for (name, s) in self.services.iter_mut() {
+            s.begin_stop(name, Want::Stop, now);
+            for w in s.waiters.drain(..) {
+                let _ = w.send(Reply::error("the system is shutting down\n"));
+            }
+        }
+        let deadline = now + GRACE;
+        while Instant::now() < deadline
+            && self.services.values_mut().any(|s| {
+                s.child
+                    .as_mut()
+                    .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+            })
+        {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        for (name, s) in self.services.iter_mut() {
+            if let Some(c) = s.child.as_mut() {
+                launch::kill_all(&s.dir, name);
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_a_minute() {
+        let s: Vec<u64> = (0..9).map(|n| backoff(n).as_secs()).collect();
+        assert_eq!(s, [1, 2, 4, 8, 16, 32, 60, 60, 60]);
+    }
+}
