@@ -112,8 +112,12 @@ pub fn build(
                 .parse()
                 .with_context(|| format!("invalid image reference {text}"))?;
             if pull::lookup(cache, &reference, req.arch)?.is_none() {
-                let p = crate::pkg::load(dir)?;
-                crate::pkg::build(&p, cache, text, None, 0, progress)?;
+                // Another hull may be building it right now: wait, look again.
+                let _building = cache.work_lock(text)?;
+                if pull::lookup(cache, &reference, req.arch)?.is_none() {
+                    let p = crate::pkg::load(dir)?;
+                    crate::pkg::build(&p, cache, text, None, 0, progress)?;
+                }
             }
         }
         let mut reference: Reference = text

@@ -290,6 +290,10 @@ pub struct RunQemuArgs {
     /// With --expect: succeed only once QEMU has also exited by itself (a poweroff)
     #[arg(long, requires = "expect")]
     pub until_exit: bool,
+    /// Boot through UEFI firmware (OVMF on x86_64, AAVMF on aarch64); on
+    /// aarch64 this gives ACPI, and with it the power button
+    #[arg(long)]
+    pub uefi: bool,
     /// Serve QMP on this unix socket (e.g. to send system_powerdown)
     #[arg(long, value_name = "SOCKET")]
     pub qmp: Option<PathBuf>,

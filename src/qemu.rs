@@ -28,6 +28,49 @@ pub struct Options {
     pub publish: Vec<(u16, u16)>,
     /// A QMP socket to control the machine (e.g. `system_powerdown`).
     pub qmp: Option<PathBuf>,
+    /// UEFI firmware (code, writable variable store) instead of the
+    /// machine's default boot (SeaBIOS on x86_64, none on aarch64).
+    pub firmware: Option<Firmware>,
+}
+
+/// UEFI firmware files for a boot.
+#[derive(Debug, Clone)]
+pub struct Firmware {
+    pub code: PathBuf,
+    pub vars: PathBuf,
+}
+
+/// Debian's UEFI firmware for `arch` (packages `ovmf`, `qemu-efi-aarch64`):
+/// the code image and the pristine variable store to copy.
+pub fn uefi_files(arch: Arch) -> (PathBuf, PathBuf) {
+    match arch {
+        Arch::Amd64 => (
+            PathBuf::from("/usr/share/OVMF/OVMF_CODE_4M.fd"),
+            PathBuf::from("/usr/share/OVMF/OVMF_VARS_4M.fd"),
+        ),
+        Arch::Arm64 => (
+            PathBuf::from("/usr/share/AAVMF/AAVMF_CODE.fd"),
+            PathBuf::from("/usr/share/AAVMF/AAVMF_VARS.fd"),
+        ),
+    }
+}
+
+/// Makes a fresh copy of the variable store at `vars` for a UEFI boot.
+pub fn uefi_firmware(arch: Arch, vars: &Path) -> Result<Firmware, QemuError> {
+    let (code, template) = uefi_files(arch);
+    for p in [&code, &template] {
+        if !p.exists() {
+            return Err(QemuError::NoFirmware(p.clone()));
+        }
+    }
+    std::fs::copy(&template, vars).map_err(|source| QemuError::Vars {
+        path: vars.to_path_buf(),
+        source,
+    })?;
+    Ok(Firmware {
+        code,
+        vars: vars.to_path_buf(),
+    })
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +99,14 @@ pub enum QemuError {
     NoExit { seconds: u64, console: String },
     #[error("QEMU failed: {0}")]
     Failed(String),
+    #[error("UEFI firmware {0} is missing (install ovmf / qemu-efi-aarch64: ci/setup)")]
+    NoFirmware(PathBuf),
+    #[error("cannot write the UEFI variable store {path}")]
+    Vars {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// The last `n` lines of `text`.
@@ -138,6 +189,17 @@ pub fn command_line(o: &Options) -> (String, Vec<String>) {
         args.extend(["-accel", "kvm", "-accel", "tcg", "-cpu", "max"].map(String::from));
     } else {
         args.extend(["-accel", "tcg", "-cpu", "max"].map(String::from));
+    }
+    if let Some(f) = &o.firmware {
+        args.extend([
+            "-drive".to_string(),
+            format!(
+                "if=pflash,format=raw,unit=0,readonly=on,file={}",
+                f.code.display()
+            ),
+            "-drive".to_string(),
+            format!("if=pflash,format=raw,unit=1,file={}", f.vars.display()),
+        ]);
     }
     args.extend([
         "-m".to_string(),
@@ -343,6 +405,7 @@ mod tests {
             disks: vec!["data.qcow2".into()],
             publish: vec![(2222, 22)],
             qmp: None,
+            firmware: None,
         };
         let (program, args) = command_line(&o);
         assert_eq!(program, "qemu-system-aarch64");
@@ -358,6 +421,19 @@ mod tests {
             "{joined}"
         );
         assert!(joined.contains("-append console=ttyAMA0"), "{joined}");
+        let uefi = Options {
+            firmware: Some(Firmware {
+                code: "code.fd".into(),
+                vars: "vars.fd".into(),
+            }),
+            ..o
+        };
+        let joined = command_line(&uefi).1.join(" ");
+        assert!(
+            joined.contains("if=pflash,format=raw,unit=0,readonly=on,file=code.fd")
+                && joined.contains("if=pflash,format=raw,unit=1,file=vars.fd"),
+            "{joined}"
+        );
         assert_eq!(parse_publish("8080:80").expect("ok"), (8080, 80));
         assert!(parse_publish("80").is_err());
     }

@@ -158,8 +158,7 @@ fn hull_init_runs_onboot_services_and_sandboxes_on_both_arches() {
             console
                 .lines()
                 .filter_map(|l| l.strip_prefix("[ctl] "))
-                .filter(|l| l.split_whitespace().next() == Some(name))
-                .last()
+                .rfind(|l| l.split_whitespace().next() == Some(name))
                 .map(|l| l.split_whitespace().map(str::to_string).collect())
                 .unwrap_or_default()
         };
@@ -192,20 +191,21 @@ fn hull_init_runs_onboot_services_and_sandboxes_on_both_arches() {
     }
 }
 
-/// QEMU's `system_powerdown` (the ACPI power button) on x86_64: hull-init stops
-/// the services, runs the onshutdown container, powers off, and QEMU exits
-/// within 10 s of the onshutdown container's output. (aarch64 needs UEFI/ACPI
-/// boot for a power button; that comes with the UEFI formats.)
+/// QEMU's `system_powerdown` (the ACPI power button): hull-init stops the
+/// services, runs the onshutdown container, powers off, and QEMU exits within
+/// 10 s of the onshutdown container's output. On x86_64 with the default
+/// firmware; on aarch64 booted through UEFI (`--uefi`, AAVMF), which gives
+/// the kernel ACPI and so a power button.
 #[test]
 fn power_button_runs_onshutdown_and_powers_off() {
-    use std::io::{BufRead, BufReader, Write};
     use std::time::{Duration, Instant};
+    use util::boot::Boot;
 
     let tmp = tempfile::tempdir().expect("tmp");
     let cache = tmp.path().join("cache");
     let r = repo();
     let text = format!(
-        "kernel:\n  image: \"@pkg:{k}\"\n  cmdline: \"console=ttyS0\"\ninit:\n  - \"@pkg:{i}\"\n\
+        "kernel:\n  image: \"@pkg:{k}\"\n  cmdline: \"console=ttyS0 console=ttyAMA0\"\ninit:\n  - \"@pkg:{i}\"\n\
          onshutdown:\n  - name: goodbye\n    image: \"@pkg:{g}\"\n    capabilities: []\n    binds: []\n    command: [\"/bin/sh\", \"-c\", \"echo HULL-ONSHUTDOWN-RAN\"]\n\
          services:\n  - name: ready\n    image: \"@pkg:{g}\"\n    capabilities: []\n    binds: []\n    command: [\"/bin/sh\", \"-c\", \"echo HULL-READY; exec sleep 2147483647\"]\n",
         k = r.join("kernels/debian-cloud").display(),
@@ -213,89 +213,61 @@ fn power_button_runs_onshutdown_and_powers_off() {
         g = r.join("pkgs/getty").display(),
     );
     std::fs::write(tmp.path().join("pd.yml"), text).expect("write");
-    hull(&cache, tmp.path(), &["build", "--arch", "amd64", "pd.yml"]).expect_code(0);
-    let qmp = tmp.path().join("qmp.sock");
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_hull"))
-        .current_dir(tmp.path())
-        .args(["run", "qemu", "--arch", "amd64", "--qmp"])
-        .arg(&qmp)
-        .args([
+    for (arch, firmware) in [("amd64", None), ("arm64", Some("--uefi"))] {
+        let dir = tmp.path().join(arch);
+        let out = dir.to_str().expect("utf-8");
+        hull(
+            &cache,
+            tmp.path(),
+            &["build", "--arch", arch, "--dir", out, "pd.yml"],
+        )
+        .expect_code(0);
+        let prefix = dir.join("pd");
+        let mut args = vec![
+            "--arch",
+            arch,
             "--expect",
             "HULL-ONSHUTDOWN-RAN",
             "--until-exit",
             "--timeout",
-            "240",
-            "pd",
-        ])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("hull run qemu starts");
-    let (tx, rx) = std::sync::mpsc::channel::<(Instant, String)>();
-    let out = child.stdout.take().expect("stdout");
-    std::thread::spawn(move || {
-        for line in BufReader::new(out).lines().map_while(Result::ok) {
-            if tx.send((Instant::now(), line)).is_err() {
-                break;
-            }
+            "400",
+        ];
+        args.extend(firmware);
+        args.push(prefix.to_str().expect("utf-8"));
+        let mut boot = Boot::start(tmp.path(), &args);
+        assert!(
+            boot.wait_for("HULL-READY", Duration::from_secs(300))
+                .is_some(),
+            "{arch}: never ready:\n{}",
+            boot.text()
+        );
+        // The power button is found early in the boot, before the services.
+        assert!(
+            boot.text().contains("hull-init: power button:"),
+            "{arch}: no power button:\n{}",
+            boot.text()
+        );
+        boot.qmp("system_powerdown");
+        let ran = boot
+            .wait_for("HULL-ONSHUTDOWN-RAN", Duration::from_secs(60))
+            .unwrap_or_else(|| panic!("{arch}: onshutdown never ran:\n{}", boot.text()));
+        let (status, all) = boot.finish(Duration::from_secs(30));
+        let exited = Instant::now();
+        assert!(
+            status.is_some_and(|s| s.success()),
+            "{arch}: QEMU did not power off by itself:\n{all}"
+        );
+        assert!(
+            exited.duration_since(ran) < Duration::from_secs(10),
+            "{arch}: QEMU took {:?} after onshutdown",
+            exited.duration_since(ran)
+        );
+        for want in [
+            "hull-init: power button pressed",
+            "service ready: stopping",
+            "hull-init: bye",
+        ] {
+            assert!(all.contains(want), "{arch}: \"{want}\" missing:\n{all}");
         }
-    });
-    let mut console = Vec::new();
-    let wait_for = |marker: &str, console: &mut Vec<String>| -> Option<Instant> {
-        let deadline = Instant::now() + Duration::from_secs(240);
-        while let Ok((at, line)) =
-            rx.recv_timeout(deadline.saturating_duration_since(Instant::now()))
-        {
-            let hit = line.contains(marker);
-            console.push(line);
-            if hit {
-                return Some(at);
-            }
-        }
-        None
-    };
-    assert!(
-        wait_for("HULL-READY", &mut console).is_some(),
-        "never ready:\n{}",
-        console.join("\n")
-    );
-    // The power button is found early in the boot, before the services.
-    assert!(
-        console
-            .iter()
-            .any(|l| l.contains("hull-init: power button:")),
-        "no power button:\n{}",
-        console.join("\n")
-    );
-    let mut s = std::os::unix::net::UnixStream::connect(&qmp).expect("QMP socket");
-    let mut replies = BufReader::new(s.try_clone().expect("clone"));
-    let mut line = String::new();
-    replies.read_line(&mut line).expect("QMP greeting");
-    s.write_all(b"{\"execute\":\"qmp_capabilities\"}\n")
-        .expect("qmp");
-    line.clear();
-    replies.read_line(&mut line).expect("qmp reply");
-    s.write_all(b"{\"execute\":\"system_powerdown\"}\n")
-        .expect("powerdown");
-    let ran = wait_for("HULL-ONSHUTDOWN-RAN", &mut console)
-        .unwrap_or_else(|| panic!("onshutdown never ran:\n{}", console.join("\n")));
-    let status = child.wait().expect("hull run exits");
-    let exited = Instant::now();
-    while let Ok((_, l)) = rx.try_recv() {
-        console.push(l);
-    }
-    let all = console.join("\n");
-    assert!(status.success(), "QEMU did not power off by itself:\n{all}");
-    assert!(
-        exited.duration_since(ran) < Duration::from_secs(10),
-        "QEMU took {:?} after onshutdown",
-        exited.duration_since(ran)
-    );
-    for want in [
-        "hull-init: power button pressed",
-        "service ready: stopping",
-        "hull-init: bye",
-    ] {
-        assert!(all.contains(want), "\"{want}\" missing:\n{all}");
     }
 }

@@ -243,6 +243,17 @@ impl Cache {
         Ok(Lock(f))
     }
 
+    /// An exclusive lock named by `key` (e.g. a package reference), held
+    /// while one process makes what others would otherwise make at the same
+    /// time; they wait, then find it made.
+    pub fn work_lock(&self, key: &str) -> Result<Lock, CacheError> {
+        let name = format!("work-{}.lock", &Digest::of(key.as_bytes()).hex()[..16]);
+        let f = self.lock_file(&name)?;
+        f.lock()
+            .map_err(io(&self.root, "cannot take a work lock"))?;
+        Ok(Lock(f))
+    }
+
     /// Held while blobs are written that no reference reaches yet, so that a
     /// concurrent `gc` cannot delete them.
     pub fn writer_lock(&self) -> Result<Lock, CacheError> {

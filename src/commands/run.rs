@@ -21,7 +21,15 @@ pub fn run(cx: &Context, cmd: RunCommand) -> anyhow::Result<()> {
         .iter()
         .map(|p| qemu::parse_publish(p))
         .collect::<Result<Vec<_>, _>>()?;
+    // A fresh variable store next to the image for each UEFI boot.
+    let firmware = if args.uefi {
+        let vars = std::path::PathBuf::from(format!("{}-efivars.fd", args.prefix));
+        Some(qemu::uefi_firmware(arch, &vars)?)
+    } else {
+        None
+    };
     let options = Options {
+        firmware,
         arch,
         kernel,
         initrd,

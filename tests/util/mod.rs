@@ -81,5 +81,6 @@ pub fn hull_stdin(args: &[&str], input: &str, dir: &Path) -> Run {
     Run::from(child.wait_with_output().expect("the hull binary runs"))
 }
 
+pub mod boot;
 pub mod proxy;
 pub mod registry;

@@ -16,8 +16,8 @@ use oci_spec::runtime::{LinuxNamespaceType, Spec};
 use rustix::mount::MountPropagationFlags;
 use rustix::thread::UnshareFlags;
 
-use crate::mounts;
 use crate::sys::{self, Context, SysError};
+use crate::{mounts, runtime};
 
 /// What went wrong setting a container up.
 #[derive(Debug)]
@@ -101,8 +101,15 @@ fn enter_cgroup(spec: &Spec, name: &str) -> Result<(), SetupError> {
 /// new pid namespace when there is one); exits with the child's status.
 pub fn shim(dir: &Path, name: &str) -> Result<i32, SetupError> {
     let spec = spec(dir)?;
+    let runtime = runtime::load(dir).unwrap_or_else(|e| {
+        eprintln!("hull-init: {name}: {e}");
+        runtime::Runtime::default()
+    });
+    for e in runtime.prepare() {
+        eprintln!("hull-init: {name}: {e}");
+    }
     enter_cgroup(&spec, name)?;
-    let mut flags = UnshareFlags::NEWNS;
+    let mut flags = UnshareFlags::empty();
     for ns in spec
         .linux()
         .as_ref()
@@ -119,6 +126,8 @@ pub fn shim(dir: &Path, name: &str) -> Result<i32, SetupError> {
             _ => continue,
         };
         match ns.path() {
+            // Every container gets a new mount namespace, last (see below).
+            None if flag == UnshareFlags::NEWNS => {}
             None => flags |= flag,
             Some(path) => {
                 let f = std::fs::File::open(path)
@@ -152,7 +161,13 @@ pub fn shim(dir: &Path, name: &str) -> Result<i32, SetupError> {
             }
         })
         .map_err(|e| err(format!("signal thread: {e}")))?;
+    // The other namespaces first, so that they can be bound at host paths
+    // (runtime bindNS) while this process still sees the host's mounts.
     sys::unshare(flags)?;
+    for e in runtime.bind_namespaces() {
+        eprintln!("hull-init: {name}: {e}");
+    }
+    sys::unshare(UnshareFlags::NEWNS)?;
     let mut child = Command::new("/proc/self/exe")
         .arg0("hull-init")
         .args(["exec", &dir.to_string_lossy(), name])

@@ -12,6 +12,7 @@ mod launch;
 mod modules;
 mod mounts;
 mod newroot;
+mod runtime;
 mod services;
 mod supervisor;
 mod sys;
@@ -46,9 +47,14 @@ fn main() {
             std::process::exit(126);
         }
         _ if std::process::id() == 1 => {
+            let started = supervisor::boot_ms();
+            if std::env::var_os(newroot::STARTED).is_none() {
+                // Single-threaded still: nobody else reads the environment.
+                std::env::set_var(newroot::STARTED, started.to_string());
+            }
             if newroot::needed() {
                 let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
-                let e = newroot::switch(&args);
+                let e = newroot::switch(&args, started);
                 let _ = writeln!(
                     std::io::stdout(),
                     "hull-init: new root: {e}; going on in the initramfs"

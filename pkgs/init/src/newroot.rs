@@ -21,6 +21,8 @@ use crate::sys::{Context, SysError};
 
 /// Set in the environment of the re-executed PID1.
 pub const MOVED: &str = "HULL_ROOT_MOVED";
+/// When the kernel started init (ms on CLOCK_BOOTTIME), kept across the re-exec.
+pub const STARTED: &str = "HULL_INIT_STARTED";
 
 const NEW: &str = "/.hull-root";
 const RAMFS_MAGIC: i64 = 0x8584_58f6;
@@ -42,7 +44,7 @@ pub fn needed() -> bool {
 /// Copies the system into a tmpfs, makes it `/`, and execs `/init` again.
 /// Returns only on failure (the system is then still whole, or as much of
 /// it as was not yet moved is, and boot goes on from the old root).
-pub fn switch(args: &[OsString]) -> SysError {
+pub fn switch(args: &[OsString], started: u64) -> SysError {
     match copy_into_tmpfs() {
         Err(e) => e,
         Ok(()) => {
@@ -51,6 +53,7 @@ pub fn switch(args: &[OsString]) -> SysError {
                 .arg0(program)
                 .args(args.get(1..).unwrap_or_default())
                 .env(MOVED, "1")
+                .env(STARTED, started.to_string())
                 .exec();
             SysError {
                 what: format!("exec /init in the new root: {e}"),

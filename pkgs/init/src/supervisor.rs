@@ -139,6 +139,7 @@ pub fn run() -> ! {
         services.tick(Instant::now());
         if !announced {
             say(format!("services started: {}", services.names().join(" ")));
+            say(timing());
             announced = true;
         }
         while let Some(req) = requests.as_ref().and_then(|rx| rx.try_recv().ok()) {
@@ -162,6 +163,34 @@ pub fn run() -> ! {
             how => shutdown(&mut services, how == 2),
         }
     }
+}
+
+/// Milliseconds since boot on CLOCK_BOOTTIME.
+pub fn boot_ms() -> u64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::Boottime);
+    u64::try_from(t.tv_sec).unwrap_or(0) * 1000 + u64::try_from(t.tv_nsec).unwrap_or(0) / 1_000_000
+}
+
+/// "boot: init started at X ms, services at Y ms (Z ms in init), RSS N kB":
+/// what the boot benchmark reads from the console.
+fn timing() -> String {
+    let began = std::env::var(crate::newroot::STARTED)
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0);
+    let now = boot_ms();
+    let rss = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .map(|v| v.trim().to_string())
+        })
+        .unwrap_or_else(|| "?".into());
+    format!(
+        "boot: init started at {began} ms, last service started at {now} ms ({} ms in init), RSS {rss}",
+        now.saturating_sub(began)
+    )
 }
 
 /// Watches the power button (ACPI on x86_64, as QEMU's `system_powerdown`
