@@ -5,7 +5,9 @@
 //! the other), a service that fails twice restarted with backoff and then up,
 //! a container without CAP_NET_ADMIN refused a link change, a read-only root
 //! refusing a write, a new pid namespace seen from inside, and a memory limit
-//! enforced by the container's cgroup.
+//! enforced by the container's cgroup; runtime.json's interfaces (a veth
+//! pair, one end in the container), bindNS (a service joins that network
+//! namespace by path) and mkdir; hullctl list/logs/restart/stop.
 
 mod util;
 
@@ -39,11 +41,30 @@ onboot:
       memory:
         limit: 33554432
     command: ["/bin/awk", "BEGIN {{ s = \"x\"; for (i = 0; i < 40; i++) s = s s; print \"MEM-SURVIVED\" }}"]
+  - name: netns
+    image: {busybox}
+    net: new
+    binds: []
+    runtime:
+      mkdir: ["/run/made-by-runtime"]
+      interfaces:
+        - name: hullc0
+          add: veth
+          peer: hullh0
+      bindNS:
+        net: /run/netns/demo
+    command: ["/bin/sh", "-c", "ip link show hullc0 >/dev/null && echo IFACE-IN-CONTAINER; ip link show hullh0 >/dev/null 2>&1 || echo PEER-NOT-HERE"]
 services:
+  - name: joiner
+    image: {busybox}
+    net: /run/netns/demo
+    binds: ["/run:/run"]
+    restart: "no"
+    command: ["/bin/sh", "-c", "ip link show hullc0 >/dev/null && echo JOINED-NETNS; [ -d /run/made-by-runtime ] && echo MKDIR-DONE"]
   - name: reader
     image: {busybox}
     binds: ["/run:/run"]
-    command: ["/bin/sh", "-c", "echo READ-$(cat /run/order); exec sleep 1000"]
+    command: ["/bin/sh", "-c", "echo READ-$(cat /run/order); echo run >> /run/reader-runs; exec sleep 1000"]
   - name: flaky
     image: {busybox}
     binds: ["/run:/run"]
@@ -53,7 +74,7 @@ services:
     image: {busybox}
     binds: ["/run:/run", "/usr/bin/hullctl:/usr/bin/hullctl"]
     restart: "no"
-    command: ["/bin/sh", "-c", "until [ \"$(cat /run/flaky 2>/dev/null)\" = 3 ]; do sleep 1; done; sleep 2; hullctl list; hullctl logs flaky; hullctl restart reader; hullctl stop reader; hullctl list | grep ^reader; hullctl restart nosuch; echo CTL-RC=$?; echo CTL-DONE"]
+    command: ["/bin/sh", "-c", "until [ \"$(cat /run/flaky 2>/dev/null)\" = 3 ]; do sleep 1; done; sleep 2; hullctl list; hullctl logs flaky; hullctl restart reader; until [ \"$(grep -c run /run/reader-runs)\" = 2 ]; do sleep 1; done; hullctl stop reader; hullctl list | grep ^reader; hullctl restart nosuch; echo CTL-RC=$?; ip link show hullh0 >/dev/null && echo PEER-ON-HOST; echo CTL-DONE"]
 "#
     )
 }
@@ -177,6 +198,11 @@ fn hull_init_runs_onboot_services_and_sandboxes_on_both_arches() {
             "[ctl] reader: stopped (status 143)",
             "[ctl] hullctl: no service \"nosuch\"",
             "[ctl] CTL-RC=1",
+            "[003-netns] IFACE-IN-CONTAINER",
+            "[003-netns] PEER-NOT-HERE",
+            "[joiner] JOINED-NETNS",
+            "[joiner] MKDIR-DONE",
+            "[ctl] PEER-ON-HOST",
         ] {
             assert!(has(want), "{arch}: \"{want}\" missing:\n{console}");
         }

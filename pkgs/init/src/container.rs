@@ -97,10 +97,34 @@ fn enter_cgroup(spec: &Spec, name: &str) -> Result<(), SetupError> {
     write(&dir.join("cgroup.procs"), &std::process::id().to_string())
 }
 
+/// Fails closed on what hull-init cannot apply yet, rather than run a
+/// container with less isolation than its config asks for.
+fn refuse_unsupported(spec: &Spec) -> Result<(), SetupError> {
+    let Some(linux) = spec.linux() else {
+        return Ok(());
+    };
+    if linux.seccomp().is_some() {
+        return Err(err(
+            "config.json asks for a seccomp filter, which hull-init does not apply yet: not started",
+        ));
+    }
+    let user_ns = linux
+        .namespaces()
+        .as_ref()
+        .is_some_and(|n| n.iter().any(|n| n.typ() == LinuxNamespaceType::User));
+    if user_ns {
+        return Err(err(
+            "config.json asks for a user namespace, which hull-init does not set up yet: not started",
+        ));
+    }
+    Ok(())
+}
+
 /// The shim: cgroup, namespaces, then the exec step as a child (pid 1 of a
 /// new pid namespace when there is one); exits with the child's status.
 pub fn shim(dir: &Path, name: &str) -> Result<i32, SetupError> {
     let spec = spec(dir)?;
+    refuse_unsupported(&spec)?;
     let runtime = runtime::load(dir).unwrap_or_else(|e| {
         eprintln!("hull-init: {name}: {e}");
         runtime::Runtime::default()
@@ -163,7 +187,20 @@ pub fn shim(dir: &Path, name: &str) -> Result<i32, SetupError> {
         .map_err(|e| err(format!("signal thread: {e}")))?;
     // The other namespaces first, so that they can be bound at host paths
     // (runtime bindNS) while this process still sees the host's mounts.
+    let mut host_network = match runtime.host_network() {
+        None => None,
+        Some(Ok(h)) => Some(h),
+        Some(Err(e)) => {
+            eprintln!("hull-init: {name}: interfaces: {e}");
+            None
+        }
+    };
     sys::unshare(flags)?;
+    if let Some(h) = host_network.as_mut() {
+        for e in runtime.set_up_interfaces(h) {
+            eprintln!("hull-init: {name}: {e}");
+        }
+    }
     for e in runtime.bind_namespaces() {
         eprintln!("hull-init: {name}: {e}");
     }

@@ -11,6 +11,7 @@ mod control;
 mod launch;
 mod modules;
 mod mounts;
+mod netlink;
 mod newroot;
 mod runtime;
 mod services;

@@ -201,19 +201,42 @@ pub fn coldplug(index: &Index) -> (Vec<String>, Vec<String>) {
 /// index, for filesystems that are modules (overlay, ext4, ...). True when it
 /// is loaded now or was already.
 pub fn load_named(name: &str) -> bool {
-    // Read once per process: filesystems are asked for one mount at a time.
-    static RUNNING: std::sync::OnceLock<Option<Index>> = std::sync::OnceLock::new();
-    let index = RUNNING.get_or_init(|| {
-        let release = rustix::system::uname()
-            .release()
-            .to_string_lossy()
-            .into_owned();
-        Index::load(Path::new(&format!("/lib/modules/{release}"))).ok()
-    });
-    let Some(index) = index else {
+    let Some(index) = running() else {
         return false;
     };
-    let files = index.load_order(&name.replace('-', "_"));
+    load_all(index, &name.replace('-', "_"))
+}
+
+/// The running kernel's index, read once per process.
+fn running() -> Option<&'static Index> {
+    static RUNNING: std::sync::OnceLock<Option<Index>> = std::sync::OnceLock::new();
+    RUNNING
+        .get_or_init(|| {
+            let release = rustix::system::uname()
+                .release()
+                .to_string_lossy()
+                .into_owned();
+            Index::load(Path::new(&format!("/lib/modules/{release}"))).ok()
+        })
+        .as_ref()
+}
+
+/// Loads the modules whose aliases match `alias` (e.g. `rtnl-link-veth`,
+/// what the kernel would ask modprobe for). True when any was loaded or was
+/// already there.
+pub fn load_alias(alias: &str) -> bool {
+    let Some(index) = running() else {
+        return false;
+    };
+    let mut any = false;
+    for m in index.matching(alias) {
+        any |= load_all(index, &m);
+    }
+    any
+}
+
+fn load_all(index: &Index, module: &str) -> bool {
+    let files = index.load_order(module);
     !files.is_empty()
         && files
             .iter()

@@ -4,16 +4,23 @@
 //! Owns: `mkdir` (directories made on the host first), `cgroups` (made
 //! under /sys/fs/cgroup), `mounts` (mounted on the host before the
 //! container starts) and `bindNS` (the container's new namespaces bound at
-//! host paths for others to join, e.g. `net: /run/netns/wg0`). Must not
-//! touch the container's own mounts: that is `container`. `interfaces`
-//! (creating or moving network links) needs netlink and is not done yet: it
-//! is reported, not ignored silently.
+//! host paths for others to join, e.g. `net: /run/netns/wg0`) and
+//! `interfaces` (links created or moved into the container's network
+//! namespace, through `netlink`). Must not touch the container's own
+//! mounts: that is `container`.
 
 use std::path::Path;
 
 use serde::Deserialize;
 
-use crate::mounts;
+use crate::netlink::Netlink;
+use crate::{modules, mounts};
+
+/// The host's network namespace and a netlink socket in it.
+pub struct HostNetwork {
+    ns: std::fs::File,
+    netlink: Netlink,
+}
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
@@ -21,7 +28,7 @@ pub struct Runtime {
     mkdir: Vec<String>,
     cgroups: Vec<String>,
     mounts: Vec<Mount>,
-    interfaces: Vec<serde_json::Value>,
+    interfaces: Vec<Interface>,
     #[serde(rename = "bindNS")]
     bind_ns: BindNs,
 }
@@ -34,6 +41,16 @@ struct Mount {
     mount_type: Option<String>,
     source: Option<String>,
     options: Vec<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct Interface {
+    name: String,
+    add: Option<String>,
+    peer: Option<String>,
+    #[serde(rename = "createInRoot")]
+    create_in_root: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -82,10 +99,53 @@ impl Runtime {
                 errors.push(e.to_string());
             }
         }
-        if !self.interfaces.is_empty() {
-            errors.push(
-                "runtime.interfaces is not supported by hull-init yet: links not set up".into(),
-            );
+        errors
+    }
+
+    /// What `interfaces` needs from the host's network namespace, taken
+    /// before the container's is made: the namespace itself and a netlink
+    /// socket in it. `None` when there are no interfaces.
+    pub fn host_network(&self) -> Option<std::io::Result<HostNetwork>> {
+        if self.interfaces.is_empty() {
+            return None;
+        }
+        Some((|| {
+            Ok(HostNetwork {
+                ns: std::fs::File::open("/proc/self/ns/net")?,
+                netlink: Netlink::open()?,
+            })
+        })())
+    }
+
+    /// After the container's network namespace exists (this process is in
+    /// it): creates or moves each interface into it; a veth's peer stays on
+    /// the host.
+    pub fn set_up_interfaces(&self, host: &mut HostNetwork) -> Vec<String> {
+        let mut errors = Vec::new();
+        let here = match std::fs::File::open("/proc/self/ns/net") {
+            Ok(f) => f,
+            Err(e) => return vec![format!("interfaces: own network namespace: {e}")],
+        };
+        for i in &self.interfaces {
+            let result = match &i.add {
+                None => host.netlink.move_to(&i.name, &here),
+                Some(kind) => {
+                    // Link kinds are modules found by their rtnl-link alias.
+                    modules::load_alias(&format!("rtnl-link-{kind}"));
+                    if i.create_in_root {
+                        host.netlink
+                            .create(&i.name, kind, i.peer.as_deref(), None::<&std::fs::File>)
+                            .and_then(|()| host.netlink.move_to(&i.name, &here))
+                    } else {
+                        Netlink::open().and_then(|mut local| {
+                            local.create(&i.name, kind, i.peer.as_deref(), Some(&host.ns))
+                        })
+                    }
+                }
+            };
+            if let Err(e) = result {
+                errors.push(format!("interface {}: {e}", i.name));
+            }
         }
         errors
     }
