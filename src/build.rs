@@ -33,6 +33,32 @@ pub struct Request<'a> {
     pub pull: PullPolicy,
     pub lock: Option<BTreeMap<String, String>>,
     pub mtime: u64,
+    /// The bootloader image (reference or `@pkg:DIR`) for formats that need one.
+    pub bootloader: Option<String>,
+}
+
+/// The bootloader image a build uses: `--bootloader` (a reference or
+/// `@pkg:DIR`), else the `pkgs/bootloader` package of Hull's source tree.
+pub fn bootloader_ref(flag: Option<&str>) -> anyhow::Result<(String, Option<PathBuf>)> {
+    let dir = match flag {
+        Some(text) => match text.strip_prefix("@pkg:") {
+            None => return Ok((text.to_string(), None)),
+            Some(d) => PathBuf::from(d),
+        },
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("pkgs/bootloader"),
+    };
+    let reference = crate::pkg::resolve(&dir)
+        .map_err(anyhow::Error::msg)
+        .context("no bootloader image: give one with --bootloader REF or @pkg:DIR")?;
+    Ok((reference, Some(dir)))
+}
+
+/// The EFI stub file of the bootloader image for `arch`.
+fn efi_stub_path(arch: Arch) -> &'static str {
+    match arch {
+        Arch::Amd64 => "efi/linuxx64.efi.stub",
+        Arch::Arm64 => "efi/linuxaa64.efi.stub",
+    }
 }
 
 /// Every image reference a manifest uses, as written (an `@pkg:` one as
@@ -100,7 +126,14 @@ pub fn build(
     registry: &Registry,
     progress: &Progress,
 ) -> anyhow::Result<Built> {
-    let refs = references(req.manifest);
+    let mut refs = references(req.manifest);
+    let bootloader = if req.formats.iter().any(|f| f.needs_bootloader()) {
+        let (text, dir) = bootloader_ref(req.bootloader.as_deref())?;
+        refs.push((text.clone(), dir));
+        Some(text)
+    } else {
+        None
+    };
     let runtime = crate::commands::runtime()?;
     let mut pins = BTreeMap::new();
     let mut cached = Vec::new();
@@ -141,6 +174,20 @@ pub fn build(
         let flat = assemble::flatten(cache, &mut pack, &name, img)?;
         images.insert(text, flat);
     }
+    let efi_stub = match &bootloader {
+        None => None,
+        Some(text) => {
+            let path = efi_stub_path(req.arch);
+            let content = images
+                .get(text)
+                .and_then(|f| match f.tree.get(path).map(|e| &e.kind) {
+                    Some(crate::tree::Kind::File(c)) => Some(c.clone()),
+                    _ => None,
+                })
+                .with_context(|| format!("bootloader image {text} has no /{path}"))?;
+            Some(pack.read(&content).context("cannot read the EFI stub")?)
+        }
+    };
     let assembled = assemble::assemble(req.manifest, &images, &mut pack, req.manifest_dir)?;
     std::fs::create_dir_all(req.dir)
         .with_context(|| format!("cannot create {}", req.dir.display()))?;
@@ -152,6 +199,7 @@ pub fn build(
         cmdline: &assembled.cmdline,
         mtime: req.mtime,
         compression: req.compression,
+        efi_stub: efi_stub.as_deref(),
     };
     let staged = output::stage_all(&img, req.formats, req.dir, req.name)?;
     Ok((staged.commit()?, pins))

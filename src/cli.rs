@@ -55,7 +55,7 @@ pub enum Command {
     Validate(ValidateArgs),
     /// Build image outputs from manifests
     #[command(
-        after_help = "Images come from the cache, pulled when missing (--pull). Outputs appear only when\nthe whole build succeeds; their sha256 is printed. SOURCE_DATE_EPOCH sets file times.\n\nExamples:\n  hull build examples/minimal.yml\n  hull build --arch arm64 --format kernel+initrd --format tar --dir out minimal.yml\n  hull build --write-lock minimal.lock minimal.yml && hull build --lock minimal.lock minimal.yml"
+        after_help = "Images come from the cache, pulled when missing (--pull). Outputs appear only when\nthe whole build succeeds; their sha256 is printed. SOURCE_DATE_EPOCH sets file times.\n\nExamples:\n  hull build examples/minimal.yml\n  hull build --arch arm64 --format kernel+initrd --format tar --dir out minimal.yml\n  hull build --format uki examples/minimal.yml && hull run qemu minimal.efi\n  hull build --write-lock minimal.lock minimal.yml && hull build --lock minimal.lock minimal.yml"
     )]
     Build(BuildArgs),
     /// Boot a built image
@@ -206,6 +206,10 @@ pub struct BuildArgs {
     /// Write the resolved digest of every image to this lock file
     #[arg(long, value_name = "FILE")]
     pub write_lock: Option<PathBuf>,
+    /// Image with the EFI stub and boot loaders for uki (an image reference
+    /// or @pkg:DIR) [default: @pkg: of pkgs/bootloader in Hull's source tree]
+    #[arg(long, value_name = "REF")]
+    pub bootloader: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

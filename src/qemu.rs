@@ -18,9 +18,7 @@ use crate::platform::Arch;
 #[derive(Debug, Clone)]
 pub struct Options {
     pub arch: Arch,
-    pub kernel: PathBuf,
-    pub initrd: PathBuf,
-    pub cmdline: String,
+    pub boot: BootFrom,
     pub mem_mb: u32,
     pub cpus: u32,
     pub disks: Vec<PathBuf>,
@@ -31,6 +29,20 @@ pub struct Options {
     /// UEFI firmware (code, writable variable store) instead of the
     /// machine's default boot (SeaBIOS on x86_64, none on aarch64).
     pub firmware: Option<Firmware>,
+}
+
+/// What the machine starts.
+#[derive(Debug, Clone)]
+pub enum BootFrom {
+    /// QEMU loads the kernel and initrd itself (`-kernel`, `-initrd`, `-append`).
+    Kernel {
+        kernel: PathBuf,
+        initrd: PathBuf,
+        cmdline: String,
+    },
+    /// UEFI firmware starts `EFI/BOOT/BOOT*.EFI` from this directory, served
+    /// as a read-only FAT disk.
+    Esp(PathBuf),
 }
 
 /// UEFI firmware files for a boot.
@@ -99,6 +111,12 @@ pub enum QemuError {
     NoExit { seconds: u64, console: String },
     #[error("QEMU failed: {0}")]
     Failed(String),
+    #[error("cannot lay out the EFI system partition at {path}")]
+    Esp {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("UEFI firmware {0} is missing (install ovmf / qemu-efi-aarch64: ci/setup)")]
     NoFirmware(PathBuf),
     #[error("cannot write the UEFI variable store {path}")]
@@ -208,13 +226,23 @@ pub fn command_line(o: &Options) -> (String, Vec<String>) {
         o.cpus.to_string(),
         "-nographic".to_string(),
         "-no-reboot".to_string(),
-        "-kernel".to_string(),
-        o.kernel.display().to_string(),
-        "-initrd".to_string(),
-        o.initrd.display().to_string(),
-        "-append".to_string(),
-        o.cmdline.clone(),
     ]);
+    match &o.boot {
+        BootFrom::Kernel {
+            kernel,
+            initrd,
+            cmdline,
+        } => args.extend([
+            "-kernel".to_string(),
+            kernel.display().to_string(),
+            "-initrd".to_string(),
+            initrd.display().to_string(),
+            "-append".to_string(),
+            cmdline.clone(),
+        ]),
+        // The ESP disk comes after the --disk ones (see below).
+        BootFrom::Esp(_) => {}
+    }
     let mut netdev = "user,id=net0".to_string();
     for (h, g) in &o.publish {
         netdev.push_str(&format!(",hostfwd=tcp:127.0.0.1:{h}-:{g}"));
@@ -244,12 +272,42 @@ pub fn command_line(o: &Options) -> (String, Vec<String>) {
             format!("file={},format={format},if=virtio,index={i}", d.display()),
         ]);
     }
+    if let BootFrom::Esp(dir) = &o.boot {
+        args.extend([
+            "-drive".to_string(),
+            format!(
+                "if=virtio,index={},format=raw,readonly=on,file=fat:{}",
+                o.disks.len(),
+                dir.display()
+            ),
+        ]);
+    }
     (program.to_string(), args)
 }
 
-/// The outputs `hull build` made under `prefix`: kernel, initrd, cmdline.
-pub fn image_files(prefix: &str) -> Result<(PathBuf, PathBuf, String), QemuError> {
+/// What `hull build` made under `prefix`: `PREFIX-kernel`, `PREFIX-initrd.img`
+/// and `PREFIX-cmdline`; or a unified kernel image, `PREFIX.efi` (or PREFIX
+/// itself ending in `.efi`), which needs UEFI.
+pub enum Built {
+    Kernel {
+        kernel: PathBuf,
+        initrd: PathBuf,
+        cmdline: String,
+    },
+    Efi(PathBuf),
+}
+
+/// Finds what `hull build` made under `prefix`.
+pub fn image_files(prefix: &str) -> Result<Built, QemuError> {
+    let efi = if prefix.ends_with(".efi") {
+        PathBuf::from(prefix)
+    } else {
+        PathBuf::from(format!("{prefix}.efi"))
+    };
     let k = PathBuf::from(format!("{prefix}-kernel"));
+    if efi.is_file() && !k.exists() {
+        return Ok(Built::Efi(efi));
+    }
     let i = PathBuf::from(format!("{prefix}-initrd.img"));
     let c = PathBuf::from(format!("{prefix}-cmdline"));
     for p in [&k, &i, &c] {
@@ -258,7 +316,31 @@ pub fn image_files(prefix: &str) -> Result<(PathBuf, PathBuf, String), QemuError
         }
     }
     let cmdline = std::fs::read_to_string(&c).map_err(|_| QemuError::Missing(c.clone()))?;
-    Ok((k, i, cmdline.trim().to_string()))
+    Ok(Built::Kernel {
+        kernel: k,
+        initrd: i,
+        cmdline: cmdline.trim().to_string(),
+    })
+}
+
+/// Lays out an EFI system partition directory under `dir` with `efi` as the
+/// removable-media boot loader for `arch`; returns the directory.
+pub fn esp_dir(arch: Arch, efi: &Path, dir: &Path) -> Result<PathBuf, QemuError> {
+    let boot = dir.join("EFI/BOOT");
+    let name = match arch {
+        Arch::Amd64 => "BOOTX64.EFI",
+        Arch::Arm64 => "BOOTAA64.EFI",
+    };
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| QemuError::Esp { path, source }
+    };
+    std::fs::create_dir_all(&boot).map_err(io(&boot))?;
+    let target = boot.join(name);
+    std::fs::hard_link(efi, &target)
+        .or_else(|_| std::fs::copy(efi, &target).map(|_| ()))
+        .map_err(io(&target))?;
+    Ok(dir.to_path_buf())
 }
 
 /// Runs attached to the terminal until QEMU exits.
@@ -397,9 +479,11 @@ mod tests {
     fn command_lines_per_arch() {
         let o = Options {
             arch: Arch::Arm64,
-            kernel: "k".into(),
-            initrd: "i".into(),
-            cmdline: "console=ttyAMA0".into(),
+            boot: BootFrom::Kernel {
+                kernel: "k".into(),
+                initrd: "i".into(),
+                cmdline: "console=ttyAMA0".into(),
+            },
             mem_mb: 256,
             cpus: 2,
             disks: vec!["data.qcow2".into()],

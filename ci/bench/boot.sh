@@ -15,7 +15,7 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 for arch in amd64 arm64; do
   "$hull" -q build --arch "$arch" --dir "$work" --name "minimal-$arch" examples/minimal.yml
-  "$hull" -q run qemu --arch "$arch" --expect "HULL-READY" --timeout 300 "$work/minimal-$arch" \
+  "$hull" run qemu --arch "$arch" --expect "HULL-READY" --timeout 300 "$work/minimal-$arch" \
     > "$work/console-$arch.log" 2>&1 || { tail -30 "$work/console-$arch.log"; exit 1; }
   line=$(grep -a "hull-init: boot: " "$work/console-$arch.log" | head -1)
   kernel_ms=$(sed -E 's/.*init started at ([0-9]+) ms.*/\1/' <<<"$line")

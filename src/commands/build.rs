@@ -55,6 +55,7 @@ pub fn run(cx: &Context, args: BuildArgs) -> anyhow::Result<()> {
         pull: args.pull,
         lock,
         mtime,
+        bootloader: args.bootloader.clone(),
     };
     let (outputs, pins) = build::build(&req, &cache, &registry, &progress)?;
     if let Some(path) = &args.write_lock {

@@ -15,15 +15,42 @@ pub fn run(cx: &Context, cmd: RunCommand) -> anyhow::Result<()> {
         Some(a) => a.parse().map_err(anyhow::Error::msg)?,
         None => Arch::host(),
     };
-    let (kernel, initrd, cmdline) = qemu::image_files(&args.prefix)?;
+    let built = qemu::image_files(&args.prefix)?;
+    // A unified kernel image is started by UEFI firmware from an ESP made
+    // next to it for this run.
+    let esp_tmp;
+    let (boot, uefi) = match built {
+        qemu::Built::Kernel {
+            kernel,
+            initrd,
+            cmdline,
+        } => (
+            qemu::BootFrom::Kernel {
+                kernel,
+                initrd,
+                cmdline,
+            },
+            args.uefi,
+        ),
+        qemu::Built::Efi(efi) => {
+            let parent = efi.parent().filter(|p| !p.as_os_str().is_empty());
+            esp_tmp = tempfile::Builder::new()
+                .prefix(".hull-esp-")
+                .tempdir_in(parent.unwrap_or(std::path::Path::new(".")))
+                .context("cannot make a temporary EFI system partition")?;
+            let dir = qemu::esp_dir(arch, &efi, esp_tmp.path())?;
+            (qemu::BootFrom::Esp(dir), true)
+        }
+    };
     let publish = args
         .publish
         .iter()
         .map(|p| qemu::parse_publish(p))
         .collect::<Result<Vec<_>, _>>()?;
     // A fresh variable store next to the image for each UEFI boot.
-    let firmware = if args.uefi {
-        let vars = std::path::PathBuf::from(format!("{}-efivars.fd", args.prefix));
+    let firmware = if uefi {
+        let stem = args.prefix.strip_suffix(".efi").unwrap_or(&args.prefix);
+        let vars = std::path::PathBuf::from(format!("{stem}-efivars.fd"));
         Some(qemu::uefi_firmware(arch, &vars)?)
     } else {
         None
@@ -31,9 +58,7 @@ pub fn run(cx: &Context, cmd: RunCommand) -> anyhow::Result<()> {
     let options = Options {
         firmware,
         arch,
-        kernel,
-        initrd,
-        cmdline,
+        boot,
         mem_mb: args.mem,
         cpus: args.cpus,
         disks: args.disk,

@@ -8,6 +8,7 @@
 pub mod compress;
 pub mod cpio;
 pub mod tar;
+pub mod uki;
 
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -28,6 +29,16 @@ pub enum Format {
     /// NAME-initrd.tar: kernel, initrd.img and cmdline in one tar
     #[value(name = "tar-kernel-initrd")]
     TarKernelInitrd,
+    /// NAME.efi: a unified kernel image (systemd's EFI stub with kernel,
+    /// initrd, cmdline and os-release) that UEFI firmware starts directly
+    Uki,
+}
+
+impl Format {
+    /// True for formats made with files from the bootloader image.
+    pub fn needs_bootloader(self) -> bool {
+        matches!(self, Format::Uki)
+    }
 }
 
 /// What the formats are made from.
@@ -40,12 +51,18 @@ pub struct Image<'a> {
     pub cmdline: &'a str,
     pub mtime: u64,
     pub compression: Compression,
+    /// systemd's EFI stub for the image's arch, from the bootloader image.
+    pub efi_stub: Option<&'a [u8]>,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum OutputError {
     #[error("format {0} needs a kernel, and the manifest has none")]
     NoKernel(&'static str),
+    #[error("format {0} needs the EFI stub from a bootloader image")]
+    NoStub(&'static str),
+    #[error("cannot make the unified kernel image: {0}")]
+    Uki(#[from] uki::UkiError),
     #[error("cannot write {path}")]
     Io {
         path: PathBuf,
@@ -116,6 +133,29 @@ pub fn write_initrd<W: Write>(img: &Image, mut out: W) -> io::Result<W> {
     c.finish()
 }
 
+/// The kernel as an EFI stub can start it: a gzip-compressed arm64 `Image`
+/// (Debian's vmlinuz) is decompressed; anything else is used as it is.
+fn efi_kernel(kernel: Vec<u8>) -> io::Result<Vec<u8>> {
+    if kernel.starts_with(&[0x1f, 0x8b]) {
+        let mut out = Vec::new();
+        io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&kernel[..]), &mut out)?;
+        Ok(out)
+    } else {
+        Ok(kernel)
+    }
+}
+
+/// The image's /etc/os-release (the init package writes one), or a minimal one.
+fn os_release(img: &Image) -> Vec<u8> {
+    let found = ["etc/os-release", "usr/lib/os-release"]
+        .iter()
+        .find_map(|p| match img.tree.get(p).map(|e| &e.kind) {
+            Some(crate::tree::Kind::File(c)) => img.pack.read(c).ok(),
+            _ => None,
+        });
+    found.unwrap_or_else(|| b"NAME=Hull\nID=hull\n".to_vec())
+}
+
 /// Writes `formats` of `img` as `dir/name...` temp files.
 pub fn stage_all(
     img: &Image,
@@ -143,6 +183,39 @@ pub fn stage_all(
                 let (mut c, cd) = stage(dir, format!("{name}-cmdline"))?;
                 c.write_all(img.cmdline.as_bytes()).map_err(err(&cd))?;
                 files.extend([(k, kd), (i, id), (c, cd)]);
+            }
+            Format::Uki => {
+                let kernel = img.kernel.ok_or(OutputError::NoKernel("uki"))?;
+                let stub = img.efi_stub.ok_or(OutputError::NoStub("uki"))?;
+                let (mut f, fd) = stage(dir, format!("{name}.efi"))?;
+                let e = |source| OutputError::Io {
+                    path: fd.clone(),
+                    source,
+                };
+                let kernel = efi_kernel(img.pack.read(kernel).map_err(e)?).map_err(e)?;
+                let initrd = write_initrd(img, Vec::new()).map_err(e)?;
+                let osrel = os_release(img);
+                let sections = [
+                    uki::Section {
+                        name: ".osrel",
+                        data: &osrel,
+                    },
+                    uki::Section {
+                        name: ".cmdline",
+                        data: img.cmdline.as_bytes(),
+                    },
+                    uki::Section {
+                        name: ".initrd",
+                        data: &initrd,
+                    },
+                    uki::Section {
+                        name: ".linux",
+                        data: &kernel,
+                    },
+                ];
+                let bytes = uki::build(stub, &sections)?;
+                f.write_all(&bytes).map_err(e)?;
+                files.push((f, fd));
             }
             Format::Tar => {
                 let (t, td) = stage(dir, format!("{name}.tar"))?;

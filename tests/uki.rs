@@ -1,0 +1,128 @@
+//! The `uki` format: examples/minimal.yml as one EFI executable (systemd's
+//! stub from the bootloader package, with kernel, initrd, cmdline and
+//! os-release sections) for amd64 and arm64. `file` reads each as an EFI
+//! application of its arch, two builds are byte-identical, and UEFI firmware
+//! (OVMF, AAVMF) boots each to the HULL-READY marker; aarch64 then has ACPI
+//! and hull-init finds its power button. Bad requests fail clearly and write
+//! nothing.
+
+mod util;
+
+use std::path::Path;
+use std::time::Duration;
+
+use util::boot::Boot;
+use util::repo;
+
+fn cache() -> std::path::PathBuf {
+    // Shared with tests/examples.rs: the same packages, built once.
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("examples-cache")
+}
+
+fn build(arch: &str, out: &Path, extra: &[&str]) -> util::Run {
+    let cache = cache();
+    let mut args = vec![
+        "--cache",
+        cache.to_str().expect("utf-8"),
+        "build",
+        "--arch",
+        arch,
+        "--format",
+        "uki",
+        "--dir",
+        out.to_str().expect("utf-8"),
+    ];
+    args.extend_from_slice(extra);
+    args.push("examples/minimal.yml");
+    util::hull_in(&repo(), &args, &[])
+}
+
+#[test]
+fn uki_builds_reproducibly_and_boots_through_uefi_on_both_arches() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    for (arch, file_arch) in [("amd64", "x86-64"), ("arm64", "Aarch64")] {
+        let a = tmp.path().join(format!("a-{arch}"));
+        let b = tmp.path().join(format!("b-{arch}"));
+        build(arch, &a, &[]).expect_code(0);
+        build(arch, &b, &[]).expect_code(0);
+        let efi = a.join("minimal.efi");
+        let bytes = std::fs::read(&efi).expect("minimal.efi");
+        assert!(
+            bytes == std::fs::read(b.join("minimal.efi")).expect("second build"),
+            "{arch}: two builds differ"
+        );
+        let described = std::process::Command::new("file")
+            .arg("-b")
+            .arg(&efi)
+            .output()
+            .expect("file runs");
+        let described = String::from_utf8_lossy(&described.stdout).into_owned();
+        assert!(
+            described.contains("PE32+ executable (EFI application)")
+                && described.contains(file_arch),
+            "{arch}: file says {described}"
+        );
+        let mut boot = Boot::start(
+            tmp.path(),
+            &[
+                "--arch",
+                arch,
+                "--expect",
+                "HULL-READY",
+                "--timeout",
+                "400",
+                efi.to_str().expect("utf-8"),
+            ],
+        );
+        assert!(
+            boot.wait_for("HULL-READY", Duration::from_secs(400))
+                .is_some(),
+            "{arch}: the UKI did not boot:\n{}",
+            boot.text()
+        );
+        let text = boot.text();
+        assert!(
+            text.contains("EFI stub: Loaded initrd"),
+            "{arch}: not started by the EFI stub:\n{text}"
+        );
+        assert!(
+            text.contains("hull-init: power button:"),
+            "{arch}: no ACPI power button:\n{text}"
+        );
+    }
+}
+
+#[test]
+fn uki_without_a_usable_bootloader_fails_and_writes_nothing() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let out = tmp.path().join("out");
+    let missing = tmp.path().join("no-such-package");
+    let run = build(
+        "amd64",
+        &out,
+        &["--bootloader", &format!("@pkg:{}", missing.display())],
+    );
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("no bootloader image") && run.stderr.contains("no build.yml"),
+        "{}",
+        run.stderr
+    );
+    // An image without the stub: the getty package.
+    let getty = repo().join("pkgs/getty");
+    let run = build(
+        "amd64",
+        &out,
+        &["--bootloader", &format!("@pkg:{}", getty.display())],
+    );
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("has no /efi/linuxx64.efi.stub"),
+        "{}",
+        run.stderr
+    );
+    let left: Vec<_> = std::fs::read_dir(&out)
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "files left behind: {left:?}");
+}
