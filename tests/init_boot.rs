@@ -7,7 +7,8 @@
 //! refusing a write, a new pid namespace seen from inside, and a memory limit
 //! enforced by the container's cgroup; runtime.json's interfaces (a veth
 //! pair, one end in the container), bindNS (a service joins that network
-//! namespace by path) and mkdir; hullctl list/logs/restart/stop.
+//! namespace by path) and mkdir; seccomp filters (Hull's `seccomp:` extension)
+//! with and without no_new_privs; hullctl list/logs/restart/stop.
 
 mod util;
 
@@ -54,6 +55,27 @@ onboot:
       bindNS:
         net: /run/netns/demo
     command: ["/bin/sh", "-c", "ip link show hullc0 >/dev/null && echo IFACE-IN-CONTAINER; ip link show hullh0 >/dev/null 2>&1 || echo PEER-NOT-HERE"]
+  - name: seccomp
+    image: {busybox}
+    binds: []
+    seccomp:
+      defaultAction: SCMP_ACT_ALLOW
+      syscalls:
+        - names: [mkdir, mkdirat]
+          action: SCMP_ACT_ERRNO
+          errnoRet: 1
+    command: ["/bin/sh", "-c", "mkdir /tmp/x 2>/dev/null && echo SECCOMP-MKDIR-ALLOWED || echo SECCOMP-MKDIR-DENIED; echo SECCOMP-ALIVE"]
+  - name: seccompnnp
+    image: {busybox}
+    binds: []
+    noNewPrivileges: true
+    seccomp:
+      defaultAction: SCMP_ACT_ALLOW
+      syscalls:
+        - names: [mkdir, mkdirat]
+          action: SCMP_ACT_ERRNO
+          errnoRet: 13
+    command: ["/bin/sh", "-c", "mkdir /tmp/y 2>&1; echo NNP-ALIVE"]
 services:
   - name: joiner
     image: {busybox}
@@ -198,6 +220,10 @@ fn hull_init_runs_onboot_services_and_sandboxes_on_both_arches() {
             "[ctl] reader: stopped (status 143)",
             "[ctl] hullctl: no service \"nosuch\"",
             "[ctl] CTL-RC=1",
+            "[004-seccomp] SECCOMP-MKDIR-DENIED",
+            "[004-seccomp] SECCOMP-ALIVE",
+            "[005-seccompnnp] mkdir: can't create directory '/tmp/y': Permission denied",
+            "[005-seccompnnp] NNP-ALIVE",
             "[003-netns] IFACE-IN-CONTAINER",
             "[003-netns] PEER-NOT-HERE",
             "[joiner] JOINED-NETNS",

@@ -86,7 +86,8 @@ pub fn merge(label: &ImageConfig, entry: &ImageConfig) -> ImageConfig {
         annotations,
         runtime,
         restart,
-        timeout
+        timeout,
+        seccomp
     );
     for add in [&label.capabilities_add, &entry.capabilities_add]
         .into_iter()
@@ -405,6 +406,9 @@ pub fn runtime_spec(
     if let Some(p) = &c.rootfs_propagation {
         linux["rootfsPropagation"] = json!(p.value);
     }
+    if let Some(sc) = &c.seccomp {
+        linux["seccomp"] = seccomp_json(sc);
+    }
     for (key, maps) in [
         ("uidMappings", &c.uid_mappings),
         ("gidMappings", &c.gid_mappings),
@@ -445,6 +449,40 @@ pub fn runtime_spec(
         spec["annotations"] = json!(a);
     }
     serde_json::from_value(spec)
+}
+
+/// The manifest's `seccomp` (a Hull extension) as OCI `linux.seccomp`.
+fn seccomp_json(sc: &crate::manifest::types::Seccomp) -> Value {
+    let mut v = json!({
+        "defaultAction": sc.default_action.as_ref().map_or("SCMP_ACT_ALLOW", |a| a.as_str()),
+        "syscalls": sc.syscalls.iter().flatten().map(|r| {
+            let mut rule = json!({
+                "names": r.names.clone().unwrap_or_default(),
+                "action": r.action.as_ref().map_or("SCMP_ACT_ERRNO", |a| a.as_str()),
+            });
+            if let Some(e) = r.errno_ret {
+                rule["errnoRet"] = json!(e);
+            }
+            if let Some(args) = &r.args {
+                rule["args"] = json!(args.iter().map(|a| {
+                    let mut arg = json!({
+                        "index": a.index.as_ref().map_or(0, |i| i.value),
+                        "value": a.value.unwrap_or(0),
+                        "op": a.op.as_ref().map_or("SCMP_CMP_EQ", |o| o.as_str()),
+                    });
+                    if let Some(two) = a.value_two {
+                        arg["valueTwo"] = json!(two);
+                    }
+                    arg
+                }).collect::<Vec<_>>());
+            }
+            rule
+        }).collect::<Vec<_>>(),
+    });
+    if let Some(e) = sc.default_errno_ret {
+        v["defaultErrnoRet"] = json!(e);
+    }
+    v
 }
 
 /// `runtime.json`: what the PID1 does around the container that the runtime

@@ -113,6 +113,61 @@ const PROPAGATIONS: &[&str] = &[
 ];
 
 /// Checks the settings of a container entry or of an image label.
+/// The seccomp actions hull-init applies (OCI names).
+const SECCOMP_ACTIONS: &[&str] = &[
+    "SCMP_ACT_ALLOW",
+    "SCMP_ACT_ERRNO",
+    "SCMP_ACT_KILL",
+    "SCMP_ACT_KILL_THREAD",
+    "SCMP_ACT_KILL_PROCESS",
+    "SCMP_ACT_TRAP",
+    "SCMP_ACT_TRACE",
+    "SCMP_ACT_LOG",
+];
+const SECCOMP_OPS: &[&str] = &[
+    "SCMP_CMP_NE",
+    "SCMP_CMP_LT",
+    "SCMP_CMP_LE",
+    "SCMP_CMP_EQ",
+    "SCMP_CMP_GE",
+    "SCMP_CMP_GT",
+    "SCMP_CMP_MASKED_EQ",
+];
+
+fn check_seccomp(sc: &crate::manifest::types::Seccomp, cx: &mut Diagnostics) {
+    fn one_of(cx: &mut Diagnostics, what: &str, v: &Spanned<String>, allowed: &[&str]) {
+        if !allowed.contains(&v.as_str()) {
+            cx.error(
+                &v.pos,
+                format!(
+                    "seccomp {what}: \"{}\" is not one of {}",
+                    v.value,
+                    allowed.join(", ")
+                ),
+            );
+        }
+    }
+    if let Some(a) = &sc.default_action {
+        one_of(cx, "defaultAction", a, SECCOMP_ACTIONS);
+    }
+    for rule in sc.syscalls.iter().flatten() {
+        if let Some(a) = &rule.action {
+            one_of(cx, "action", a, SECCOMP_ACTIONS);
+        }
+        for arg in rule.args.iter().flatten() {
+            if let Some(op) = &arg.op {
+                one_of(cx, "op", op, SECCOMP_OPS);
+            }
+            if let Some(i) = arg.index.as_ref().filter(|i| i.value > 5) {
+                cx.error(
+                    &i.pos,
+                    format!("seccomp args: index {} is out of range (0 to 5)", i.value),
+                );
+            }
+        }
+    }
+}
+
 pub fn check_config(c: &ImageConfig, cx: &mut Diagnostics) {
     for env in c.env.iter().flatten() {
         match env.split_once('=') {
@@ -122,6 +177,9 @@ pub fn check_config(c: &ImageConfig, cx: &mut Diagnostics) {
                 format!("env: \"{}\" is not of the form NAME=value", env.value),
             ),
         }
+    }
+    if let Some(sc) = &c.seccomp {
+        check_seccomp(sc, cx);
     }
     if let Some(p) = &c.rootfs_propagation {
         if !PROPAGATIONS.contains(&p.as_str()) {

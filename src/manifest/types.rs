@@ -120,6 +120,37 @@ manifest_struct! {
         restart: Spanned<RestartPolicy> => "restart",
         /// Hull extension (onboot, onshutdown): kill the container after this long, default 60s.
         timeout: Spanned<Seconds> => "timeout",
+        /// Hull extension: a seccomp filter, OCI runtime-spec `linux.seccomp` fields.
+        seccomp: Seccomp => "seccomp",
+    }
+}
+
+manifest_struct! {
+    /// Hull extension: OCI runtime-spec `linux.seccomp`, applied by hull-init.
+    pub struct Seccomp ("seccomp") {
+        default_action: Spanned<String> => "defaultAction",
+        default_errno_ret: u32 => "defaultErrnoRet",
+        syscalls: Vec<SeccompSyscall> => "syscalls",
+    }
+}
+
+manifest_struct! {
+    /// One `seccomp.syscalls` rule.
+    pub struct SeccompSyscall ("a seccomp syscalls entry") {
+        names: Vec<String> => "names",
+        action: Spanned<String> => "action",
+        errno_ret: u32 => "errnoRet",
+        args: Vec<SeccompArg> => "args",
+    }
+}
+
+manifest_struct! {
+    /// A syscall argument condition.
+    pub struct SeccompArg ("a seccomp args entry") {
+        index: Spanned<u32> => "index",
+        value: u64 => "value",
+        value_two: u64 => "valueTwo",
+        op: Spanned<String> => "op",
     }
 }
 

@@ -17,7 +17,7 @@ use rustix::mount::MountPropagationFlags;
 use rustix::thread::UnshareFlags;
 
 use crate::sys::{self, Context, SysError};
-use crate::{mounts, runtime};
+use crate::{mounts, runtime, seccomp};
 
 /// What went wrong setting a container up.
 #[derive(Debug)]
@@ -97,17 +97,12 @@ fn enter_cgroup(spec: &Spec, name: &str) -> Result<(), SetupError> {
     write(&dir.join("cgroup.procs"), &std::process::id().to_string())
 }
 
-/// Fails closed on what hull-init cannot apply yet, rather than run a
-/// container with less isolation than its config asks for.
+/// Fails closed on what hull-init cannot apply yet (user namespaces),
+/// rather than run a container with less isolation than its config asks for.
 fn refuse_unsupported(spec: &Spec) -> Result<(), SetupError> {
     let Some(linux) = spec.linux() else {
         return Ok(());
     };
-    if linux.seccomp().is_some() {
-        return Err(err(
-            "config.json asks for a seccomp filter, which hull-init does not apply yet: not started",
-        ));
-    }
     let user_ns = linux
         .namespaces()
         .as_ref()
@@ -436,6 +431,23 @@ pub fn exec(dir: &Path, name: &str) -> Result<(), SetupError> {
     if let Some(o) = process.oom_score_adj() {
         let _ = std::fs::write("/proc/self/oom_score_adj", o.to_string());
     }
+    // Seccomp: with no_new_privs, last (after it is set); without, while
+    // CAP_SYS_ADMIN is still effective, before the identity change (as runc).
+    let seccomp = spec.linux().as_ref().and_then(|l| l.seccomp().clone());
+    let no_new_privs = process.no_new_privileges().unwrap_or(false);
+    let install_seccomp = |profile: &oci_spec::runtime::LinuxSeccomp| {
+        let skipped = seccomp::install(profile).map_err(err)?;
+        if !skipped.is_empty() {
+            eprintln!(
+                "hull-init: {name}: seccomp: no such syscall on this arch, skipped: {}",
+                skipped.join(" ")
+            );
+        }
+        Ok::<(), SetupError>(())
+    };
+    if let (Some(profile), false) = (&seccomp, no_new_privs) {
+        install_seccomp(profile)?;
+    }
     // Identity: keep capabilities across the uid change, then set them.
     let user = process.user();
     rustix::thread::set_keep_capabilities(true).ctx(|| "keep capabilities".into())?;
@@ -452,8 +464,11 @@ pub fn exec(dir: &Path, name: &str) -> Result<(), SetupError> {
     rustix::thread::set_thread_uid(rustix::process::Uid::from_raw(user.uid()))
         .ctx(|| format!("setuid {}", user.uid()))?;
     apply_capabilities(&process)?;
-    if process.no_new_privileges().unwrap_or(false) {
+    if no_new_privs {
         rustix::thread::set_no_new_privs(true).ctx(|| "no_new_privs".into())?;
+        if let Some(profile) = &seccomp {
+            install_seccomp(profile)?;
+        }
     }
     let args = process.args().clone().unwrap_or_default();
     let Some((program, rest)) = args.split_first() else {

@@ -14,6 +14,7 @@ mod mounts;
 mod netlink;
 mod newroot;
 mod runtime;
+mod seccomp;
 mod services;
 mod supervisor;
 mod sys;

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# ci/bench/formats.sh: each bootable format against kernel+initrd, from a warm
+# cache, for examples/minimal.yml on both arches. The floor, measured in the
+# same run, is the kernel+initrd build of the same manifest: prints each
+# format's build time ratio (target <= 1.2) and its size against the
+# kernel+initrd size (target <= 1.05x + 2 MB for the bootloader). Best of 3.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/../.." && pwd)"
+cd "$root"
+runs="${RUNS:-3}"
+cargo build --quiet --release
+hull="$root/target/release/hull"
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+# Best wall time of $runs builds of format $2 for arch $1, in seconds.
+best() {
+  local arch=$1 format=$2 best_t="" t
+  for _ in $(seq "$runs"); do
+    rm -rf "$work/$arch-$format"
+    local start end
+    start=$(date +%s.%N)
+    "$hull" -q build --arch "$arch" --format "$format" --dir "$work/$arch-$format" examples/minimal.yml
+    end=$(date +%s.%N)
+    t=$(echo "$end - $start" | bc)
+    if [ -z "$best_t" ] || [ "$(echo "$t < $best_t" | bc)" = 1 ]; then best_t=$t; fi
+  done
+  echo "$best_t"
+}
+
+for arch in amd64 arm64; do
+  # Warm the cache (packages built on first use) before timing anything.
+  "$hull" -q build --arch "$arch" --format uki --dir "$work/warm" examples/minimal.yml
+  floor=$(best "$arch" kernel+initrd)
+  floor_size=$(( $(stat -c %s "$work/$arch-kernel+initrd/minimal-kernel") + \
+                 $(stat -c %s "$work/$arch-kernel+initrd/minimal-initrd.img") ))
+  echo "bench formats $arch: kernel+initrd ${floor} s (floor), $((floor_size / 1024)) KiB"
+  for format in uki; do
+    t=$(best "$arch" "$format")
+    size=$(stat -c %s "$work/$arch-$format/minimal.efi")
+    echo "bench formats $arch: $format ${t} s, time ratio $(echo "scale=2; $t / $floor" | bc) (target <= 1.2);" \
+      "$((size / 1024)) KiB, size ratio $(echo "scale=3; $size / $floor_size" | bc)," \
+      "over 1.05x floor by $(( (size - floor_size * 105 / 100) / 1024 )) KiB (target <= 2048)"
+  done
+done
