@@ -35,6 +35,8 @@ pub struct Request<'a> {
     pub mtime: u64,
     /// The bootloader image (reference or `@pkg:DIR`) for formats that need one.
     pub bootloader: Option<String>,
+    /// The whole disk's size for disk formats.
+    pub disk_size: Option<u64>,
 }
 
 /// The bootloader image a build uses: `--bootloader` (a reference or
@@ -200,6 +202,8 @@ pub fn build(
         mtime: req.mtime,
         compression: req.compression,
         efi_stub: efi_stub.as_deref(),
+        arch: req.arch,
+        disk_size: req.disk_size,
     };
     let staged = output::stage_all(&img, req.formats, req.dir, req.name)?;
     Ok((staged.commit()?, pins))

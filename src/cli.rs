@@ -210,6 +210,31 @@ pub struct BuildArgs {
     /// or @pkg:DIR) [default: @pkg: of pkgs/bootloader in Hull's source tree]
     #[arg(long, value_name = "REF")]
     pub bootloader: Option<String>,
+    /// Size of the whole disk for raw-efi/qcow2-efi (bytes, or with K, M, G);
+    /// what the boot partition leaves becomes a blank "hull-data" partition
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub disk_size: Option<u64>,
+}
+
+/// "512M", "2G", "1048576": a size in bytes.
+fn parse_size(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let (digits, unit) = match t.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => t.split_at(i),
+        None => (t, ""),
+    };
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("\"{text}\" is not a size (e.g. 512M, 2G)"))?;
+    let shift = match unit.to_ascii_uppercase().as_str() {
+        "" | "B" => 0,
+        "K" | "KB" | "KIB" => 10,
+        "M" | "MB" | "MIB" => 20,
+        "G" | "GB" | "GIB" => 30,
+        _ => return Err(format!("\"{text}\": unknown unit (use K, M or G)")),
+    };
+    n.checked_mul(1u64 << shift)
+        .ok_or_else(|| format!("\"{text}\" is too large"))
 }
 
 #[derive(Debug, Subcommand)]

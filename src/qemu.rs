@@ -43,6 +43,8 @@ pub enum BootFrom {
     /// UEFI firmware starts `EFI/BOOT/BOOT*.EFI` from this directory, served
     /// as a read-only FAT disk.
     Esp(PathBuf),
+    /// UEFI firmware boots this disk image (raw, or qcow2 by extension).
+    Disk(PathBuf),
 }
 
 /// UEFI firmware files for a boot.
@@ -240,8 +242,8 @@ pub fn command_line(o: &Options) -> (String, Vec<String>) {
             "-append".to_string(),
             cmdline.clone(),
         ]),
-        // The ESP disk comes after the --disk ones (see below).
-        BootFrom::Esp(_) => {}
+        // Boot disks come after the --disk ones (see below).
+        BootFrom::Esp(_) | BootFrom::Disk(_) => {}
     }
     let mut netdev = "user,id=net0".to_string();
     for (h, g) in &o.publish {
@@ -272,15 +274,31 @@ pub fn command_line(o: &Options) -> (String, Vec<String>) {
             format!("file={},format={format},if=virtio,index={i}", d.display()),
         ]);
     }
-    if let BootFrom::Esp(dir) = &o.boot {
-        args.extend([
+    match &o.boot {
+        BootFrom::Esp(dir) => args.extend([
             "-drive".to_string(),
             format!(
                 "if=virtio,index={},format=raw,readonly=on,file=fat:{}",
                 o.disks.len(),
                 dir.display()
             ),
-        ]);
+        ]),
+        BootFrom::Disk(path) => {
+            let format = if path.extension().is_some_and(|e| e == "qcow2") {
+                "qcow2"
+            } else {
+                "raw"
+            };
+            args.extend([
+                "-drive".to_string(),
+                format!(
+                    "if=virtio,index={},format={format},file={}",
+                    o.disks.len(),
+                    path.display()
+                ),
+            ]);
+        }
+        BootFrom::Kernel { .. } => {}
     }
     (program.to_string(), args)
 }
@@ -295,10 +313,16 @@ pub enum Built {
         cmdline: String,
     },
     Efi(PathBuf),
+    /// A disk image (`PREFIX-efi.img`, `PREFIX-efi.qcow2`, or PREFIX itself
+    /// ending in `.img` or `.qcow2`), booted through UEFI.
+    Disk(PathBuf),
 }
 
 /// Finds what `hull build` made under `prefix`.
 pub fn image_files(prefix: &str) -> Result<Built, QemuError> {
+    if (prefix.ends_with(".img") || prefix.ends_with(".qcow2")) && Path::new(prefix).is_file() {
+        return Ok(Built::Disk(PathBuf::from(prefix)));
+    }
     let efi = if prefix.ends_with(".efi") {
         PathBuf::from(prefix)
     } else {
@@ -307,6 +331,13 @@ pub fn image_files(prefix: &str) -> Result<Built, QemuError> {
     let k = PathBuf::from(format!("{prefix}-kernel"));
     if efi.is_file() && !k.exists() {
         return Ok(Built::Efi(efi));
+    }
+    if !k.exists() {
+        for disk in [format!("{prefix}-efi.img"), format!("{prefix}-efi.qcow2")] {
+            if Path::new(&disk).is_file() {
+                return Ok(Built::Disk(PathBuf::from(disk)));
+            }
+        }
     }
     let i = PathBuf::from(format!("{prefix}-initrd.img"));
     let c = PathBuf::from(format!("{prefix}-cmdline"));

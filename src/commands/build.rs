@@ -56,6 +56,7 @@ pub fn run(cx: &Context, args: BuildArgs) -> anyhow::Result<()> {
         lock,
         mtime,
         bootloader: args.bootloader.clone(),
+        disk_size: args.disk_size,
     };
     let (outputs, pins) = build::build(&req, &cache, &registry, &progress)?;
     if let Some(path) = &args.write_lock {

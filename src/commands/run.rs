@@ -32,6 +32,7 @@ pub fn run(cx: &Context, cmd: RunCommand) -> anyhow::Result<()> {
             },
             args.uefi,
         ),
+        qemu::Built::Disk(disk) => (qemu::BootFrom::Disk(disk), true),
         qemu::Built::Efi(efi) => {
             let parent = efi.parent().filter(|p| !p.as_os_str().is_empty());
             esp_tmp = tempfile::Builder::new()
@@ -49,7 +50,10 @@ pub fn run(cx: &Context, cmd: RunCommand) -> anyhow::Result<()> {
         .collect::<Result<Vec<_>, _>>()?;
     // A fresh variable store next to the image for each UEFI boot.
     let firmware = if uefi {
-        let stem = args.prefix.strip_suffix(".efi").unwrap_or(&args.prefix);
+        let stem = [".efi", ".img", ".qcow2"]
+            .iter()
+            .find_map(|x| args.prefix.strip_suffix(x))
+            .unwrap_or(&args.prefix);
         let vars = std::path::PathBuf::from(format!("{stem}-efivars.fd"));
         Some(qemu::uefi_firmware(arch, &vars)?)
     } else {

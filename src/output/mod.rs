@@ -7,6 +7,8 @@
 
 pub mod compress;
 pub mod cpio;
+pub mod disk;
+pub mod fat32;
 pub mod tar;
 pub mod uki;
 
@@ -32,12 +34,19 @@ pub enum Format {
     /// NAME.efi: a unified kernel image (systemd's EFI stub with kernel,
     /// initrd, cmdline and os-release) that UEFI firmware starts directly
     Uki,
+    /// NAME-efi.img: a GPT disk whose FAT32 EFI system partition holds the
+    /// unified kernel image as EFI/BOOT/BOOT{X64,AA64}.EFI
+    #[value(name = "raw-efi")]
+    RawEfi,
+    /// NAME-efi.qcow2: raw-efi as a qcow2 image (converted by qemu-img)
+    #[value(name = "qcow2-efi")]
+    Qcow2Efi,
 }
 
 impl Format {
     /// True for formats made with files from the bootloader image.
     pub fn needs_bootloader(self) -> bool {
-        matches!(self, Format::Uki)
+        matches!(self, Format::Uki | Format::RawEfi | Format::Qcow2Efi)
     }
 }
 
@@ -53,6 +62,10 @@ pub struct Image<'a> {
     pub compression: Compression,
     /// systemd's EFI stub for the image's arch, from the bootloader image.
     pub efi_stub: Option<&'a [u8]>,
+    pub arch: crate::platform::Arch,
+    /// The whole disk's size for disk formats (the rest becomes a data
+    /// partition); `None`: just big enough.
+    pub disk_size: Option<u64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +76,10 @@ pub enum OutputError {
     NoStub(&'static str),
     #[error("cannot make the unified kernel image: {0}")]
     Uki(#[from] uki::UkiError),
+    #[error(transparent)]
+    Disk(#[from] disk::DiskError),
+    #[error("qemu-img could not convert {path} to qcow2: {message}")]
+    Qcow2 { path: PathBuf, message: String },
     #[error("cannot write {path}")]
     Io {
         path: PathBuf,
@@ -133,6 +150,61 @@ pub fn write_initrd<W: Write>(img: &Image, mut out: W) -> io::Result<W> {
     c.finish()
 }
 
+/// The unified kernel image of `img` (for the output at `dest`).
+fn uki_bytes(img: &Image, dest: &Path) -> Result<Vec<u8>, OutputError> {
+    let kernel = img.kernel.ok_or(OutputError::NoKernel("uki"))?;
+    let stub = img.efi_stub.ok_or(OutputError::NoStub("uki"))?;
+    let e = |source| OutputError::Io {
+        path: dest.to_path_buf(),
+        source,
+    };
+    let kernel = efi_kernel(img.pack.read(kernel).map_err(e)?).map_err(e)?;
+    let initrd = write_initrd(img, Vec::new()).map_err(e)?;
+    let osrel = os_release(img);
+    let sections = [
+        uki::Section {
+            name: ".osrel",
+            data: &osrel,
+        },
+        uki::Section {
+            name: ".cmdline",
+            data: img.cmdline.as_bytes(),
+        },
+        uki::Section {
+            name: ".initrd",
+            data: &initrd,
+        },
+        uki::Section {
+            name: ".linux",
+            data: &kernel,
+        },
+    ];
+    Ok(uki::build(stub, &sections)?)
+}
+
+/// qcow2 by QEMU's own `qemu-img`: the format's reference writer (and the
+/// tool that boots it), already needed for `hull run qemu`; its output
+/// depends only on the input, so builds stay reproducible.
+fn to_qcow2(raw: &Path, qcow2: &Path, dest: &Path) -> Result<(), OutputError> {
+    let out = std::process::Command::new("qemu-img")
+        .args(["convert", "-f", "raw", "-O", "qcow2"])
+        .arg(raw)
+        .arg(qcow2)
+        .output()
+        .map_err(|e| OutputError::Qcow2 {
+            path: dest.to_path_buf(),
+            message: format!("cannot run qemu-img (install qemu-utils: ci/setup): {e}"),
+        })?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(OutputError::Qcow2 {
+            path: dest.to_path_buf(),
+            message: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        })
+    }
+}
+
 /// The kernel as an EFI stub can start it: a gzip-compressed arm64 `Image`
 /// (Debian's vmlinuz) is decompressed; anything else is used as it is.
 fn efi_kernel(kernel: Vec<u8>) -> io::Result<Vec<u8>> {
@@ -185,37 +257,30 @@ pub fn stage_all(
                 files.extend([(k, kd), (i, id), (c, cd)]);
             }
             Format::Uki => {
-                let kernel = img.kernel.ok_or(OutputError::NoKernel("uki"))?;
-                let stub = img.efi_stub.ok_or(OutputError::NoStub("uki"))?;
                 let (mut f, fd) = stage(dir, format!("{name}.efi"))?;
-                let e = |source| OutputError::Io {
+                let bytes = uki_bytes(img, &fd)?;
+                f.write_all(&bytes).map_err(|source| OutputError::Io {
                     path: fd.clone(),
                     source,
-                };
-                let kernel = efi_kernel(img.pack.read(kernel).map_err(e)?).map_err(e)?;
-                let initrd = write_initrd(img, Vec::new()).map_err(e)?;
-                let osrel = os_release(img);
-                let sections = [
-                    uki::Section {
-                        name: ".osrel",
-                        data: &osrel,
-                    },
-                    uki::Section {
-                        name: ".cmdline",
-                        data: img.cmdline.as_bytes(),
-                    },
-                    uki::Section {
-                        name: ".initrd",
-                        data: &initrd,
-                    },
-                    uki::Section {
-                        name: ".linux",
-                        data: &kernel,
-                    },
-                ];
-                let bytes = uki::build(stub, &sections)?;
-                f.write_all(&bytes).map_err(e)?;
+                })?;
                 files.push((f, fd));
+            }
+            Format::RawEfi | Format::Qcow2Efi => {
+                let raw_name = format!("{name}-efi.img");
+                let (mut f, fd) = stage(dir, raw_name)?;
+                let bytes = uki_bytes(img, &fd)?;
+                let loader = match img.arch {
+                    crate::platform::Arch::Amd64 => "EFI/BOOT/BOOTX64.EFI",
+                    crate::platform::Arch::Arm64 => "EFI/BOOT/BOOTAA64.EFI",
+                };
+                disk::write_efi_disk(f.as_file_mut(), &[(loader, &bytes)], img.disk_size)?;
+                if *format == Format::RawEfi {
+                    files.push((f, fd));
+                } else {
+                    let (q, qd) = stage(dir, format!("{name}-efi.qcow2"))?;
+                    to_qcow2(f.path(), q.path(), &qd)?;
+                    files.push((q, qd));
+                }
             }
             Format::Tar => {
                 let (t, td) = stage(dir, format!("{name}.tar"))?;

@@ -1,0 +1,261 @@
+//! Raw disk images: a GPT disk (protective MBR, primary and backup headers)
+//! with an EFI system partition holding a unified kernel image as the
+//! removable-media boot loader, and optionally a blank data partition.
+//!
+//! Owns: the partition layout. The GPT is written by hand (a few fixed
+//! structures and two CRC32s; no crate writes GPT without a device); the
+//! FAT32 filesystem comes from `fat32`. Identifiers
+//! (disk and partition GUIDs, FAT volume id) come from a hash of the content
+//! and file times are fixed, so the same input gives the same bytes. Must
+//! not know how the UKI is made.
+
+use std::io::{self, Seek, SeekFrom, Write};
+
+use super::fat32;
+
+use sha2::Digest as _;
+
+const SECTOR: u64 = 512;
+const MIB: u64 = 1 << 20;
+/// The ESP starts at 1 MiB, the usual alignment.
+const ESP_START: u64 = MIB;
+/// FAT32 with 512-byte clusters needs at least 65525 of them (~33 MiB).
+const ESP_MIN: u64 = 40 * MIB;
+const ENTRIES: u64 = 128;
+const ENTRY_SIZE: u64 = 128;
+/// Sectors for the partition entry array (128 entries of 128 bytes).
+const ENTRY_SECTORS: u64 = ENTRIES * ENTRY_SIZE / SECTOR;
+/// The same sizes for buffers.
+const SECTOR_BYTES: usize = 512;
+const ENTRY_BYTES: usize = 128;
+const TABLE_BYTES: usize = 128 * ENTRY_BYTES;
+
+const ESP_TYPE: &str = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B";
+const LINUX_DATA_TYPE: &str = "0FC63DAF-8483-4772-8E79-3D69D8477DE4";
+
+#[derive(Debug, thiserror::Error)]
+pub enum DiskError {
+    #[error(
+        "--disk-size {asked} bytes is too small: the boot partition alone needs {needed} bytes"
+    )]
+    TooSmall { asked: u64, needed: u64 },
+    #[error("cannot make the EFI system partition: {0}")]
+    Fat(#[from] fat32::FatError),
+    #[error("cannot write the disk image")]
+    Io(#[source] io::Error),
+}
+
+/// A GUID in its on-disk (mixed-endian) byte order.
+fn guid_bytes(text: &str) -> [u8; 16] {
+    let hex: Vec<u8> = text
+        .bytes()
+        .filter(u8::is_ascii_hexdigit)
+        .collect::<Vec<u8>>()
+        .chunks(2)
+        .map(|p| u8::from_str_radix(std::str::from_utf8(p).unwrap_or("00"), 16).unwrap_or(0))
+        .collect();
+    let mut b = [0u8; 16];
+    for (i, v) in hex.iter().take(16).enumerate() {
+        b[i] = *v;
+    }
+    b[0..4].reverse();
+    b[4..6].reverse();
+    b[6..8].reverse();
+    b
+}
+
+/// A version-4-shaped GUID derived from `seed` and `what`.
+fn derived_guid(seed: &[u8], what: &str) -> [u8; 16] {
+    let h = sha2::Sha256::new()
+        .chain_update(seed)
+        .chain_update(what.as_bytes())
+        .finalize();
+    let mut b = [0u8; 16];
+    b.copy_from_slice(&h[..16]);
+    b[7] = (b[7] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    b
+}
+
+/// The ESP size for `payload` bytes of files: room for them plus slack,
+/// at least the FAT32 minimum, in whole MiB.
+fn esp_size(payload: u64) -> u64 {
+    (payload + payload / 20 + 4 * MIB)
+        .max(ESP_MIN)
+        .div_ceil(MIB)
+        * MIB
+}
+
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    h.update(bytes);
+    h.finalize()
+}
+
+struct Partition {
+    type_guid: [u8; 16],
+    guid: [u8; 16],
+    first: u64,
+    last: u64,
+    name: &'static str,
+}
+
+fn entries(parts: &[Partition]) -> Vec<u8> {
+    let mut out = vec![0u8; TABLE_BYTES];
+    for (i, p) in parts.iter().enumerate() {
+        let e = &mut out[i * ENTRY_BYTES..(i + 1) * ENTRY_BYTES];
+        e[0..16].copy_from_slice(&p.type_guid);
+        e[16..32].copy_from_slice(&p.guid);
+        e[32..40].copy_from_slice(&p.first.to_le_bytes());
+        e[40..48].copy_from_slice(&p.last.to_le_bytes());
+        for (j, unit) in p.name.encode_utf16().take(36).enumerate() {
+            e[56 + 2 * j..58 + 2 * j].copy_from_slice(&unit.to_le_bytes());
+        }
+    }
+    out
+}
+
+fn header(
+    disk_guid: &[u8; 16],
+    me: u64,
+    other: u64,
+    entries_lba: u64,
+    total: u64,
+    entries_crc: u32,
+) -> Vec<u8> {
+    let mut h = vec![0u8; SECTOR_BYTES];
+    h[0..8].copy_from_slice(b"EFI PART");
+    h[8..12].copy_from_slice(&0x0001_0000u32.to_le_bytes());
+    h[12..16].copy_from_slice(&92u32.to_le_bytes());
+    h[24..32].copy_from_slice(&me.to_le_bytes());
+    h[32..40].copy_from_slice(&other.to_le_bytes());
+    h[40..48].copy_from_slice(&(2 + ENTRY_SECTORS).to_le_bytes());
+    h[48..56].copy_from_slice(&(total - 2 - ENTRY_SECTORS).to_le_bytes());
+    h[56..72].copy_from_slice(disk_guid);
+    h[72..80].copy_from_slice(&entries_lba.to_le_bytes());
+    h[80..84].copy_from_slice(&128u32.to_le_bytes());
+    h[84..88].copy_from_slice(&128u32.to_le_bytes());
+    h[88..92].copy_from_slice(&entries_crc.to_le_bytes());
+    let crc = crc32(&h[0..92]);
+    h[16..20].copy_from_slice(&crc.to_le_bytes());
+    h
+}
+
+/// Writes a GPT disk to `out` (a fresh, empty file): an ESP with `files`,
+/// then, if `disk_size` leaves room, a blank Linux data partition
+/// ("hull-data") filling the rest. Returns the disk size.
+pub fn write_efi_disk(
+    out: &mut std::fs::File,
+    files: &[(&str, &[u8])],
+    disk_size: Option<u64>,
+) -> Result<u64, DiskError> {
+    let payload: u64 = files.iter().map(|(_, d)| d.len() as u64).sum();
+    let mut seed = sha2::Sha256::new();
+    for (p, d) in files {
+        seed.update(p.as_bytes());
+        seed.update(d);
+    }
+    let seed = seed.finalize();
+    let esp = esp_size(payload);
+    // GPT backup (entries + header) after the last partition, then align.
+    let minimum = (ESP_START + esp + (ENTRY_SECTORS + 1) * SECTOR).div_ceil(MIB) * MIB;
+    let total_bytes = match disk_size {
+        None => minimum,
+        Some(asked) if asked < minimum => {
+            return Err(DiskError::TooSmall {
+                asked,
+                needed: minimum,
+            })
+        }
+        Some(asked) => asked / SECTOR * SECTOR,
+    };
+    let total = total_bytes / SECTOR;
+    let last_usable = total - 2 - ENTRY_SECTORS;
+    let esp_first = ESP_START / SECTOR;
+    let esp_last = esp_first + esp / SECTOR - 1;
+    let mut parts = vec![Partition {
+        type_guid: guid_bytes(ESP_TYPE),
+        guid: derived_guid(&seed, "esp"),
+        first: esp_first,
+        last: esp_last,
+        name: "EFI system partition",
+    }];
+    // The data partition starts on the next MiB and needs at least 1 MiB.
+    let data_first = (esp_last + 1).div_ceil(MIB / SECTOR) * (MIB / SECTOR);
+    // ... and ends on a MiB boundary too.
+    let data_end = (last_usable + 1) / (MIB / SECTOR) * (MIB / SECTOR);
+    if data_end >= data_first + MIB / SECTOR {
+        parts.push(Partition {
+            type_guid: guid_bytes(LINUX_DATA_TYPE),
+            guid: derived_guid(&seed, "data"),
+            first: data_first,
+            last: data_end - 1,
+            name: "hull-data",
+        });
+    }
+    let volume_id = u32::from_le_bytes([seed[0], seed[1], seed[2], seed[3]]);
+    let hidden = u32::try_from(esp_first).unwrap_or(u32::MAX);
+    let fat = fat32::image(esp, files, volume_id, "HULL-ESP", hidden)?;
+    let table = entries(&parts);
+    let table_crc = crc32(&table);
+    let disk_guid = derived_guid(&seed, "disk");
+    // Protective MBR: one partition of type 0xEE over the whole disk.
+    let mut mbr = vec![0u8; SECTOR_BYTES];
+    let p = &mut mbr[446..462];
+    p[1..4].copy_from_slice(&[0x00, 0x02, 0x00]);
+    p[4] = 0xee;
+    p[5..8].copy_from_slice(&[0xff, 0xff, 0xff]);
+    p[8..12].copy_from_slice(&1u32.to_le_bytes());
+    let size = u32::try_from(total - 1).unwrap_or(u32::MAX);
+    p[12..16].copy_from_slice(&size.to_le_bytes());
+    mbr[510] = 0x55;
+    mbr[511] = 0xaa;
+    let io = DiskError::Io;
+    out.set_len(total_bytes).map_err(io)?;
+    let mut put = |at: u64, bytes: &[u8]| -> Result<(), DiskError> {
+        out.seek(SeekFrom::Start(at)).map_err(io)?;
+        out.write_all(bytes).map_err(io)
+    };
+    put(0, &mbr)?;
+    put(
+        SECTOR,
+        &header(&disk_guid, 1, total - 1, 2, total, table_crc),
+    )?;
+    put(2 * SECTOR, &table)?;
+    // Only the ESP's non-zero blocks are written: the file stays sparse.
+    for (i, block) in fat.chunks(4096).enumerate() {
+        if block.iter().any(|&b| b != 0) {
+            put(ESP_START + 4096 * i as u64, block)?;
+        }
+    }
+    let backup_entries = total - 1 - ENTRY_SECTORS;
+    put(backup_entries * SECTOR, &table)?;
+    put(
+        (total - 1) * SECTOR,
+        &header(&disk_guid, total - 1, 1, backup_entries, total, table_crc),
+    )?;
+    Ok(total_bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn guids_are_mixed_endian_and_derived_ones_are_version_4() {
+        let esp = guid_bytes(ESP_TYPE);
+        assert_eq!(&esp[..4], &[0x28, 0x73, 0x2a, 0xc1]);
+        assert_eq!(&esp[8..10], &[0xba, 0x4b]);
+        let g = derived_guid(b"x", "disk");
+        assert_eq!(g[7] >> 4, 4);
+        assert_eq!(g[8] >> 6, 2);
+        assert_ne!(g, derived_guid(b"x", "esp"));
+    }
+
+    #[test]
+    fn esp_is_at_least_the_fat32_minimum() {
+        assert_eq!(esp_size(0), ESP_MIN);
+        assert_eq!(esp_size(100 * MIB) % MIB, 0);
+        assert!(esp_size(100 * MIB) > 100 * MIB);
+    }
+}

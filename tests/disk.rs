@@ -1,0 +1,180 @@
+//! The `raw-efi` and `qcow2-efi` formats: examples/minimal.yml as a GPT
+//! disk with a FAT32 EFI system partition holding the unified kernel image.
+//! Independent tools accept each output (`sgdisk -v`, `fsck.vfat -n` on the
+//! ESP, `mdir` finding the boot loader, `qemu-img check`, `file`), two builds
+//! are byte-identical, and UEFI firmware boots x86_64 raw and qcow2 and
+//! aarch64 raw to the marker. A disk size too small for the content is an
+//! error that writes nothing.
+
+mod util;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use util::boot::Boot;
+use util::repo;
+
+fn cache() -> std::path::PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("examples-cache")
+}
+
+fn build(arch: &str, out: &Path, extra: &[&str]) -> util::Run {
+    let cache = cache();
+    let mut args = vec![
+        "--cache",
+        cache.to_str().expect("utf-8"),
+        "build",
+        "--arch",
+        arch,
+        "--dir",
+        out.to_str().expect("utf-8"),
+    ];
+    args.extend_from_slice(extra);
+    args.push("examples/minimal.yml");
+    util::hull_in(&repo(), &args, &[])
+}
+
+fn tool(program: &str, args: &[&str]) -> (bool, String) {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{program} runs: {e}"));
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+/// sgdisk and fsck.vfat (on the ESP cut out with dd) accept the disk.
+fn check_disk(disk: &Path, loader: &str) {
+    let d = disk.to_str().expect("utf-8");
+    let (ok, text) = tool("sgdisk", &["-v", d]);
+    assert!(
+        ok && text.contains("No problems found"),
+        "sgdisk -v: {text}"
+    );
+    let (_, info) = tool("sgdisk", &["-i", "1", d]);
+    assert!(info.contains("EFI system partition"), "{info}");
+    let sector = |key: &str| -> u64 {
+        info.lines()
+            .find(|l| l.starts_with(key))
+            .and_then(|l| l.split_whitespace().nth(2))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no {key} in {info}"))
+    };
+    let (first, last) = (sector("First sector:"), sector("Last sector:"));
+    let esp = disk.with_extension("esp");
+    let (ok, text) = tool(
+        "dd",
+        &[
+            &format!("if={d}"),
+            &format!("of={}", esp.display()),
+            "bs=512",
+            &format!("skip={first}"),
+            &format!("count={}", last - first + 1),
+            "status=none",
+        ],
+    );
+    assert!(ok, "dd: {text}");
+    let e = esp.to_str().expect("utf-8");
+    let (ok, text) = tool("fsck.vfat", &["-n", e]);
+    assert!(ok, "fsck.vfat -n: {text}");
+    let (ok, text) = tool("mdir", &["-i", e, "::/EFI/BOOT"]);
+    assert!(ok && text.contains(loader), "mdir: {text}");
+}
+
+#[test]
+fn efi_disks_pass_the_tools_build_reproducibly_and_boot() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    for (arch, loader) in [("amd64", "BOOTX64  EFI"), ("arm64", "BOOTAA64 EFI")] {
+        let a = tmp.path().join(format!("a-{arch}"));
+        let b = tmp.path().join(format!("b-{arch}"));
+        let formats = [
+            "--format",
+            "raw-efi",
+            "--format",
+            "qcow2-efi",
+            "--disk-size",
+            "256M",
+        ];
+        build(arch, &a, &formats).expect_code(0);
+        build(arch, &b, &formats).expect_code(0);
+        let raw = a.join("minimal-efi.img");
+        let qcow2 = a.join("minimal-efi.qcow2");
+        for f in [&raw, &qcow2] {
+            let name = f.file_name().expect("name");
+            assert!(
+                std::fs::read(f).expect("output") == std::fs::read(b.join(name)).expect("again"),
+                "{arch}: {} differs between two builds",
+                f.display()
+            );
+        }
+        assert_eq!(
+            std::fs::metadata(&raw).expect("raw").len(),
+            256 << 20,
+            "{arch}: --disk-size"
+        );
+        check_disk(&raw, loader);
+        let (ok, text) = tool("qemu-img", &["check", qcow2.to_str().expect("utf-8")]);
+        assert!(ok && text.contains("No errors were found"), "{text}");
+        let (_, text) = tool("file", &["-b", raw.to_str().expect("utf-8")]);
+        assert!(
+            text.contains("DOS/MBR boot sector") && text.contains("ID=0xee"),
+            "{text}"
+        );
+        // Boots: amd64 from both, arm64 from the raw disk.
+        let boots: &[&Path] = if arch == "amd64" {
+            &[&raw, &qcow2]
+        } else {
+            &[&raw]
+        };
+        for disk in boots {
+            let mut boot = Boot::start(
+                tmp.path(),
+                &[
+                    "--arch",
+                    arch,
+                    "--expect",
+                    "HULL-READY",
+                    "--timeout",
+                    "400",
+                    disk.to_str().expect("utf-8"),
+                ],
+            );
+            assert!(
+                boot.wait_for("HULL-READY", Duration::from_secs(400))
+                    .is_some(),
+                "{arch}: {} did not boot:\n{}",
+                disk.display(),
+                boot.text()
+            );
+        }
+    }
+}
+
+#[test]
+fn a_disk_too_small_is_refused_and_nothing_is_written() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let out = tmp.path().join("out");
+    let run = build(
+        "amd64",
+        &out,
+        &["--format", "raw-efi", "--disk-size", "10M"],
+    );
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("--disk-size 10485760 bytes is too small"),
+        "{}",
+        run.stderr
+    );
+    let left: Vec<_> = std::fs::read_dir(&out)
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "files left behind: {left:?}");
+}
