@@ -13,26 +13,9 @@ use std::process::Command;
 use std::time::Duration;
 
 use util::boot::Boot;
-use util::repo;
-
-fn cache() -> std::path::PathBuf {
-    Path::new(env!("CARGO_TARGET_TMPDIR")).join("examples-cache")
-}
 
 fn build(arch: &str, out: &Path, extra: &[&str]) -> util::Run {
-    let cache = cache();
-    let mut args = vec![
-        "--cache",
-        cache.to_str().expect("utf-8"),
-        "build",
-        "--arch",
-        arch,
-        "--dir",
-        out.to_str().expect("utf-8"),
-    ];
-    args.extend_from_slice(extra);
-    args.push("examples/minimal.yml");
-    util::hull_in(&repo(), &args, &[])
+    util::build_example("minimal", arch, out, extra, &[])
 }
 
 fn tool(program: &str, args: &[&str]) -> (bool, String) {

@@ -5,8 +5,8 @@
 //! page served and its data kept across two boots, the IoT telemetry with its
 //! sysctl settings applied.
 //!
-//! The examples share one cache under Cargo's test temp directory (package
-//! tags come from their content, so a stale entry cannot be picked up).
+//! The examples share one cache under Cargo's test temp directory
+//! (`util::examples_cache`).
 
 mod util;
 
@@ -19,28 +19,9 @@ use util::repo;
 const ARCHES: [(&str, &str); 2] = [("amd64", "x86_64"), ("arm64", "aarch64")];
 const BOOT: Duration = Duration::from_secs(300);
 
-fn cache() -> PathBuf {
-    Path::new(env!("CARGO_TARGET_TMPDIR")).join("examples-cache")
-}
-
 /// Builds `examples/NAME.yml` for `arch` into `out`; the image prefix.
 fn build(name: &str, arch: &str, out: &Path, env: &[(&str, &str)]) -> String {
-    let cache = cache();
-    util::hull_in(
-        &repo(),
-        &[
-            "--cache",
-            cache.to_str().expect("utf-8"),
-            "build",
-            "--arch",
-            arch,
-            "--dir",
-            out.to_str().expect("utf-8"),
-            &format!("examples/{name}.yml"),
-        ],
-        env,
-    )
-    .expect_code(0);
+    util::build_example(name, arch, out, &[], env).expect_code(0);
     out.join(name).to_str().expect("utf-8").to_string()
 }
 

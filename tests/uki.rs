@@ -12,29 +12,10 @@ use std::path::Path;
 use std::time::Duration;
 
 use util::boot::Boot;
-use util::repo;
-
-fn cache() -> std::path::PathBuf {
-    // Shared with tests/examples.rs: the same packages, built once.
-    Path::new(env!("CARGO_TARGET_TMPDIR")).join("examples-cache")
-}
 
 fn build(arch: &str, out: &Path, extra: &[&str]) -> util::Run {
-    let cache = cache();
-    let mut args = vec![
-        "--cache",
-        cache.to_str().expect("utf-8"),
-        "build",
-        "--arch",
-        arch,
-        "--format",
-        "uki",
-        "--dir",
-        out.to_str().expect("utf-8"),
-    ];
-    args.extend_from_slice(extra);
-    args.push("examples/minimal.yml");
-    util::hull_in(&repo(), &args, &[])
+    let args = [&["--format", "uki"][..], extra].concat();
+    util::build_example("minimal", arch, out, &args, &[])
 }
 
 #[test]
@@ -109,7 +90,7 @@ fn uki_without_a_usable_bootloader_fails_and_writes_nothing() {
         run.stderr
     );
     // An image without the stub: the getty package.
-    let getty = repo().join("pkgs/getty");
+    let getty = util::repo().join("pkgs/getty");
     let run = build(
         "amd64",
         &out,

@@ -56,6 +56,38 @@ pub fn hull_cached(cache: &Path, dir: &Path, args: &[&str]) -> Run {
     hull_in(dir, &all, &[])
 }
 
+/// The cache the tests built on examples/ share: their packages are built
+/// once per target directory (package tags come from content, so an entry
+/// can never be stale).
+pub fn examples_cache() -> std::path::PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("examples-cache")
+}
+
+/// `hull build --arch ARCH --dir OUT EXTRA... examples/NAME.yml` in the
+/// checkout, with the shared examples cache and `env` added.
+pub fn build_example(
+    name: &str,
+    arch: &str,
+    out: &Path,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> Run {
+    let cache = examples_cache();
+    let manifest = format!("examples/{name}.yml");
+    let mut args = vec![
+        "--cache",
+        cache.to_str().expect("utf-8 cache path"),
+        "build",
+        "--arch",
+        arch,
+        "--dir",
+        out.to_str().expect("utf-8 output path"),
+    ];
+    args.extend_from_slice(extra);
+    args.push(&manifest);
+    hull_in(&repo(), &args, env)
+}
+
 /// Runs `hull ARGS` in the crate root.
 pub fn hull(args: &[&str]) -> Run {
     hull_in(Path::new(env!("CARGO_MANIFEST_DIR")), args, &[])
