@@ -285,14 +285,15 @@ pub struct PkgShowTagArgs {
 pub enum RunCommand {
     /// Boot PREFIX-kernel, PREFIX-initrd.img and PREFIX-cmdline under QEMU
     #[command(
-        after_help = "The serial console is the terminal (ctrl-a x quits). With --expect, hull waits for a\nline with TEXT on the console and exits 0, or exits 1 with the console after --timeout;\ninput piped to it is typed on the console.\nKVM is used when it works, TCG otherwise; networking is QEMU's user mode.\n\nExamples:\n  hull run qemu minimal\n  hull run qemu --arch arm64 --expect 'HULL-READY' --timeout 120 out/minimal\n  hull run qemu --publish 2222:22 --disk data.qcow2 sshd"
+        after_help = "The serial console is the terminal (ctrl-a x quits). With --expect, hull waits for a\nline with TEXT on the console and exits 0, or exits 1 with the console after --timeout;\ninput piped to it is typed on the console.\nKVM is used when it works, TCG otherwise; networking is QEMU's user mode. UKIs and\nEFI disks boot through UEFI firmware (OVMF, AAVMF); --uefi does so for kernel+initrd.\n\nExamples:\n  hull run qemu minimal\n  hull run qemu --arch arm64 --expect 'HULL-READY' --timeout 120 out/minimal\n  hull run qemu --publish 2222:22 --disk data.qcow2 sshd\n  hull run qemu --arch arm64 out/minimal.efi      # a UKI, through UEFI\n  hull run qemu out/minimal-efi.img               # an EFI disk, through UEFI"
     )]
     Qemu(RunQemuArgs),
 }
 
 #[derive(Debug, Args)]
 pub struct RunQemuArgs {
-    /// Image prefix: the path and --name given to hull build
+    /// What hull build made: its prefix (DIR/NAME: kernel+initrd, else NAME.efi,
+    /// else NAME-efi.img or NAME-efi.qcow2), or one of those files
     #[arg(value_name = "PREFIX")]
     pub prefix: String,
     /// Architecture of the image [default: the host's]
