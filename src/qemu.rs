@@ -191,6 +191,15 @@ pub fn kvm_usable(arch: Arch) -> bool {
     })
 }
 
+/// QEMU's format name for a disk image: qcow2 by extension, raw otherwise.
+fn drive_format(path: &Path) -> &'static str {
+    if path.extension().is_some_and(|e| e == "qcow2") {
+        "qcow2"
+    } else {
+        "raw"
+    }
+}
+
 /// The QEMU program and arguments for `o`.
 pub fn command_line(o: &Options) -> (String, Vec<String>) {
     let mut args: Vec<String> = Vec::new();
@@ -264,11 +273,7 @@ pub fn command_line(o: &Options) -> (String, Vec<String>) {
         ]);
     }
     for (i, d) in o.disks.iter().enumerate() {
-        let format = if d.extension().is_some_and(|e| e == "qcow2") {
-            "qcow2"
-        } else {
-            "raw"
-        };
+        let format = drive_format(d);
         args.extend([
             "-drive".to_string(),
             format!("file={},format={format},if=virtio,index={i}", d.display()),
@@ -284,11 +289,7 @@ pub fn command_line(o: &Options) -> (String, Vec<String>) {
             ),
         ]),
         BootFrom::Disk(path) => {
-            let format = if path.extension().is_some_and(|e| e == "qcow2") {
-                "qcow2"
-            } else {
-                "raw"
-            };
+            let format = drive_format(path);
             args.extend([
                 "-drive".to_string(),
                 format!(

@@ -182,6 +182,18 @@ fn uki_bytes(img: &Image, dest: &Path) -> Result<Vec<u8>, OutputError> {
     Ok(uki::build(stub, &sections)?)
 }
 
+/// The UKI of `img`, made on first use and kept in `slot`.
+fn uki_once<'a>(
+    slot: &'a mut Option<Vec<u8>>,
+    img: &Image,
+    dest: &Path,
+) -> Result<&'a [u8], OutputError> {
+    if slot.is_none() {
+        *slot = Some(uki_bytes(img, dest)?);
+    }
+    Ok(slot.as_deref().unwrap_or_default())
+}
+
 /// qcow2 by QEMU's own `qemu-img`: the format's reference writer (and the
 /// tool that boots it), already needed for `hull run qemu`; its output
 /// depends only on the input, so builds stay reproducible.
@@ -236,6 +248,9 @@ pub fn stage_all(
     name: &str,
 ) -> Result<Staged, OutputError> {
     let mut files = Vec::new();
+    // The UKI (kernel, compressed initrd, stub) is made once for every format
+    // that holds it.
+    let mut uki: Option<Vec<u8>> = None;
     for format in formats {
         match format {
             Format::KernelInitrd => {
@@ -258,8 +273,8 @@ pub fn stage_all(
             }
             Format::Uki => {
                 let (mut f, fd) = stage(dir, format!("{name}.efi"))?;
-                let bytes = uki_bytes(img, &fd)?;
-                f.write_all(&bytes).map_err(|source| OutputError::Io {
+                let bytes = uki_once(&mut uki, img, &fd)?;
+                f.write_all(bytes).map_err(|source| OutputError::Io {
                     path: fd.clone(),
                     source,
                 })?;
@@ -268,12 +283,12 @@ pub fn stage_all(
             Format::RawEfi | Format::Qcow2Efi => {
                 let raw_name = format!("{name}-efi.img");
                 let (mut f, fd) = stage(dir, raw_name)?;
-                let bytes = uki_bytes(img, &fd)?;
+                let bytes = uki_once(&mut uki, img, &fd)?;
                 let loader = match img.arch {
                     crate::platform::Arch::Amd64 => "EFI/BOOT/BOOTX64.EFI",
                     crate::platform::Arch::Arm64 => "EFI/BOOT/BOOTAA64.EFI",
                 };
-                disk::write_efi_disk(f.as_file_mut(), &[(loader, &bytes)], img.disk_size)?;
+                disk::write_efi_disk(f.as_file_mut(), &[(loader, bytes)], img.disk_size)?;
                 if *format == Format::RawEfi {
                     files.push((f, fd));
                 } else {

@@ -208,7 +208,7 @@ pub fn load_named(name: &str) -> bool {
 }
 
 /// The running kernel's index, read once per process.
-fn running() -> Option<&'static Index> {
+pub fn running() -> Option<&'static Index> {
     static RUNNING: std::sync::OnceLock<Option<Index>> = std::sync::OnceLock::new();
     RUNNING
         .get_or_init(|| {

@@ -87,13 +87,10 @@ pub fn run() -> ! {
     }
     // Ctrl-alt-del comes to us as SIGINT instead of an immediate reboot.
     let _ = rustix::system::reboot(rustix::system::RebootCommand::CadOff);
-    let release = rustix::system::uname()
-        .release()
-        .to_string_lossy()
-        .into_owned();
-    match modules::Index::load(Path::new(&format!("/lib/modules/{release}"))) {
-        Ok(index) => {
-            let (loaded, failed) = modules::coldplug(&index);
+    // The same index serves coldplug now and modules by name later.
+    match modules::running() {
+        Some(index) => {
+            let (loaded, failed) = modules::coldplug(index);
             say(format!(
                 "modules: loaded {}",
                 if loaded.is_empty() {
@@ -106,7 +103,7 @@ pub fn run() -> ! {
                 say(format!("module {f}"));
             }
         }
-        Err(e) => say(format!("modules: no index for {release}: {e}")),
+        None => say("modules: no index for the running kernel in /lib/modules"),
     }
 
     let term = Arc::new(AtomicUsize::new(0));
