@@ -55,12 +55,25 @@ pub fn bootloader_ref(flag: Option<&str>) -> anyhow::Result<(String, Option<Path
     Ok((reference, Some(dir)))
 }
 
-/// The EFI stub file of the bootloader image for `arch`.
-fn efi_stub_path(arch: Arch) -> &'static str {
-    match arch {
-        Arch::Amd64 => "efi/linuxx64.efi.stub",
-        Arch::Arm64 => "efi/linuxaa64.efi.stub",
+/// The files under /efi and /bios of the bootloader image `reference`.
+fn bootloader_files(
+    flat: &Flat,
+    pack: &Pack,
+    reference: String,
+) -> anyhow::Result<output::Bootloader> {
+    let mut files = BTreeMap::new();
+    for (path, entry) in flat.tree.iter() {
+        if !(path.starts_with("efi/") || path.starts_with("bios/")) {
+            continue;
+        }
+        if let crate::tree::Kind::File(c) = &entry.kind {
+            let data = pack
+                .read(c)
+                .with_context(|| format!("cannot read /{path} of {reference}"))?;
+            files.insert(path.to_string(), data);
+        }
     }
+    Ok(output::Bootloader { reference, files })
 }
 
 /// Every image reference a manifest uses, as written (an `@pkg:` one as
@@ -128,6 +141,7 @@ pub fn build(
     registry: &Registry,
     progress: &Progress,
 ) -> anyhow::Result<Built> {
+    output::check_formats(req.formats, req.arch)?;
     let mut refs = references(req.manifest);
     let bootloader = if req.formats.iter().any(|f| f.needs_bootloader()) {
         let (text, dir) = bootloader_ref(req.bootloader.as_deref())?;
@@ -176,18 +190,13 @@ pub fn build(
         let flat = assemble::flatten(cache, &mut pack, &name, img)?;
         images.insert(text, flat);
     }
-    let efi_stub = match &bootloader {
+    let bootloader = match bootloader {
         None => None,
         Some(text) => {
-            let path = efi_stub_path(req.arch);
-            let content = images
-                .get(text)
-                .and_then(|f| match f.tree.get(path).map(|e| &e.kind) {
-                    Some(crate::tree::Kind::File(c)) => Some(c.clone()),
-                    _ => None,
-                })
-                .with_context(|| format!("bootloader image {text} has no /{path}"))?;
-            Some(pack.read(&content).context("cannot read the EFI stub")?)
+            let flat = images
+                .get(&text)
+                .with_context(|| format!("bootloader image {text} was not pulled"))?;
+            Some(bootloader_files(flat, &pack, text)?)
         }
     };
     let assembled = assemble::assemble(req.manifest, &images, &mut pack, req.manifest_dir)?;
@@ -201,7 +210,7 @@ pub fn build(
         cmdline: &assembled.cmdline,
         mtime: req.mtime,
         compression: req.compression,
-        efi_stub: efi_stub.as_deref(),
+        bootloader: bootloader.as_ref(),
         arch: req.arch,
         disk_size: req.disk_size,
     };

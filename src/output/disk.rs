@@ -1,17 +1,20 @@
 //! Raw disk images: a GPT disk (protective MBR, primary and backup headers)
 //! with an EFI system partition holding a unified kernel image as the
-//! removable-media boot loader, and optionally a blank data partition.
+//! removable-media boot loader (UEFI) or a kernel, initrd and GRUB config
+//! (BIOS: GRUB's MBR code and core image, which the BIOS boot partition
+//! holds, patched as grub-install would), and optionally a blank data
+//! partition.
 //!
 //! Owns: the partition layout. The GPT is written by hand (a few fixed
 //! structures and two CRC32s; no crate writes GPT without a device); the
-//! FAT32 filesystem comes from `fat32`. Identifiers
+//! FAT32 filesystem comes from `fat`. Identifiers
 //! (disk and partition GUIDs, FAT volume id) come from a hash of the content
 //! and file times are fixed, so the same input gives the same bytes. Must
 //! not know how the UKI is made.
 
 use std::io::{self, Seek, SeekFrom, Write};
 
-use super::fat32;
+use super::fat;
 
 use sha2::Digest as _;
 
@@ -31,6 +34,7 @@ const ENTRY_BYTES: usize = 128;
 const TABLE_BYTES: usize = 128 * ENTRY_BYTES;
 
 const ESP_TYPE: &str = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B";
+const BIOS_BOOT_TYPE: &str = "21686148-6449-6E6F-744E-656564454649";
 const LINUX_DATA_TYPE: &str = "0FC63DAF-8483-4772-8E79-3D69D8477DE4";
 
 #[derive(Debug, thiserror::Error)]
@@ -39,8 +43,10 @@ pub enum DiskError {
         "--disk-size {asked} bytes is too small: the boot partition alone needs {needed} bytes"
     )]
     TooSmall { asked: u64, needed: u64 },
+    #[error("GRUB's core image is too big for its block list")]
+    CoreTooBig,
     #[error("cannot make the EFI system partition: {0}")]
-    Fat(#[from] fat32::FatError),
+    Fat(#[from] fat::FatError),
     #[error("cannot write the disk image")]
     Io(#[source] io::Error),
 }
@@ -141,12 +147,33 @@ fn header(
     h
 }
 
+/// GRUB for PC BIOS boot: its MBR code and its core image (from the
+/// bootloader image; the core image finds the ESP by its label).
+pub struct BiosBoot<'a> {
+    /// `boot.img`: 512 bytes, of which the first 440 are kept.
+    pub boot_img: &'a [u8],
+    /// `core.img`: written to a BIOS boot partition.
+    pub core_img: &'a [u8],
+}
+
+/// Offsets GRUB's `boot.img` and the first sector of `core.img` (diskboot)
+/// are patched at, as grub-install does: the core image's first sector, the
+/// jump that distrusts the BIOS drive number (made two NOPs, for disks),
+/// and diskboot's block list (the rest of the core image).
+const GRUB_KERNEL_SECTOR: usize = 0x5c;
+const GRUB_DRIVE_CHECK: usize = 0x66;
+const GRUB_BLOCKLIST_START: usize = 0x1f4;
+const GRUB_BLOCKLIST_LEN: usize = 0x1fc;
+
 /// Writes a GPT disk to `out` (a fresh, empty file): an ESP with `files`,
-/// then, if `disk_size` leaves room, a blank Linux data partition
-/// ("hull-data") filling the rest. Returns the disk size.
-pub fn write_efi_disk(
+/// with `bios` a BIOS boot partition holding GRUB's core image before it
+/// and GRUB's code in the MBR, then, if `disk_size` leaves room, a blank
+/// Linux data partition ("hull-data") filling the rest. Returns the disk
+/// size.
+pub fn write_disk(
     out: &mut std::fs::File,
     files: &[(&str, &[u8])],
+    bios: Option<&BiosBoot>,
     disk_size: Option<u64>,
 ) -> Result<u64, DiskError> {
     let payload: u64 = files.iter().map(|(_, d)| d.len() as u64).sum();
@@ -157,8 +184,11 @@ pub fn write_efi_disk(
     }
     let seed = seed.finalize();
     let esp = esp_size(payload);
+    // GRUB's core image in whole MiB before the ESP.
+    let core_bytes = bios.map_or(0, |b| (b.core_img.len() as u64).div_ceil(MIB) * MIB);
+    let esp_start = ESP_START + core_bytes;
     // GPT backup (entries + header) after the last partition, then align.
-    let minimum = (ESP_START + esp + (ENTRY_SECTORS + 1) * SECTOR).div_ceil(MIB) * MIB;
+    let minimum = (esp_start + esp + (ENTRY_SECTORS + 1) * SECTOR).div_ceil(MIB) * MIB;
     let total_bytes = match disk_size {
         None => minimum,
         Some(asked) if asked < minimum => {
@@ -171,7 +201,7 @@ pub fn write_efi_disk(
     };
     let total = total_bytes / SECTOR;
     let last_usable = total - 2 - ENTRY_SECTORS;
-    let esp_first = ESP_START / SECTOR;
+    let esp_first = esp_start / SECTOR;
     let esp_last = esp_first + esp / SECTOR - 1;
     let mut parts = vec![Partition {
         type_guid: guid_bytes(ESP_TYPE),
@@ -180,6 +210,16 @@ pub fn write_efi_disk(
         last: esp_last,
         name: "EFI system partition",
     }];
+    let core_first = ESP_START / SECTOR;
+    if bios.is_some() {
+        parts.push(Partition {
+            type_guid: guid_bytes(BIOS_BOOT_TYPE),
+            guid: derived_guid(&seed, "bios"),
+            first: core_first,
+            last: esp_first - 1,
+            name: "BIOS boot partition",
+        });
+    }
     // The data partition starts on the next MiB and needs at least 1 MiB.
     let data_first = (esp_last + 1).div_ceil(MIB / SECTOR) * (MIB / SECTOR);
     // ... and ends on a MiB boundary too.
@@ -195,12 +235,30 @@ pub fn write_efi_disk(
     }
     let volume_id = u32::from_le_bytes([seed[0], seed[1], seed[2], seed[3]]);
     let hidden = u32::try_from(esp_first).unwrap_or(u32::MAX);
-    let fat = fat32::image(esp, files, volume_id, "HULL-ESP", hidden)?;
+    let fat = fat::image(esp, files, volume_id, "HULL-ESP", hidden)?;
     let table = entries(&parts);
     let table_crc = crc32(&table);
     let disk_guid = derived_guid(&seed, "disk");
-    // Protective MBR: one partition of type 0xEE over the whole disk.
+    // Protective MBR: one partition of type 0xEE over the whole disk; with
+    // GRUB's code before it for BIOS boot (the entry then marked active, as
+    // some PC BIOSes want before they run an MBR).
     let mut mbr = vec![0u8; SECTOR_BYTES];
+    let mut core = Vec::new();
+    if let Some(b) = bios {
+        let n = b.boot_img.len().min(440);
+        mbr[..n].copy_from_slice(&b.boot_img[..n]);
+        mbr[GRUB_KERNEL_SECTOR..GRUB_KERNEL_SECTOR + 8].copy_from_slice(&core_first.to_le_bytes());
+        mbr[GRUB_DRIVE_CHECK..GRUB_DRIVE_CHECK + 2].copy_from_slice(&[0x90, 0x90]);
+        mbr[446] = 0x80;
+        core = b.core_img.to_vec();
+        let sectors = (core.len() as u64).div_ceil(SECTOR);
+        if core.len() >= SECTOR_BYTES {
+            core[GRUB_BLOCKLIST_START..GRUB_BLOCKLIST_START + 8]
+                .copy_from_slice(&(core_first + 1).to_le_bytes());
+            let rest = u16::try_from(sectors - 1).map_err(|_| DiskError::CoreTooBig)?;
+            core[GRUB_BLOCKLIST_LEN..GRUB_BLOCKLIST_LEN + 2].copy_from_slice(&rest.to_le_bytes());
+        }
+    }
     let p = &mut mbr[446..462];
     p[1..4].copy_from_slice(&[0x00, 0x02, 0x00]);
     p[4] = 0xee;
@@ -222,10 +280,13 @@ pub fn write_efi_disk(
         &header(&disk_guid, 1, total - 1, 2, total, table_crc),
     )?;
     put(2 * SECTOR, &table)?;
+    if !core.is_empty() {
+        put(core_first * SECTOR, &core)?;
+    }
     // Only the ESP's non-zero blocks are written: the file stays sparse.
     for (i, block) in fat.chunks(4096).enumerate() {
         if block.iter().any(|&b| b != 0) {
-            put(ESP_START + 4096 * i as u64, block)?;
+            put(esp_start + 4096 * i as u64, block)?;
         }
     }
     let backup_entries = total - 1 - ENTRY_SECTORS;

@@ -8,7 +8,9 @@
 pub mod compress;
 pub mod cpio;
 pub mod disk;
-pub mod fat32;
+pub mod fat;
+pub mod iso9660;
+pub mod media;
 pub mod tar;
 pub mod uki;
 
@@ -41,13 +43,58 @@ pub enum Format {
     /// NAME-efi.qcow2: raw-efi as a qcow2 image (converted by qemu-img)
     #[value(name = "qcow2-efi")]
     Qcow2Efi,
+    /// NAME.iso: a hybrid ISO (CD or USB stick) booted by a PC BIOS through
+    /// ISOLINUX (x86_64 only)
+    #[value(name = "iso-bios")]
+    IsoBios,
+    /// NAME-efi.iso: a hybrid ISO (CD or USB stick) whose EFI boot image
+    /// holds the unified kernel image
+    #[value(name = "iso-efi")]
+    IsoEfi,
+    /// NAME-bios.img: a GPT disk booted by a PC BIOS through GRUB, whose
+    /// ESP holds kernel, initrd and grub.cfg (x86_64 only)
+    #[value(name = "raw-bios")]
+    RawBios,
+    /// NAME.qcow2: raw-bios as a qcow2 image (converted by qemu-img)
+    #[value(name = "qcow2-bios")]
+    Qcow2Bios,
 }
 
 impl Format {
     /// True for formats made with files from the bootloader image.
     pub fn needs_bootloader(self) -> bool {
-        matches!(self, Format::Uki | Format::RawEfi | Format::Qcow2Efi)
+        !matches!(
+            self,
+            Format::KernelInitrd | Format::Tar | Format::TarKernelInitrd
+        )
     }
+
+    /// True for formats a PC BIOS boots: x86_64 only.
+    pub fn is_bios(self) -> bool {
+        matches!(self, Format::IsoBios | Format::RawBios | Format::Qcow2Bios)
+    }
+
+    /// The format's name, as `--format` takes it.
+    pub fn name(self) -> String {
+        clap::ValueEnum::to_possible_value(&self)
+            .map(|v| v.get_name().to_string())
+            .unwrap_or_default()
+    }
+}
+
+/// Refuses formats `arch` cannot boot, before anything is pulled or built.
+pub fn check_formats(formats: &[Format], arch: crate::platform::Arch) -> Result<(), OutputError> {
+    match formats.iter().find(|f| f.is_bios()) {
+        Some(f) if arch == crate::platform::Arch::Arm64 => Err(OutputError::BiosOnArm64(f.name())),
+        _ => Ok(()),
+    }
+}
+
+/// Files of the bootloader image (`efi/...`, `bios/...`) the formats use.
+pub struct Bootloader {
+    /// The image, as the build names it (for errors).
+    pub reference: String,
+    pub files: std::collections::BTreeMap<String, Vec<u8>>,
 }
 
 /// What the formats are made from.
@@ -60,8 +107,8 @@ pub struct Image<'a> {
     pub cmdline: &'a str,
     pub mtime: u64,
     pub compression: Compression,
-    /// systemd's EFI stub for the image's arch, from the bootloader image.
-    pub efi_stub: Option<&'a [u8]>,
+    /// Files from the bootloader image, for formats that need them.
+    pub bootloader: Option<&'a Bootloader>,
     pub arch: crate::platform::Arch,
     /// The whole disk's size for disk formats (the rest becomes a data
     /// partition); `None`: just big enough.
@@ -72,8 +119,18 @@ pub struct Image<'a> {
 pub enum OutputError {
     #[error("format {0} needs a kernel, and the manifest has none")]
     NoKernel(&'static str),
-    #[error("format {0} needs the EFI stub from a bootloader image")]
-    NoStub(&'static str),
+    #[error("format {format} needs /{path} from the bootloader image, and {image} has none")]
+    NoBootFile {
+        format: String,
+        path: String,
+        image: String,
+    },
+    #[error("format {0} boots through a PC BIOS, which aarch64 machines do not have: use iso-efi, raw-efi, qcow2-efi or uki")]
+    BiosOnArm64(String),
+    #[error(transparent)]
+    Iso(#[from] iso9660::IsoError),
+    #[error("cannot make the EFI boot image: {0}")]
+    Fat(#[from] fat::FatError),
     #[error("cannot make the unified kernel image: {0}")]
     Uki(#[from] uki::UkiError),
     #[error(transparent)]
@@ -150,10 +207,40 @@ pub fn write_initrd<W: Write>(img: &Image, mut out: W) -> io::Result<W> {
     c.finish()
 }
 
+/// The file at `path` in the bootloader image, which `format` needs.
+fn boot_file<'a>(img: &Image<'a>, format: Format, path: &str) -> Result<&'a [u8], OutputError> {
+    let missing = |image: &str| OutputError::NoBootFile {
+        format: format.name(),
+        path: path.to_string(),
+        image: image.to_string(),
+    };
+    let b = img.bootloader.ok_or_else(|| missing("no image"))?;
+    b.files
+        .get(path)
+        .map(Vec::as_slice)
+        .ok_or_else(|| missing(&b.reference))
+}
+
+/// The EFI stub file of the bootloader image for `arch`.
+fn efi_stub_path(arch: crate::platform::Arch) -> &'static str {
+    match arch {
+        crate::platform::Arch::Amd64 => "efi/linuxx64.efi.stub",
+        crate::platform::Arch::Arm64 => "efi/linuxaa64.efi.stub",
+    }
+}
+
+/// Where removable media keep their UEFI boot loader.
+fn efi_loader_path(arch: crate::platform::Arch) -> &'static str {
+    match arch {
+        crate::platform::Arch::Amd64 => "EFI/BOOT/BOOTX64.EFI",
+        crate::platform::Arch::Arm64 => "EFI/BOOT/BOOTAA64.EFI",
+    }
+}
+
 /// The unified kernel image of `img` (for the output at `dest`).
 fn uki_bytes(img: &Image, dest: &Path) -> Result<Vec<u8>, OutputError> {
     let kernel = img.kernel.ok_or(OutputError::NoKernel("uki"))?;
-    let stub = img.efi_stub.ok_or(OutputError::NoStub("uki"))?;
+    let stub = boot_file(img, Format::Uki, efi_stub_path(img.arch))?;
     let e = |source| OutputError::Io {
         path: dest.to_path_buf(),
         source,
@@ -284,15 +371,76 @@ pub fn stage_all(
                 let raw_name = format!("{name}-efi.img");
                 let (mut f, fd) = stage(dir, raw_name)?;
                 let bytes = uki_once(&mut uki, img, &fd)?;
-                let loader = match img.arch {
-                    crate::platform::Arch::Amd64 => "EFI/BOOT/BOOTX64.EFI",
-                    crate::platform::Arch::Arm64 => "EFI/BOOT/BOOTAA64.EFI",
-                };
-                disk::write_efi_disk(f.as_file_mut(), &[(loader, bytes)], img.disk_size)?;
+                let loader = efi_loader_path(img.arch);
+                disk::write_disk(f.as_file_mut(), &[(loader, bytes)], None, img.disk_size)?;
                 if *format == Format::RawEfi {
                     files.push((f, fd));
                 } else {
                     let (q, qd) = stage(dir, format!("{name}-efi.qcow2"))?;
+                    to_qcow2(f.path(), q.path(), &qd)?;
+                    files.push((q, qd));
+                }
+            }
+            Format::IsoEfi => {
+                let (f, fd) = stage(dir, format!("{name}-efi.iso"))?;
+                let bytes = uki_once(&mut uki, img, &fd)?;
+                let digest = sha2::Sha256::digest(bytes);
+                let volume_id = u32::from_le_bytes([digest[0], digest[1], digest[2], digest[3]]);
+                let loader = efi_loader_path(img.arch);
+                let esp = fat::small_image(&[(loader, bytes)], volume_id, "HULL-ESP")?;
+                let mut w = io::BufWriter::new(f);
+                media::iso_efi(&esp, &mut w)?;
+                let f = w.into_inner().map_err(|err| OutputError::Io {
+                    path: fd.clone(),
+                    source: err.into_error(),
+                })?;
+                files.push((f, fd));
+            }
+            Format::IsoBios => {
+                let kernel = img.kernel.ok_or(OutputError::NoKernel("iso-bios"))?;
+                let isolinux = boot_file(img, *format, media::ISOLINUX)?;
+                let ldlinux = boot_file(img, *format, media::LDLINUX)?;
+                let mbr = boot_file(img, *format, media::ISOHYBRID_MBR)?;
+                let (f, fd) = stage(dir, format!("{name}.iso"))?;
+                let e = |source| OutputError::Io {
+                    path: fd.clone(),
+                    source,
+                };
+                let kernel = img.pack.read(kernel).map_err(e)?;
+                let initrd = write_initrd(img, Vec::new()).map_err(e)?;
+                let mut w = io::BufWriter::new(f);
+                media::iso_bios(
+                    &kernel,
+                    &initrd,
+                    img.cmdline,
+                    isolinux,
+                    ldlinux,
+                    mbr,
+                    &mut w,
+                )?;
+                let f = w.into_inner().map_err(|err| e(err.into_error()))?;
+                files.push((f, fd));
+            }
+            Format::RawBios | Format::Qcow2Bios => {
+                let kernel = img.kernel.ok_or(OutputError::NoKernel("raw-bios"))?;
+                let bios = disk::BiosBoot {
+                    boot_img: boot_file(img, *format, media::GRUB_BOOT)?,
+                    core_img: boot_file(img, *format, media::GRUB_CORE)?,
+                };
+                let (mut f, fd) = stage(dir, format!("{name}-bios.img"))?;
+                let e = |source| OutputError::Io {
+                    path: fd.clone(),
+                    source,
+                };
+                let kernel = img.pack.read(kernel).map_err(e)?;
+                let initrd = write_initrd(img, Vec::new()).map_err(e)?;
+                let cfg = media::grub_cfg(img.cmdline);
+                let esp = media::bios_disk_files(&kernel, &initrd, cfg.as_bytes());
+                disk::write_disk(f.as_file_mut(), &esp, Some(&bios), img.disk_size)?;
+                if *format == Format::RawBios {
+                    files.push((f, fd));
+                } else {
+                    let (q, qd) = stage(dir, format!("{name}.qcow2"))?;
                     to_qcow2(f.path(), q.path(), &qd)?;
                     files.push((q, qd));
                 }
