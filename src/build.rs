@@ -144,7 +144,11 @@ pub fn build(
     output::check_formats(req.formats, req.arch)?;
     let mut refs = references(req.manifest);
     let bootloader = if req.formats.iter().any(|f| f.needs_bootloader()) {
-        let (text, dir) = bootloader_ref(req.bootloader.as_deref())?;
+        // --bootloader, else the manifest's `bootloader:`, else Hull's own.
+        let (text, dir) = match (&req.bootloader, &req.manifest.bootloader) {
+            (None, Some(r)) => (r.value.text.clone(), r.value.package.clone()),
+            (flag, _) => bootloader_ref(flag.as_deref())?,
+        };
         refs.push((text.clone(), dir));
         Some(text)
     } else {

@@ -43,8 +43,10 @@ pub enum BootFrom {
     /// UEFI firmware starts `EFI/BOOT/BOOT*.EFI` from this directory, served
     /// as a read-only FAT disk.
     Esp(PathBuf),
-    /// UEFI firmware boots this disk image (raw, or qcow2 by extension).
+    /// The firmware boots this disk image (raw, or qcow2 by extension).
     Disk(PathBuf),
+    /// The firmware boots this ISO image from a CD-ROM drive.
+    Cdrom(PathBuf),
 }
 
 /// UEFI firmware files for a boot.
@@ -127,6 +129,8 @@ pub enum QemuError {
         #[source]
         source: std::io::Error,
     },
+    #[error("cannot tell how {path} boots: {message}")]
+    Inspect { path: PathBuf, message: String },
 }
 
 /// The last `n` lines of `text`.
@@ -252,7 +256,7 @@ pub fn command_line(o: &Options) -> (String, Vec<String>) {
             cmdline.clone(),
         ]),
         // Boot disks come after the --disk ones (see below).
-        BootFrom::Esp(_) | BootFrom::Disk(_) => {}
+        BootFrom::Esp(_) | BootFrom::Disk(_) | BootFrom::Cdrom(_) => {}
     }
     let mut netdev = "user,id=net0".to_string();
     for (h, g) in &o.publish {
@@ -288,17 +292,29 @@ pub fn command_line(o: &Options) -> (String, Vec<String>) {
                 dir.display()
             ),
         ]),
+        // The image to boot comes first in the firmware's boot order.
         BootFrom::Disk(path) => {
             let format = drive_format(path);
             args.extend([
                 "-drive".to_string(),
-                format!(
-                    "if=virtio,index={},format={format},file={}",
-                    o.disks.len(),
-                    path.display()
-                ),
+                format!("if=none,id=boot,format={format},file={}", path.display()),
+                "-device".to_string(),
+                "virtio-blk-pci,drive=boot,bootindex=0".to_string(),
             ]);
         }
+        // A CD-ROM on virtio-scsi: SeaBIOS, OVMF and AAVMF all boot from
+        // it, and aarch64's virt machine has no IDE.
+        BootFrom::Cdrom(path) => args.extend([
+            "-drive".to_string(),
+            format!(
+                "if=none,id=cd,media=cdrom,readonly=on,format=raw,file={}",
+                path.display()
+            ),
+            "-device".to_string(),
+            "virtio-scsi-pci,id=scsi".to_string(),
+            "-device".to_string(),
+            "scsi-cd,drive=cd,bootindex=0".to_string(),
+        ]),
         BootFrom::Kernel { .. } => {}
     }
     (program.to_string(), args)
@@ -306,7 +322,7 @@ pub fn command_line(o: &Options) -> (String, Vec<String>) {
 
 /// What `hull build` made under `prefix`: `PREFIX-kernel`, `PREFIX-initrd.img`
 /// and `PREFIX-cmdline`; or a unified kernel image, `PREFIX.efi` (or PREFIX
-/// itself ending in `.efi`), which needs UEFI.
+/// itself ending in `.efi`), which needs UEFI; or a disk or ISO image.
 pub enum Built {
     Kernel {
         kernel: PathBuf,
@@ -314,15 +330,22 @@ pub enum Built {
         cmdline: String,
     },
     Efi(PathBuf),
-    /// A disk image (`PREFIX-efi.img`, `PREFIX-efi.qcow2`, or PREFIX itself
-    /// ending in `.img` or `.qcow2`), booted through UEFI.
+    /// A disk image (`PREFIX-efi.img`, `PREFIX-efi.qcow2`, `PREFIX-bios.img`,
+    /// `PREFIX.qcow2`, or PREFIX itself ending in `.img` or `.qcow2`).
     Disk(PathBuf),
+    /// An ISO image (`PREFIX.iso`, `PREFIX-efi.iso`, or PREFIX itself).
+    Iso(PathBuf),
 }
 
 /// Finds what `hull build` made under `prefix`.
 pub fn image_files(prefix: &str) -> Result<Built, QemuError> {
-    if (prefix.ends_with(".img") || prefix.ends_with(".qcow2")) && Path::new(prefix).is_file() {
-        return Ok(Built::Disk(PathBuf::from(prefix)));
+    if Path::new(prefix).is_file() {
+        if prefix.ends_with(".iso") {
+            return Ok(Built::Iso(PathBuf::from(prefix)));
+        }
+        if prefix.ends_with(".img") || prefix.ends_with(".qcow2") {
+            return Ok(Built::Disk(PathBuf::from(prefix)));
+        }
     }
     let efi = if prefix.ends_with(".efi") {
         PathBuf::from(prefix)
@@ -334,9 +357,19 @@ pub fn image_files(prefix: &str) -> Result<Built, QemuError> {
         return Ok(Built::Efi(efi));
     }
     if !k.exists() {
-        for disk in [format!("{prefix}-efi.img"), format!("{prefix}-efi.qcow2")] {
+        for disk in [
+            format!("{prefix}-efi.img"),
+            format!("{prefix}-efi.qcow2"),
+            format!("{prefix}-bios.img"),
+            format!("{prefix}.qcow2"),
+        ] {
             if Path::new(&disk).is_file() {
                 return Ok(Built::Disk(PathBuf::from(disk)));
+            }
+        }
+        for iso in [format!("{prefix}-efi.iso"), format!("{prefix}.iso")] {
+            if Path::new(&iso).is_file() {
+                return Ok(Built::Iso(PathBuf::from(iso)));
             }
         }
     }
@@ -353,6 +386,71 @@ pub fn image_files(prefix: &str) -> Result<Built, QemuError> {
         initrd: i,
         cmdline: cmdline.trim().to_string(),
     })
+}
+
+/// True if the disk image at `path` boots through a PC BIOS: its MBR holds
+/// boot code (GRUB's, or ISOLINUX's isohybrid code); UEFI disks have none.
+pub fn disk_boots_bios(path: &Path) -> Result<bool, QemuError> {
+    let sector = if drive_format(path) == "qcow2" {
+        // The first sector of a qcow2 image, read by qemu-img itself.
+        let tmp = tempfile::NamedTempFile::new().map_err(|e| QemuError::Inspect {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        let out = Command::new("qemu-img")
+            .args(["dd", "-f", "qcow2", "-O", "raw", "bs=512", "count=1"])
+            .arg(format!("if={}", path.display()))
+            .arg(format!("of={}", tmp.path().display()))
+            .output()
+            .map_err(|e| QemuError::Inspect {
+                path: path.to_path_buf(),
+                message: format!("cannot run qemu-img: {e}"),
+            })?;
+        if !out.status.success() {
+            return Err(QemuError::Inspect {
+                path: path.to_path_buf(),
+                message: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            });
+        }
+        std::fs::read(tmp.path()).unwrap_or_default()
+    } else {
+        let mut buf = vec![0u8; 512];
+        let read = std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut buf));
+        read.map_err(|e| QemuError::Inspect {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        buf
+    };
+    Ok(sector.len() >= 512
+        && sector[510..512] == [0x55, 0xaa]
+        && sector[..440].iter().any(|&b| b != 0))
+}
+
+/// True if the ISO image at `path` boots through UEFI: its El Torito
+/// catalog's first entry is for the EFI platform.
+pub fn iso_boots_uefi(path: &Path) -> Result<bool, QemuError> {
+    let bad = |message: String| QemuError::Inspect {
+        path: path.to_path_buf(),
+        message,
+    };
+    let mut f = std::fs::File::open(path).map_err(|e| bad(e.to_string()))?;
+    let mut block = vec![0u8; 2048];
+    let mut read_block = |lba: u64, buf: &mut [u8]| {
+        use std::io::Seek;
+        f.seek(std::io::SeekFrom::Start(lba * 2048))
+            .and_then(|_| f.read_exact(buf))
+            .map_err(|e| bad(e.to_string()))
+    };
+    read_block(17, &mut block)?;
+    if &block[1..6] != b"CD001" || &block[7..30] != b"EL TORITO SPECIFICATION" {
+        return Err(bad(
+            "not a bootable ISO 9660 image (no El Torito boot record)".into(),
+        ));
+    }
+    let catalog = u32::from_le_bytes([block[71], block[72], block[73], block[74]]);
+    read_block(u64::from(catalog), &mut block)?;
+    Ok(block[1] == 0xef)
 }
 
 /// Lays out an EFI system partition directory under `dir` with `efi` as the

@@ -1,10 +1,12 @@
-//! The `raw-efi` and `qcow2-efi` formats: examples/minimal.yml as a GPT
-//! disk with a FAT32 EFI system partition holding the unified kernel image.
-//! Independent tools accept each output (`sgdisk -v`, `fsck.vfat -n` on the
-//! ESP, `mdir` finding the boot loader, `qemu-img check`, `file`), two builds
-//! are byte-identical, and UEFI firmware boots x86_64 raw and qcow2 and
-//! aarch64 raw to the marker. A disk size too small for the content is an
-//! error that writes nothing.
+//! The disk formats: examples/minimal.yml as a GPT disk with a FAT32 EFI
+//! system partition holding the unified kernel image (`raw-efi`,
+//! `qcow2-efi`), or kernel, initrd and grub.cfg with GRUB in the MBR and a
+//! BIOS boot partition (`raw-bios`, `qcow2-bios`). Independent tools accept
+//! each output (`sgdisk -v`, `fsck.vfat -n` on the ESP, `mdir` finding the
+//! files, `qemu-img check`, `file`), two builds are byte-identical, UEFI
+//! firmware boots x86_64 raw and qcow2 and aarch64 raw to the marker, and
+//! SeaBIOS boots x86_64 raw-bios. A disk size too small for the content and
+//! a BIOS disk for aarch64 are errors that write nothing.
 
 mod util;
 
@@ -33,8 +35,9 @@ fn tool(program: &str, args: &[&str]) -> (bool, String) {
     )
 }
 
-/// sgdisk and fsck.vfat (on the ESP cut out with dd) accept the disk.
-fn check_disk(disk: &Path, loader: &str) {
+/// sgdisk and fsck.vfat (on the ESP cut out with dd) accept the disk, and
+/// the ESP's directory `dir` lists `names`.
+fn check_disk(disk: &Path, dir: &str, names: &[&str]) {
     let d = disk.to_str().expect("utf-8");
     let (ok, text) = tool("sgdisk", &["-v", d]);
     assert!(
@@ -67,8 +70,11 @@ fn check_disk(disk: &Path, loader: &str) {
     let e = esp.to_str().expect("utf-8");
     let (ok, text) = tool("fsck.vfat", &["-n", e]);
     assert!(ok, "fsck.vfat -n: {text}");
-    let (ok, text) = tool("mdir", &["-i", e, "::/EFI/BOOT"]);
-    assert!(ok && text.contains(loader), "mdir: {text}");
+    let (ok, text) = tool("mdir", &["-i", e, dir]);
+    assert!(ok, "mdir: {text}");
+    for n in names {
+        assert!(text.contains(n), "mdir {dir}: no {n} in {text}");
+    }
 }
 
 #[test]
@@ -102,7 +108,7 @@ fn efi_disks_pass_the_tools_build_reproducibly_and_boot() {
             256 << 20,
             "{arch}: --disk-size"
         );
-        check_disk(&raw, loader);
+        check_disk(&raw, "::/EFI/BOOT", &[loader]);
         let (ok, text) = tool("qemu-img", &["check", qcow2.to_str().expect("utf-8")]);
         assert!(ok && text.contains("No errors were found"), "{text}");
         let (_, text) = tool("file", &["-b", raw.to_str().expect("utf-8")]);
@@ -138,6 +144,85 @@ fn efi_disks_pass_the_tools_build_reproducibly_and_boot() {
             );
         }
     }
+}
+
+#[test]
+fn bios_disks_pass_the_tools_build_reproducibly_and_boot() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let a = tmp.path().join("a");
+    let b = tmp.path().join("b");
+    let formats = [
+        "--format",
+        "raw-bios",
+        "--format",
+        "qcow2-bios",
+        "--disk-size",
+        "256M",
+    ];
+    build("amd64", &a, &formats).expect_code(0);
+    build("amd64", &b, &formats).expect_code(0);
+    let raw = a.join("minimal-bios.img");
+    let qcow2 = a.join("minimal.qcow2");
+    for f in [&raw, &qcow2] {
+        let name = f.file_name().expect("name");
+        assert!(
+            std::fs::read(f).expect("output") == std::fs::read(b.join(name)).expect("again"),
+            "{} differs between two builds",
+            f.display()
+        );
+    }
+    check_disk(&raw, "::/BOOT", &["KERNEL", "INITRD   IMG", "GRUB"]);
+    let (ok, text) = tool(
+        "mdir",
+        &[
+            "-i",
+            raw.with_extension("esp").to_str().expect("utf-8"),
+            "::/BOOT/GRUB",
+        ],
+    );
+    assert!(ok && text.contains("GRUB     CFG"), "mdir: {text}");
+    let (_, info) = tool("sgdisk", &["-i", "2", raw.to_str().expect("utf-8")]);
+    assert!(info.contains("BIOS boot partition"), "{info}");
+    let (ok, text) = tool("qemu-img", &["check", qcow2.to_str().expect("utf-8")]);
+    assert!(ok && text.contains("No errors were found"), "{text}");
+    let (_, text) = tool("file", &["-b", raw.to_str().expect("utf-8")]);
+    assert!(text.contains("DOS/MBR boot sector"), "{text}");
+    let mut boot = Boot::start(
+        tmp.path(),
+        &[
+            "--arch",
+            "amd64",
+            "--expect",
+            "HULL-READY",
+            "--timeout",
+            "400",
+            raw.to_str().expect("utf-8"),
+        ],
+    );
+    assert!(
+        boot.wait_for("HULL-READY", Duration::from_secs(400))
+            .is_some(),
+        "raw-bios did not boot:\n{}",
+        boot.text()
+    );
+}
+
+#[test]
+fn bios_formats_for_aarch64_are_refused_and_nothing_is_written() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let out = tmp.path().join("out");
+    for format in ["raw-bios", "qcow2-bios", "iso-bios"] {
+        let run = build("arm64", &out, &["--format", format]);
+        assert_eq!(run.code, Some(1), "{}", run.stderr);
+        assert!(
+            run.stderr
+                .contains(&format!("format {format} boots through a PC BIOS"))
+                && run.stderr.contains("aarch64"),
+            "{}",
+            run.stderr
+        );
+    }
+    assert!(!out.exists(), "the output directory was made");
 }
 
 #[test]

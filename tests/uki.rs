@@ -102,8 +102,47 @@ fn uki_without_a_usable_bootloader_fails_and_writes_nothing() {
         "{}",
         run.stderr
     );
+    // The same from the manifest's `bootloader:` (a second manifest file,
+    // merged), and --bootloader still wins over it.
+    let extra = tmp.path().join("bootloader.yml");
+    std::fs::write(
+        &extra,
+        format!("bootloader: \"@pkg:{}\"\n", getty.display()),
+    )
+    .expect("write");
+    let manifest = util::repo().join("examples/minimal.yml");
+    let cache = util::examples_cache();
+    let args = |flag: &[&str]| -> Vec<String> {
+        let mut a: Vec<String> = [
+            "--cache",
+            cache.to_str().expect("utf-8"),
+            "build",
+            "--format",
+            "uki",
+            "--dir",
+            out.to_str().expect("utf-8"),
+        ]
+        .map(String::from)
+        .to_vec();
+        a.extend(flag.iter().map(|s| s.to_string()));
+        a.push(manifest.display().to_string());
+        a.push(extra.display().to_string());
+        a
+    };
+    let a = args(&[]);
+    let run = util::hull(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("has no /efi/linuxx64.efi.stub") && run.stderr.contains("getty"),
+        "{}",
+        run.stderr
+    );
     let left: Vec<_> = std::fs::read_dir(&out)
         .map(|d| d.flatten().map(|e| e.file_name()).collect())
         .unwrap_or_default();
     assert!(left.is_empty(), "files left behind: {left:?}");
+    let bootloader = format!("@pkg:{}", util::repo().join("pkgs/bootloader").display());
+    let a = args(&["--bootloader", &bootloader]);
+    util::hull(&a.iter().map(String::as_str).collect::<Vec<_>>()).expect_code(0);
+    assert!(out.join("minimal.efi").is_file(), "--bootloader wins");
 }

@@ -4,7 +4,7 @@
 # same run, is the kernel+initrd build of the same manifest: prints each
 # format's build time ratio (target <= 1.2) and its size against the
 # kernel+initrd size (target <= 1.05x + 2 MB for the bootloader; allocated
-# bytes, as the raw disk is sparse). Best of 3.
+# bytes, as the raw disks are sparse). Best of 3. BIOS formats: amd64 only.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 cd "$root"
@@ -36,12 +36,18 @@ for arch in amd64 arm64; do
   floor_size=$(( $(stat -c %s "$work/$arch-kernel+initrd/minimal-kernel") + \
                  $(stat -c %s "$work/$arch-kernel+initrd/minimal-initrd.img") ))
   echo "bench formats $arch: kernel+initrd ${floor} s (floor), $((floor_size / 1024)) KiB"
-  for format in uki raw-efi qcow2-efi; do
+  formats="uki raw-efi qcow2-efi iso-efi"
+  [ "$arch" = amd64 ] && formats="$formats iso-bios raw-bios qcow2-bios"
+  for format in $formats; do
     t=$(best "$arch" "$format")
     case $format in
       uki) file="$work/$arch-$format/minimal.efi" ;;
       raw-efi) file="$work/$arch-$format/minimal-efi.img" ;;
       qcow2-efi) file="$work/$arch-$format/minimal-efi.qcow2" ;;
+      iso-efi) file="$work/$arch-$format/minimal-efi.iso" ;;
+      iso-bios) file="$work/$arch-$format/minimal.iso" ;;
+      raw-bios) file="$work/$arch-$format/minimal-bios.img" ;;
+      qcow2-bios) file="$work/$arch-$format/minimal.qcow2" ;;
     esac
     # Allocated bytes: the raw disk is sparse (its ESP is at least 40 MiB).
     size=$(( $(stat -c %b "$file") * $(stat -c %B "$file") ))

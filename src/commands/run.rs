@@ -32,7 +32,16 @@ pub fn run(cx: &Context, cmd: RunCommand) -> anyhow::Result<()> {
             },
             args.uefi,
         ),
-        qemu::Built::Disk(disk) => (qemu::BootFrom::Disk(disk), true),
+        // Disks and ISOs say themselves whether a BIOS or UEFI boots them;
+        // --uefi insists on UEFI.
+        qemu::Built::Disk(disk) => {
+            let uefi = args.uefi || !qemu::disk_boots_bios(&disk)?;
+            (qemu::BootFrom::Disk(disk), uefi)
+        }
+        qemu::Built::Iso(iso) => {
+            let uefi = args.uefi || qemu::iso_boots_uefi(&iso)?;
+            (qemu::BootFrom::Cdrom(iso), uefi)
+        }
         qemu::Built::Efi(efi) => {
             let parent = efi.parent().filter(|p| !p.as_os_str().is_empty());
             esp_tmp = tempfile::Builder::new()
@@ -50,7 +59,7 @@ pub fn run(cx: &Context, cmd: RunCommand) -> anyhow::Result<()> {
         .collect::<Result<Vec<_>, _>>()?;
     // A fresh variable store next to the image for each UEFI boot.
     let firmware = if uefi {
-        let stem = [".efi", ".img", ".qcow2"]
+        let stem = [".efi", ".img", ".qcow2", ".iso"]
             .iter()
             .find_map(|x| args.prefix.strip_suffix(x))
             .unwrap_or(&args.prefix);

@@ -2,8 +2,9 @@
 //!
 //! Owns: LinuxKit's merge rules: kernel `image`, `cmdline` and `binary` are taken
 //! from the last file that sets them non-empty; `tar` and `ucode` from the last
-//! file that sets them at all (so `ucode: ""` turns microcode off); every list
-//! appends. Must not check the result: `checks::check_merged` does.
+//! file that sets them at all (so `ucode: ""` turns microcode off); Hull's
+//! `bootloader` from the last file that sets it; every list appends. Must not
+//! check the result: `checks::check_merged` does.
 
 use super::types::{Kernel, Manifest};
 
@@ -43,6 +44,9 @@ pub fn append(base: &mut Manifest, next: Manifest) {
         extend(&mut trust.image, t.image);
         extend(&mut trust.org, t.org);
         trust.pos = t.pos;
+    }
+    if next.bootloader.is_some() {
+        base.bootloader = next.bootloader;
     }
     if base.pos == Default::default() {
         base.pos = next.pos;

@@ -25,6 +25,9 @@ manifest_struct! {
         files: Vec<File> => "files",
         volumes: Vec<Volume> => "volumes",
         trust: Trust => "trust",
+        /// Hull: the bootloader image the disk, ISO and UKI formats take
+        /// firmware-side files from (`--bootloader` overrides it).
+        bootloader: Spanned<ImageRef> => "bootloader",
     }
 }
 

@@ -119,7 +119,7 @@ pub struct Image<'a> {
 pub enum OutputError {
     #[error("format {0} needs a kernel, and the manifest has none")]
     NoKernel(&'static str),
-    #[error("format {format} needs /{path} from the bootloader image, and {image} has none")]
+    #[error("bootloader image {image} has no /{path}, which format {format} needs")]
     NoBootFile {
         format: String,
         path: String,
