@@ -650,5 +650,34 @@ mod tests {
         );
         assert_eq!(parse_publish("8080:80").expect("ok"), (8080, 80));
         assert!(parse_publish("80").is_err());
+        let cd = Options {
+            boot: BootFrom::Cdrom("x.iso".into()),
+            firmware: None,
+            ..uefi
+        };
+        let joined = command_line(&cd).1.join(" ");
+        assert!(
+            joined.contains("media=cdrom,readonly=on,format=raw,file=x.iso")
+                && joined.contains("scsi-cd,drive=cd,bootindex=0"),
+            "{joined}"
+        );
+    }
+
+    #[test]
+    fn bios_disks_have_mbr_code_and_uefi_disks_none() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let mut sector = vec![0u8; 512];
+        sector[510] = 0x55;
+        sector[511] = 0xaa;
+        let efi = dir.path().join("efi.img");
+        std::fs::write(&efi, &sector).expect("write");
+        assert!(!disk_boots_bios(&efi).expect("reads"));
+        sector[0] = 0xeb;
+        let bios = dir.path().join("bios.img");
+        std::fs::write(&bios, &sector).expect("write");
+        assert!(disk_boots_bios(&bios).expect("reads"));
+        let iso = dir.path().join("x.iso");
+        std::fs::write(&iso, &sector).expect("write");
+        assert!(iso_boots_uefi(&iso).is_err(), "not an ISO");
     }
 }
