@@ -47,16 +47,18 @@ debian_kernel() {
 }
 
 # debian_kernel_version META_AMD64 META_ARM64: the Debian version both
-# metapackages resolve to (joined with "_" if they differ), e.g. 6.1.192-2.
+# metapackages resolve to (joined with "_" if they differ), e.g. 6.1.192-2:
+# their candidate versions, which their kernel packages share (they depend
+# on "= VERSION"). One apt-cache call: without apt's binary cache (Debian's
+# container images turn it off) each call reads every package list again,
+# and this runs on every build that uses the package.
 debian_kernel_version() {
-  local a b
-  _v() {
-    local pkg
-    pkg=$(apt-cache depends "$1" 2>/dev/null | awk '/Depends: linux-image-/{print $2; exit}')
-    [ -n "$pkg" ] || { echo "cannot resolve $1 (apt-get update?)" >&2; return 1; }
-    apt-cache show "$pkg" | awk '/^Version:/{print $2; exit}'
-  }
-  a=$(_v "$1")
-  b=$(_v "$2:arm64")
+  local a b _rest
+  read -r a b _rest <<<"$(apt-cache policy "$1" "$2:arm64" 2>/dev/null |
+    awk '/Candidate:/{printf "%s ", $2}') "
+  if [ -z "$a" ] || [ -z "$b" ] || [ "$a" = "(none)" ] || [ "$b" = "(none)" ]; then
+    echo "cannot resolve $1 and $2:arm64 (apt-get update?)" >&2
+    return 1
+  fi
   if [ "$a" = "$b" ]; then echo "$a"; else echo "${a}_${b}"; fi
 }

@@ -310,7 +310,7 @@ pub fn write<W: Write>(spec: &Spec, mut out: W) -> Result<u64, IsoError> {
             let (lba, _) = lba_of(loader)?;
             let n = code.len().min(432);
             system[..n].copy_from_slice(&code[..n]);
-            system[432..436].copy_from_slice(&(lba * 4).to_le_bytes());
+            system[432..436].copy_from_slice(&lba.saturating_mul(4).to_le_bytes());
             system[440..444].copy_from_slice(&disk_signature(&spec.volume_id));
             system[446..462].copy_from_slice(&partition_entry(true, 0x17, 0, sectors_512));
         }

@@ -35,7 +35,9 @@ fn grub_words(cmdline: &str) -> String {
 }
 
 /// The ISOLINUX config: boot the one entry at once, console on serial too.
+/// The command line is one config line: line breaks in it become spaces.
 fn isolinux_cfg(cmdline: &str) -> String {
+    let cmdline = cmdline.replace(['\n', '\r'], " ");
     format!(
         "SERIAL 0 115200\nDEFAULT hull\nPROMPT 0\nTIMEOUT 0\nLABEL hull\n  KERNEL /boot/kernel\n  INITRD /boot/initrd.img\n  APPEND {cmdline}\n"
     )
