@@ -4,11 +4,11 @@
 # same run, is the kernel+initrd build of the same manifest: prints each
 # format's build time ratio (target <= 1.2) and its size against the
 # kernel+initrd size (target <= 1.05x + 2 MB for the bootloader; allocated
-# bytes, as the raw disks are sparse). Best of 3. BIOS formats: amd64 only.
+# bytes, as the raw disks are sparse). Best of 5 (RUNS=N). BIOS formats: amd64 only.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 cd "$root"
-runs="${RUNS:-3}"
+runs="${RUNS:-5}"
 cargo build --quiet --release
 hull="$root/target/release/hull"
 work=$(mktemp -d)
