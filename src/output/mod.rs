@@ -237,16 +237,21 @@ fn efi_loader_path(arch: crate::platform::Arch) -> &'static str {
     }
 }
 
-/// The unified kernel image of `img` (for the output at `dest`).
-fn uki_bytes(img: &Image, dest: &Path) -> Result<Vec<u8>, OutputError> {
+/// The unified kernel image of `img` with `initrd`, for `format` (for the
+/// output at `dest`).
+fn uki_bytes(
+    img: &Image,
+    format: Format,
+    initrd: &[u8],
+    dest: &Path,
+) -> Result<Vec<u8>, OutputError> {
     let kernel = img.kernel.ok_or(OutputError::NoKernel("uki"))?;
-    let stub = boot_file(img, Format::Uki, efi_stub_path(img.arch))?;
+    let stub = boot_file(img, format, efi_stub_path(img.arch))?;
     let e = |source| OutputError::Io {
         path: dest.to_path_buf(),
         source,
     };
     let kernel = efi_kernel(img.pack.read(kernel).map_err(e)?).map_err(e)?;
-    let initrd = write_initrd(img, Vec::new()).map_err(e)?;
     let osrel = os_release(img);
     let sections = [
         uki::Section {
@@ -259,7 +264,7 @@ fn uki_bytes(img: &Image, dest: &Path) -> Result<Vec<u8>, OutputError> {
         },
         uki::Section {
             name: ".initrd",
-            data: &initrd,
+            data: initrd,
         },
         uki::Section {
             name: ".linux",
@@ -269,16 +274,34 @@ fn uki_bytes(img: &Image, dest: &Path) -> Result<Vec<u8>, OutputError> {
     Ok(uki::build(stub, &sections)?)
 }
 
-/// The UKI of `img`, made on first use and kept in `slot`.
-fn uki_once<'a>(
-    slot: &'a mut Option<Vec<u8>>,
-    img: &Image,
-    dest: &Path,
-) -> Result<&'a [u8], OutputError> {
-    if slot.is_none() {
-        *slot = Some(uki_bytes(img, dest)?);
+/// What several formats of one build hold: made on first use, kept for
+/// the rest (the initrd is compressed once, the UKI assembled once).
+#[derive(Default)]
+struct Shared {
+    initrd: Option<Vec<u8>>,
+    uki: Option<Vec<u8>>,
+}
+
+impl Shared {
+    fn initrd(&mut self, img: &Image, dest: &Path) -> Result<&[u8], OutputError> {
+        if self.initrd.is_none() {
+            let initrd = write_initrd(img, Vec::new()).map_err(|source| OutputError::Io {
+                path: dest.to_path_buf(),
+                source,
+            })?;
+            self.initrd = Some(initrd);
+        }
+        Ok(self.initrd.as_deref().unwrap_or_default())
     }
-    Ok(slot.as_deref().unwrap_or_default())
+
+    fn uki(&mut self, img: &Image, format: Format, dest: &Path) -> Result<&[u8], OutputError> {
+        if self.uki.is_none() {
+            self.initrd(img, dest)?;
+            let initrd = self.initrd.as_deref().unwrap_or_default();
+            self.uki = Some(uki_bytes(img, format, initrd, dest)?);
+        }
+        Ok(self.uki.as_deref().unwrap_or_default())
+    }
 }
 
 /// qcow2 by QEMU's own `qemu-img`: the format's reference writer (and the
@@ -335,9 +358,7 @@ pub fn stage_all(
     name: &str,
 ) -> Result<Staged, OutputError> {
     let mut files = Vec::new();
-    // The UKI (kernel, compressed initrd, stub) is made once for every format
-    // that holds it.
-    let mut uki: Option<Vec<u8>> = None;
+    let mut shared = Shared::default();
     for format in formats {
         match format {
             Format::KernelInitrd => {
@@ -360,7 +381,7 @@ pub fn stage_all(
             }
             Format::Uki => {
                 let (mut f, fd) = stage(dir, format!("{name}.efi"))?;
-                let bytes = uki_once(&mut uki, img, &fd)?;
+                let bytes = shared.uki(img, *format, &fd)?;
                 f.write_all(bytes).map_err(|source| OutputError::Io {
                     path: fd.clone(),
                     source,
@@ -370,7 +391,7 @@ pub fn stage_all(
             Format::RawEfi | Format::Qcow2Efi => {
                 let raw_name = format!("{name}-efi.img");
                 let (mut f, fd) = stage(dir, raw_name)?;
-                let bytes = uki_once(&mut uki, img, &fd)?;
+                let bytes = shared.uki(img, *format, &fd)?;
                 let loader = efi_loader_path(img.arch);
                 disk::write_disk(f.as_file_mut(), &[(loader, bytes)], None, img.disk_size)?;
                 if *format == Format::RawEfi {
@@ -383,7 +404,7 @@ pub fn stage_all(
             }
             Format::IsoEfi => {
                 let (f, fd) = stage(dir, format!("{name}-efi.iso"))?;
-                let bytes = uki_once(&mut uki, img, &fd)?;
+                let bytes = shared.uki(img, *format, &fd)?;
                 let digest = sha2::Sha256::digest(bytes);
                 let volume_id = u32::from_le_bytes([digest[0], digest[1], digest[2], digest[3]]);
                 let loader = efi_loader_path(img.arch);
@@ -433,9 +454,9 @@ pub fn stage_all(
                     source,
                 };
                 let kernel = img.pack.read(kernel).map_err(e)?;
-                let initrd = write_initrd(img, Vec::new()).map_err(e)?;
+                let initrd = shared.initrd(img, &fd)?;
                 let cfg = media::grub_cfg(img.cmdline);
-                let esp = media::bios_disk_files(&kernel, &initrd, cfg.as_bytes());
+                let esp = media::bios_disk_files(&kernel, initrd, cfg.as_bytes());
                 disk::write_disk(f.as_file_mut(), &esp, Some(&bios), img.disk_size)?;
                 if *format == Format::RawBios {
                     files.push((f, fd));
