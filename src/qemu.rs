@@ -131,6 +131,8 @@ pub enum QemuError {
     },
     #[error("cannot tell how {path} boots: {message}")]
     Inspect { path: PathBuf, message: String },
+    #[error("{0} boots through a PC BIOS, which aarch64 machines do not have (build iso-efi, raw-efi or uki for arm64)")]
+    BiosOnArm64(PathBuf),
 }
 
 /// The last `n` lines of `text`.
@@ -427,6 +429,14 @@ pub fn disk_boots_bios(path: &Path) -> Result<bool, QemuError> {
         && sector[..440].iter().any(|&b| b != 0))
 }
 
+/// Refuses an image that needs a PC BIOS on aarch64, which has none.
+pub fn check_firmware(arch: Arch, uefi: bool, path: &Path) -> Result<(), QemuError> {
+    if arch == Arch::Arm64 && !uefi {
+        return Err(QemuError::BiosOnArm64(path.to_path_buf()));
+    }
+    Ok(())
+}
+
 /// True if the ISO image at `path` boots through UEFI: its El Torito
 /// catalog's first entry is for the EFI platform.
 pub fn iso_boots_uefi(path: &Path) -> Result<bool, QemuError> {
@@ -679,5 +689,8 @@ mod tests {
         let iso = dir.path().join("x.iso");
         std::fs::write(&iso, &sector).expect("write");
         assert!(iso_boots_uefi(&iso).is_err(), "not an ISO");
+        assert!(check_firmware(Arch::Arm64, false, &bios).is_err());
+        assert!(check_firmware(Arch::Arm64, true, &efi).is_ok());
+        assert!(check_firmware(Arch::Amd64, false, &bios).is_ok());
     }
 }

@@ -5,7 +5,7 @@
 //! two builds are byte-identical, and each boots to the marker: x86_64
 //! iso-bios under SeaBIOS and iso-efi under OVMF, from a CD-ROM and, being
 //! hybrid, from a disk (as if written to a USB stick); aarch64 iso-efi under
-//! AAVMF from a CD-ROM.
+//! AAVMF from a CD-ROM. A BIOS ISO run on aarch64 is a clear error.
 
 mod util;
 

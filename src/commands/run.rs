@@ -36,10 +36,12 @@ pub fn run(cx: &Context, cmd: RunCommand) -> anyhow::Result<()> {
         // --uefi insists on UEFI.
         qemu::Built::Disk(disk) => {
             let uefi = args.uefi || !qemu::disk_boots_bios(&disk)?;
+            qemu::check_firmware(arch, uefi, &disk)?;
             (qemu::BootFrom::Disk(disk), uefi)
         }
         qemu::Built::Iso(iso) => {
             let uefi = args.uefi || qemu::iso_boots_uefi(&iso)?;
+            qemu::check_firmware(arch, uefi, &iso)?;
             (qemu::BootFrom::Cdrom(iso), uefi)
         }
         qemu::Built::Efi(efi) => {
