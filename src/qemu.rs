@@ -206,8 +206,34 @@ fn drive_format(path: &Path) -> &'static str {
     }
 }
 
+/// Whether to ask for KVM: when it works for `arch`, unless
+/// `HULL_QEMU_ACCEL=tcg` says not to.
+fn use_kvm(arch: Arch) -> bool {
+    std::env::var("HULL_QEMU_ACCEL").map_or(true, |v| v != "tcg") && kvm_usable(arch)
+}
+
+/// True if QEMU's output says it died of KVM, not of the guest: nested KVM
+/// on some hosts refuses MSR values QEMU sets when the firmware resets the
+/// machine (seen with OVMF), and QEMU aborts.
+fn died_of_kvm(console: &str) -> bool {
+    [
+        "kvm_buf_set_msrs",
+        "failed to set MSR",
+        "KVM internal error",
+        "kvm run failed",
+        "KVM: entry failed",
+    ]
+    .iter()
+    .any(|m| console.contains(m))
+}
+
 /// The QEMU program and arguments for `o`.
 pub fn command_line(o: &Options) -> (String, Vec<String>) {
+    command_line_with(o, use_kvm(o.arch))
+}
+
+/// The QEMU program and arguments for `o`, with KVM or TCG alone.
+fn command_line_with(o: &Options, kvm: bool) -> (String, Vec<String>) {
     let mut args: Vec<String> = Vec::new();
     let program = match o.arch {
         Arch::Amd64 => {
@@ -220,7 +246,7 @@ pub fn command_line(o: &Options) -> (String, Vec<String>) {
         }
     };
     // KVM first where it may work; QEMU falls back to TCG when it cannot.
-    if kvm_usable(o.arch) {
+    if kvm {
         args.extend(["-accel", "kvm", "-accel", "tcg", "-cpu", "max"].map(String::from));
     } else {
         args.extend(["-accel", "tcg", "-cpu", "max"].map(String::from));
@@ -485,11 +511,20 @@ pub fn esp_dir(arch: Arch, efi: &Path, dir: &Path) -> Result<PathBuf, QemuError>
 
 /// Runs attached to the terminal until QEMU exits.
 pub fn run_attached(o: &Options) -> Result<(), QemuError> {
-    let (program, args) = command_line(o);
-    let status = Command::new(&program)
-        .args(&args)
-        .status()
-        .map_err(|source| QemuError::Spawn { program, source })?;
+    let kvm = use_kvm(o.arch);
+    let run = |kvm: bool| {
+        let (program, args) = command_line_with(o, kvm);
+        Command::new(&program)
+            .args(&args)
+            .status()
+            .map_err(|source| QemuError::Spawn { program, source })
+    };
+    let mut status = run(kvm)?;
+    // QEMU aborting (SIGABRT) under KVM: its own failure, not the guest's.
+    if kvm && std::os::unix::process::ExitStatusExt::signal(&status) == Some(6) {
+        eprintln!("hull: QEMU aborted under KVM; booting again with TCG");
+        status = run(false)?;
+    }
     if status.success() {
         Ok(())
     } else {
@@ -504,7 +539,8 @@ fn line_done(console: &[u8], text: &str) -> bool {
 
 /// Boots, copies the console to `echo`, and returns once a whole line with
 /// `expected` was printed (QEMU is then stopped); a timeout is an error with
-/// the console so far.
+/// the console so far. If QEMU dies of KVM (not of the guest), the machine
+/// boots again with TCG within what is left of the timeout.
 pub fn run_expect(
     o: &Options,
     expected: &str,
@@ -512,7 +548,32 @@ pub fn run_expect(
     until_exit: bool,
     echo: &mut dyn Write,
 ) -> Result<String, QemuError> {
-    let (program, args) = command_line(o);
+    let kvm = use_kvm(o.arch);
+    let deadline = Instant::now() + timeout;
+    match expect_once(o, kvm, expected, deadline, timeout, until_exit, echo) {
+        Err(QemuError::Timeout {
+            exited: true,
+            console,
+            ..
+        }) if kvm && died_of_kvm(&console) => {
+            eprintln!("hull: QEMU failed under KVM; booting again with TCG");
+            expect_once(o, false, expected, deadline, timeout, until_exit, echo)
+        }
+        other => other,
+    }
+}
+
+/// One boot for [`run_expect`], ending by `deadline`.
+fn expect_once(
+    o: &Options,
+    kvm: bool,
+    expected: &str,
+    deadline: Instant,
+    timeout: Duration,
+    until_exit: bool,
+    echo: &mut dyn Write,
+) -> Result<String, QemuError> {
+    let (program, args) = command_line_with(o, kvm);
     // Input piped to hull is typed on the serial console (a terminal is not:
     // QEMU would take it over).
     let input = if std::io::stdin().is_terminal() {
@@ -561,7 +622,6 @@ pub fn run_expect(
         });
     }
     drop(tx);
-    let deadline = Instant::now() + timeout;
     let mut console = Vec::new();
     let mut exited = false;
     let found = loop {
@@ -658,6 +718,18 @@ mod tests {
                 && joined.contains("if=pflash,format=raw,unit=1,file=vars.fd"),
             "{joined}"
         );
+        assert!(command_line_with(&uefi, false)
+            .1
+            .join(" ")
+            .contains("-accel tcg -cpu max"));
+        assert!(command_line_with(&uefi, true)
+            .1
+            .join(" ")
+            .contains("-accel kvm -accel tcg"));
+        assert!(died_of_kvm(
+            "qemu-system-x86_64: error: failed to set MSR 0x10a to 0xc000069"
+        ));
+        assert!(!died_of_kvm("Kernel panic - not syncing"));
         assert_eq!(parse_publish("8080:80").expect("ok"), (8080, 80));
         assert!(parse_publish("80").is_err());
         let cd = Options {
