@@ -11,28 +11,12 @@
 mod util;
 
 use std::path::Path;
-use std::process::Command;
-use std::time::Duration;
 
 use util::boot::Boot;
+use util::tool;
 
 fn build(arch: &str, out: &Path, extra: &[&str]) -> util::Run {
     util::build_example("minimal", arch, out, extra, &[])
-}
-
-fn tool(program: &str, args: &[&str]) -> (bool, String) {
-    let out = Command::new(program)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("{program} runs: {e}"));
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
 }
 
 /// sgdisk and fsck.vfat (on the ESP cut out with dd) accept the disk, and
@@ -123,25 +107,7 @@ fn efi_disks_pass_the_tools_build_reproducibly_and_boot() {
             &[&raw]
         };
         for disk in boots {
-            let mut boot = Boot::start(
-                tmp.path(),
-                &[
-                    "--arch",
-                    arch,
-                    "--expect",
-                    "HULL-READY",
-                    "--timeout",
-                    "400",
-                    disk.to_str().expect("utf-8"),
-                ],
-            );
-            assert!(
-                boot.wait_for("HULL-READY", Duration::from_secs(400))
-                    .is_some(),
-                "{arch}: {} did not boot:\n{}",
-                disk.display(),
-                boot.text()
-            );
+            Boot::to_ready(tmp.path(), arch, disk, &disk.display().to_string());
         }
     }
 }
@@ -187,24 +153,7 @@ fn bios_disks_pass_the_tools_build_reproducibly_and_boot() {
     assert!(ok && text.contains("No errors were found"), "{text}");
     let (_, text) = tool("file", &["-b", raw.to_str().expect("utf-8")]);
     assert!(text.contains("DOS/MBR boot sector"), "{text}");
-    let mut boot = Boot::start(
-        tmp.path(),
-        &[
-            "--arch",
-            "amd64",
-            "--expect",
-            "HULL-READY",
-            "--timeout",
-            "400",
-            raw.to_str().expect("utf-8"),
-        ],
-    );
-    assert!(
-        boot.wait_for("HULL-READY", Duration::from_secs(400))
-            .is_some(),
-        "raw-bios did not boot:\n{}",
-        boot.text()
-    );
+    Boot::to_ready(tmp.path(), "amd64", &raw, "raw-bios");
 }
 
 #[test]

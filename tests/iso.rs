@@ -10,25 +10,10 @@
 mod util;
 
 use std::path::Path;
-use std::process::Command;
-use std::time::Duration;
 
 use util::boot::Boot;
 
-fn tool(program: &str, args: &[&str]) -> (bool, String) {
-    let out = Command::new(program)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("{program} runs: {e}"));
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
-}
+use util::tool;
 
 /// Builds twice into `tmp/a-ARCH` and `tmp/b-ARCH`; checks the outputs are
 /// identical and returns the first build's directory.
@@ -64,28 +49,6 @@ fn el_torito(iso: &Path) -> String {
     );
     assert!(ok, "xorriso: {text}");
     text
-}
-
-/// Boots `image` (an ISO as a CD-ROM; an `.img` as a disk) to the marker.
-fn boots(tmp: &Path, arch: &str, image: &Path, what: &str) {
-    let mut boot = Boot::start(
-        tmp,
-        &[
-            "--arch",
-            arch,
-            "--expect",
-            "HULL-READY",
-            "--timeout",
-            "400",
-            image.to_str().expect("utf-8"),
-        ],
-    );
-    assert!(
-        boot.wait_for("HULL-READY", Duration::from_secs(400))
-            .is_some(),
-        "{arch}: {what} did not boot:\n{}",
-        boot.text()
-    );
 }
 
 #[test]
@@ -140,18 +103,18 @@ fn x86_64_isos_pass_xorriso_build_reproducibly_and_boot_from_cd_and_disk() {
     let (ok, text) = tool("mdir", &["-i", i, "::/EFI/BOOT"]);
     assert!(ok && text.contains("BOOTX64  EFI"), "mdir: {text}");
 
-    boots(
+    Boot::to_ready(
         tmp.path(),
         "amd64",
         &bios,
         "iso-bios from a CD-ROM (SeaBIOS)",
     );
-    boots(tmp.path(), "amd64", &efi, "iso-efi from a CD-ROM (OVMF)");
+    Boot::to_ready(tmp.path(), "amd64", &efi, "iso-efi from a CD-ROM (OVMF)");
     // Hybrid: the same bytes as a disk.
     for (iso, name) in [(&bios, "usb-bios.img"), (&efi, "usb-efi.img")] {
         let stick = tmp.path().join(name);
         std::fs::copy(iso, &stick).expect("copy");
-        boots(
+        Boot::to_ready(
             tmp.path(),
             "amd64",
             &stick,
@@ -170,5 +133,5 @@ fn aarch64_iso_efi_passes_xorriso_builds_reproducibly_and_boots() {
         report.contains("El Torito boot img :   1  UEFI  y   none"),
         "{report}"
     );
-    boots(tmp.path(), "arm64", &efi, "iso-efi from a CD-ROM (AAVMF)");
+    Boot::to_ready(tmp.path(), "arm64", &efi, "iso-efi from a CD-ROM (AAVMF)");
 }

@@ -9,7 +9,6 @@
 mod util;
 
 use std::path::Path;
-use std::time::Duration;
 
 use util::boot::Boot;
 
@@ -43,24 +42,7 @@ fn uki_builds_reproducibly_and_boots_through_uefi_on_both_arches() {
                 && described.contains(file_arch),
             "{arch}: file says {described}"
         );
-        let mut boot = Boot::start(
-            tmp.path(),
-            &[
-                "--arch",
-                arch,
-                "--expect",
-                "HULL-READY",
-                "--timeout",
-                "400",
-                efi.to_str().expect("utf-8"),
-            ],
-        );
-        assert!(
-            boot.wait_for("HULL-READY", Duration::from_secs(400))
-                .is_some(),
-            "{arch}: the UKI did not boot:\n{}",
-            boot.text()
-        );
+        let boot = Boot::to_ready(tmp.path(), arch, &efi, "the UKI");
         let text = boot.text();
         assert!(
             text.contains("EFI stub: Loaded initrd"),

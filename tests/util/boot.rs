@@ -17,6 +17,30 @@ pub struct Boot {
 }
 
 impl Boot {
+    /// Boots `image` (a prefix, UKI, disk or ISO) for `arch` in `dir` and
+    /// waits up to 400 s for HULL-READY; panics with the console, naming
+    /// `what`, if it does not come. Returns the running boot.
+    pub fn to_ready(dir: &Path, arch: &str, image: &Path, what: &str) -> Boot {
+        let image = image.to_str().expect("utf-8 image path");
+        let args = [
+            "--arch",
+            arch,
+            "--expect",
+            "HULL-READY",
+            "--timeout",
+            "400",
+            image,
+        ];
+        let mut boot = Boot::start(dir, &args);
+        assert!(
+            boot.wait_for("HULL-READY", Duration::from_secs(400))
+                .is_some(),
+            "{arch}: {what} did not boot:\n{}",
+            boot.text()
+        );
+        boot
+    }
+
     /// Starts `hull run qemu --qmp SOCK ARGS` in `dir` (the socket in `dir`).
     pub fn start(dir: &Path, args: &[&str]) -> Boot {
         let qmp = dir.join(format!("qmp-{}.sock", std::process::id()));

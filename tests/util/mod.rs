@@ -116,3 +116,20 @@ pub fn hull_stdin(args: &[&str], input: &str, dir: &Path) -> Run {
 pub mod boot;
 pub mod proxy;
 pub mod registry;
+
+/// Runs an independent tool (sgdisk, xorriso, fsck.vfat, ...): whether it
+/// succeeded, and its stdout and stderr together.
+pub fn tool(program: &str, args: &[&str]) -> (bool, String) {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{program} runs: {e}"));
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
