@@ -28,7 +28,7 @@ const NO_DATE: &[u8; 17] = b"0000000000000000\0";
 pub enum IsoError {
     #[error("\"{0}\" is not an ISO 9660 level 1 name (8.3, A-Z 0-9 _)")]
     Name(String),
-    #[error("\"{0}\" is both a file and a directory")]
+    #[error("\"{0}\" is in the image twice")]
     Clash(String),
     #[error("boot file {0} is not in the image")]
     NoBootFile(String),
@@ -235,14 +235,6 @@ pub fn write<W: Write>(spec: &Spec, mut out: W) -> Result<u64, IsoError> {
         let id = identifier(name, false)?;
         if dirs[at].files.insert(id, i).is_some() {
             return Err(IsoError::Clash((*path).to_string()));
-        }
-    }
-    for d in &dirs {
-        for f in d.files.keys() {
-            let base = f.split('.').next().unwrap_or_default();
-            if d.dirs.contains_key(base) && f.ends_with(".;1") {
-                return Err(IsoError::Clash(base.to_string()));
-            }
         }
     }
     // Path table order: breadth first, children by identifier.

@@ -93,13 +93,18 @@ pub fn iso_bios<W: std::io::Write>(
     iso9660::write(&spec, out)
 }
 
-/// A UEFI-bootable hybrid ISO: a FAT image holding the UKI.
-pub fn iso_efi<W: std::io::Write>(esp_image: &[u8], out: W) -> Result<u64, iso9660::IsoError> {
+/// A UEFI-bootable hybrid ISO: a FAT image holding the UKI; `content_hash`
+/// (of the UKI, already hashed for the FAT volume id) seeds the volume id.
+pub fn iso_efi<W: std::io::Write>(
+    esp_image: &[u8],
+    content_hash: &[u8],
+    out: W,
+) -> Result<u64, iso9660::IsoError> {
     let spec = Spec {
         files: vec![("BOOT/EFI.IMG", esp_image)],
         boot: vec![Boot::Efi("BOOT/EFI.IMG")],
         hybrid: Hybrid::EfiPartition("BOOT/EFI.IMG"),
-        volume_id: volume_id(&[esp_image]),
+        volume_id: volume_id(&[content_hash]),
     };
     iso9660::write(&spec, out)
 }

@@ -410,7 +410,7 @@ pub fn stage_all(
                 let loader = efi_loader_path(img.arch);
                 let esp = fat::small_image(&[(loader, bytes)], volume_id, "HULL-ESP")?;
                 let mut w = io::BufWriter::new(f);
-                media::iso_efi(&esp, &mut w)?;
+                media::iso_efi(&esp, &digest, &mut w)?;
                 let f = w.into_inner().map_err(|err| OutputError::Io {
                     path: fd.clone(),
                     source: err.into_error(),
