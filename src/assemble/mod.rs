@@ -19,6 +19,8 @@ pub mod spec;
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use hull_contract::{layout, Section};
+
 use crate::cache::{Cache, CachedImage};
 use crate::layers::{self, LayerError};
 use crate::manifest::types::{Image as Entry_, Manifest};
@@ -63,8 +65,10 @@ pub enum AssembleError {
     OciVolume(String),
     #[error(transparent)]
     Modules(#[from] crate::modules::ModulesError),
-    #[error("cannot write config.json for {0}")]
-    Spec(String, #[source] serde_json::Error),
+    #[error("cannot make config.json for {0}")]
+    Spec(String, #[source] spec::SpecError),
+    #[error("cannot write config.json or runtime.json for {0}")]
+    Json(String, #[source] serde_json::Error),
 }
 
 /// Applies every layer of `cached` to a new tree.
@@ -214,9 +218,9 @@ pub fn assemble(
     // Ids for names used as uid/gid.
     let mut id_names = Vec::new();
     let sections = [
-        ("onboot", &manifest.onboot),
-        ("onshutdown", &manifest.onshutdown),
-        ("services", &manifest.services),
+        (Section::Onboot, &manifest.onboot),
+        (Section::Onshutdown, &manifest.onshutdown),
+        (Section::Services, &manifest.services),
     ];
     for (_, list) in &sections {
         for e in list.iter().flatten() {
@@ -245,14 +249,14 @@ pub fn assemble(
     // Containers.
     for (section, list) in &sections {
         for (i, e) in list.iter().flatten().enumerate() {
-            place_container(&mut out, pack, images, section, i, e, &ids)?;
+            place_container(&mut out, pack, images, *section, i, e, &ids)?;
         }
     }
 
     // Volumes.
     for v in manifest.volumes.iter().flatten() {
         let name = v.name.as_ref().map(|n| n.value.clone()).unwrap_or_default();
-        let dir = format!("containers/volumes/{name}");
+        let dir = format!("{}/{name}", layout::VOLUMES);
         if v.format.as_ref().is_some_and(|f| f.as_str() == "oci") {
             return Err(AssembleError::OciVolume(name));
         }
@@ -285,7 +289,7 @@ fn place_container(
     out: &mut Tree,
     pack: &mut Pack,
     images: &BTreeMap<String, Flat>,
-    section: &str,
+    section: Section,
     index: usize,
     e: &Entry_,
     ids: &BTreeMap<String, u32>,
@@ -306,27 +310,26 @@ fn place_container(
         .map_err(crate::cache::CacheError::from)?
         .hex()
         .to_string();
-    let image_dir = format!("containers/images/{hex}");
+    let image_dir = layout::image_dir(&hex);
     if out.get(&image_dir).is_none() {
         out.graft(&image_dir, &flat.tree, "")
             .map_err(tree_err(format!("image {}", flat.name)))?;
     }
-    let dir = if section == "services" {
-        format!("containers/{section}/{name}")
-    } else {
-        format!("containers/{section}/{index:03}-{name}")
-    };
+    let dir = section.container_dir(index, &name);
     let what = format!("{section} container {name}");
     let settings = spec::merge(&flat.label, &e.config);
     let spec = spec::runtime_spec(&name, &settings, &flat.defaults, ids)
         .map_err(|e| AssembleError::Spec(what.clone(), e))?;
-    let config = spec::canonical_json(&spec).map_err(|e| AssembleError::Spec(what.clone(), e))?;
-    let runtime = spec::runtime_json(&settings, section, &format!("/{image_dir}"));
-    let runtime =
-        serde_json::to_vec_pretty(&runtime).map_err(|e| AssembleError::Spec(what.clone(), e))?;
+    let config = spec::canonical_json(&spec).map_err(|e| AssembleError::Json(what.clone(), e))?;
+    let runtime = spec::runtime_json(&settings, section, &layout::absolute(&image_dir))
+        .to_json()
+        .map_err(|e| AssembleError::Json(what.clone(), e))?;
     out.insert(&dir, Entry::dir(0o755))
         .map_err(tree_err(what.clone()))?;
-    for (file, bytes) in [("config.json", config), ("runtime.json", runtime)] {
+    for (file, bytes) in [
+        (layout::CONFIG_FILE, config),
+        (layout::RUNTIME_FILE, runtime),
+    ] {
         let content = pack
             .store_bytes(&bytes)
             .map_err(|source| AssembleError::Io {
@@ -337,8 +340,8 @@ fn place_container(
             .map_err(tree_err(what.clone()))?;
     }
     out.insert(
-        &format!("{dir}/rootfs"),
-        Entry::symlink(&format!("../../images/{hex}")),
+        &format!("{dir}/{}", layout::ROOTFS),
+        Entry::symlink(&layout::rootfs_target(&hex)),
     )
     .map_err(tree_err(what))?;
     Ok(())

@@ -423,38 +423,9 @@ impl Serialize for Id {
     }
 }
 
-/// Hull extension: what the PID1 does when a service exits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RestartPolicy {
-    No,
-    OnFailure,
-    Always,
-}
-
-impl RestartPolicy {
-    pub fn parse(text: &str) -> Result<Self, String> {
-        match text {
-            "no" | "false" => Ok(RestartPolicy::No),
-            "on-failure" => Ok(RestartPolicy::OnFailure),
-            "always" => Ok(RestartPolicy::Always),
-            other => Err(format!(
-                "invalid restart policy \"{other}\": expected \"no\", \"on-failure\" or \"always\""
-            )),
-        }
-    }
-}
+/// Hull extension: what the PID1 does when a service exits (the contract's type).
+pub use hull_contract::RestartPolicy;
 decode_from_str!(RestartPolicy);
-
-impl fmt::Display for RestartPolicy {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            RestartPolicy::No => "no",
-            RestartPolicy::OnFailure => "on-failure",
-            RestartPolicy::Always => "always",
-        })
-    }
-}
-serialize_display!(RestartPolicy);
 
 /// Hull extension: a duration in whole seconds, written as a number of seconds
 /// or with a unit: `90`, `90s`, `5m`, `1h`.

@@ -16,6 +16,9 @@ use oci_spec::runtime::{LinuxNamespaceType, Spec};
 use rustix::mount::MountPropagationFlags;
 use rustix::thread::UnshareFlags;
 
+use hull_contract::layout;
+
+use crate::runtime::HostSide;
 use crate::sys::{self, Context, SysError};
 use crate::{mounts, runtime, seccomp};
 
@@ -41,8 +44,8 @@ fn err(msg: impl Into<String>) -> SetupError {
 
 /// Reads a container's config.json.
 pub fn spec(dir: &Path) -> Result<Spec, SetupError> {
-    Spec::load(dir.join("config.json"))
-        .map_err(|e| err(format!("{}/config.json: {e}", dir.display())))
+    Spec::load(dir.join(layout::CONFIG_FILE))
+        .map_err(|e| err(format!("{}/{}: {e}", dir.display(), layout::CONFIG_FILE)))
 }
 
 /// The container's cgroup directory under /sys/fs/cgroup.
@@ -51,8 +54,8 @@ pub fn cgroup_dir(spec: &Spec, name: &str) -> PathBuf {
         .linux()
         .as_ref()
         .and_then(|l| l.cgroups_path().clone())
-        .unwrap_or_else(|| PathBuf::from(format!("/hull/{name}")));
-    Path::new("/sys/fs/cgroup").join(path.strip_prefix("/").unwrap_or(&path))
+        .unwrap_or_else(|| PathBuf::from(layout::default_cgroups_path(name)));
+    Path::new(layout::CGROUP_ROOT).join(path.strip_prefix("/").unwrap_or(&path))
 }
 
 fn write(path: &Path, value: &str) -> Result<(), SetupError> {
@@ -120,10 +123,8 @@ fn refuse_unsupported(spec: &Spec) -> Result<(), SetupError> {
 pub fn shim(dir: &Path, name: &str) -> Result<i32, SetupError> {
     let spec = spec(dir)?;
     refuse_unsupported(&spec)?;
-    let runtime = runtime::load(dir).unwrap_or_else(|e| {
-        eprintln!("hull-init: {name}: {e}");
-        runtime::Runtime::default()
-    });
+    // A runtime.json that cannot be read is not run with less than it asks.
+    let runtime = runtime::load(dir).map_err(|e| err(format!("{e}: not started")))?;
     for e in runtime.prepare() {
         eprintln!("hull-init: {name}: {e}");
     }

@@ -9,33 +9,25 @@
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
 
-use crate::container;
+use hull_contract::{layout, Hull, Section};
+
 use crate::supervisor::say;
+use crate::{container, runtime};
 
 /// Size at which a log file is rotated.
 pub const LOG_MAX: u64 = 1 << 20;
 
-/// A container's `runtime.json` "hull" section.
-#[derive(Debug, Clone)]
-pub struct Settings {
-    pub restart: String,
-    pub timeout: Duration,
-}
-
-/// Reads the settings of the container in `dir` (defaults when absent).
-pub fn settings(dir: &Path) -> Settings {
-    let v: serde_json::Value = std::fs::read(dir.join("runtime.json"))
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or_default();
-    Settings {
-        restart: v["hull"]["restart"]
-            .as_str()
-            .unwrap_or("on-failure")
-            .to_string(),
-        timeout: Duration::from_secs(v["hull"]["timeoutSeconds"].as_u64().unwrap_or(60)),
+/// The "hull" section of the container in `dir`'s `runtime.json`; when the
+/// file cannot be read, the error is reported and defaults are used (the
+/// shim then refuses to start the container, naming the file).
+pub fn settings(dir: &Path) -> Hull {
+    match runtime::load(dir) {
+        Ok(r) => r.hull,
+        Err(e) => {
+            say(e);
+            Hull::default()
+        }
     }
 }
 
@@ -104,9 +96,9 @@ pub fn kill_all(dir: &Path, name: &str) {
     }
 }
 
-/// The containers of a section (`onboot`, `services`, ...), sorted by name.
-pub fn list(section: &str) -> Vec<(String, PathBuf)> {
-    let mut v: Vec<(String, PathBuf)> = std::fs::read_dir(format!("/containers/{section}"))
+/// The containers of a section, sorted by name.
+pub fn list(section: Section) -> Vec<(String, PathBuf)> {
+    let mut v: Vec<(String, PathBuf)> = std::fs::read_dir(layout::absolute(&section.dir()))
         .map(|d| {
             d.flatten()
                 .map(|e| (e.file_name().to_string_lossy().into_owned(), e.path()))

@@ -11,7 +11,8 @@
 
 use std::path::Path;
 
-use serde::Deserialize;
+use hull_contract::layout;
+pub use hull_contract::Runtime;
 
 use crate::netlink::Netlink;
 use crate::{modules, mounts};
@@ -22,62 +23,29 @@ pub struct HostNetwork {
     netlink: Netlink,
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-pub struct Runtime {
-    mkdir: Vec<String>,
-    cgroups: Vec<String>,
-    mounts: Vec<Mount>,
-    interfaces: Vec<Interface>,
-    #[serde(rename = "bindNS")]
-    bind_ns: BindNs,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct Mount {
-    destination: String,
-    #[serde(rename = "type")]
-    mount_type: Option<String>,
-    source: Option<String>,
-    options: Vec<String>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct Interface {
-    name: String,
-    add: Option<String>,
-    peer: Option<String>,
-    #[serde(rename = "createInRoot")]
-    create_in_root: bool,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct BindNs {
-    cgroup: Option<String>,
-    ipc: Option<String>,
-    mnt: Option<String>,
-    net: Option<String>,
-    pid: Option<String>,
-    uts: Option<String>,
-    user: Option<String>,
-}
-
-/// Reads `DIR/runtime.json` (an absent or empty file is no runtime).
+/// Reads `DIR/runtime.json`, the one reader of it in hull-init (an absent
+/// file is all defaults; an unreadable or invalid one is an error).
 pub fn load(dir: &Path) -> Result<Runtime, String> {
-    match std::fs::read(dir.join("runtime.json")) {
-        Err(_) => Ok(Runtime::default()),
-        Ok(bytes) => serde_json::from_slice(&bytes)
-            .map_err(|e| format!("{}/runtime.json: {e}", dir.display())),
+    let path = dir.join(layout::RUNTIME_FILE);
+    match std::fs::read(&path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Runtime::default()),
+        Err(e) => Err(format!("{}: {e}", path.display())),
+        Ok(bytes) => Runtime::from_json(&bytes).map_err(|e| format!("{}: {e}", path.display())),
     }
 }
 
-impl Runtime {
+/// What the shim does on the host around a container, from its `runtime.json`.
+pub trait HostSide {
+    fn prepare(&self) -> Vec<String>;
+    fn host_network(&self) -> Option<std::io::Result<HostNetwork>>;
+    fn set_up_interfaces(&self, host: &mut HostNetwork) -> Vec<String>;
+    fn bind_namespaces(&self) -> Vec<String>;
+}
+
+impl HostSide for Runtime {
     /// Before the namespaces: directories, cgroups, host mounts. Every
     /// failure is returned; the container starts anyway, as with LinuxKit.
-    pub fn prepare(&self) -> Vec<String> {
+    fn prepare(&self) -> Vec<String> {
         let mut errors = Vec::new();
         for d in &self.mkdir {
             if let Err(e) = std::fs::create_dir_all(d) {
@@ -85,7 +53,7 @@ impl Runtime {
             }
         }
         for c in &self.cgroups {
-            let p = Path::new("/sys/fs/cgroup").join(c.trim_start_matches('/'));
+            let p = Path::new(layout::CGROUP_ROOT).join(c.trim_start_matches('/'));
             if let Err(e) = std::fs::create_dir_all(&p) {
                 errors.push(format!("cgroup {}: {e}", p.display()));
             }
@@ -93,9 +61,7 @@ impl Runtime {
         for m in &self.mounts {
             let target = Path::new(&m.destination);
             let _ = std::fs::create_dir_all(target);
-            let fstype = m.mount_type.clone().unwrap_or_else(|| "bind".into());
-            let source = m.source.clone().unwrap_or_else(|| fstype.clone());
-            if let Err(e) = mounts::mount(&source, target, &fstype, &m.options) {
+            if let Err(e) = mounts::mount(m.source_or_type(), target, m.fstype(), &m.options) {
                 errors.push(e.to_string());
             }
         }
@@ -105,7 +71,7 @@ impl Runtime {
     /// What `interfaces` needs from the host's network namespace, taken
     /// before the container's is made: the namespace itself and a netlink
     /// socket in it. `None` when there are no interfaces.
-    pub fn host_network(&self) -> Option<std::io::Result<HostNetwork>> {
+    fn host_network(&self) -> Option<std::io::Result<HostNetwork>> {
         if self.interfaces.is_empty() {
             return None;
         }
@@ -120,7 +86,7 @@ impl Runtime {
     /// After the container's network namespace exists (this process is in
     /// it): creates or moves each interface into it; a veth's peer stays on
     /// the host.
-    pub fn set_up_interfaces(&self, host: &mut HostNetwork) -> Vec<String> {
+    fn set_up_interfaces(&self, host: &mut HostNetwork) -> Vec<String> {
         let mut errors = Vec::new();
         let here = match std::fs::File::open("/proc/self/ns/net") {
             Ok(f) => f,
@@ -152,7 +118,7 @@ impl Runtime {
 
     /// After the new namespaces exist and before the mount namespace is
     /// left: binds this process's namespaces at the asked paths.
-    pub fn bind_namespaces(&self) -> Vec<String> {
+    fn bind_namespaces(&self) -> Vec<String> {
         let mut errors = Vec::new();
         let b = &self.bind_ns;
         for (ns, path) in [
@@ -192,16 +158,28 @@ mod tests {
     use super::*;
 
     #[test]
-    fn runtime_json_reads_linuxkit_fields_and_ignores_hull_section() {
-        let r: Runtime = serde_json::from_str(
-            r#"{"mkdir":["/var/lib/x"],"bindNS":{"net":"/run/netns/wg0"},
+    fn an_absent_file_is_defaults_and_a_bad_one_an_error_naming_it() {
+        let dir = std::env::temp_dir().join(format!("hull-init-rt-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        assert_eq!(load(&dir), Ok(Runtime::default()));
+        std::fs::write(dir.join("runtime.json"), br#"{"mkdri":[]}"#).expect("write");
+        let e = load(&dir).expect_err("refused");
+        assert!(e.contains("runtime.json") && e.contains("mkdri"), "{e}");
+        std::fs::write(
+            dir.join("runtime.json"),
+            br#"{"mkdir":["/var/lib/x"],"bindNS":{"net":"/run/netns/wg0"},
                 "mounts":[{"destination":"/mnt","type":"tmpfs","options":["size=1m"]}],
                 "hull":{"section":"services","restart":"always"}}"#,
         )
-        .expect("parses");
+        .expect("write");
+        let r = load(&dir).expect("reads");
         assert_eq!(r.mkdir, ["/var/lib/x"]);
         assert_eq!(r.bind_ns.net.as_deref(), Some("/run/netns/wg0"));
-        assert_eq!(r.mounts[0].mount_type.as_deref(), Some("tmpfs"));
-        assert!(r.interfaces.is_empty());
+        assert_eq!(r.mounts[0].fstype(), "tmpfs");
+        assert_eq!(
+            r.hull.restart_policy(),
+            hull_contract::RestartPolicy::Always
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -14,7 +14,9 @@ use std::sync::mpsc::Sender;
 use std::time::{Duration, Instant};
 
 use crate::control::{Reply, Verb};
-use crate::launch::{self, Settings};
+use hull_contract::{Hull, Section};
+
+use crate::launch;
 use crate::supervisor::say;
 
 /// How long a stopped service has between SIGTERM and SIGKILL.
@@ -30,7 +32,7 @@ enum Want {
 
 struct Service {
     dir: PathBuf,
-    settings: Settings,
+    settings: Hull,
     child: Option<Child>,
     /// Exits with a non-zero status since the last manual (re)start.
     failures: u32,
@@ -110,7 +112,7 @@ impl Table {
     /// Every container under /containers/services, each due to start now.
     pub fn load(onboot: Vec<Finished>) -> Table {
         let now = Instant::now();
-        let services = launch::list("services")
+        let services = launch::list(Section::Services)
             .into_iter()
             .map(|(name, dir)| {
                 let settings = launch::settings(&dir);
@@ -179,11 +181,7 @@ impl Table {
                     if code != 0 {
                         s.failures += 1;
                     }
-                    let again = match s.settings.restart.as_str() {
-                        "always" => true,
-                        "on-failure" => code != 0,
-                        _ => false,
-                    };
+                    let again = s.settings.restart_policy().restarts_after(code);
                     if again {
                         let wait = backoff(s.failures);
                         say(format!(

@@ -14,6 +14,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use hull_contract::Section;
+
 use crate::control::{self, Reply, Verb};
 use crate::launch;
 use crate::services::{Finished, Table};
@@ -26,7 +28,7 @@ pub fn say(msg: impl AsRef<str>) {
 }
 
 /// Runs containers one after another, each killed after its timeout.
-fn run_in_order(section: &str) -> Vec<Finished> {
+fn run_in_order(section: Section) -> Vec<Finished> {
     let mut done = Vec::new();
     for (name, dir) in launch::list(section) {
         let s = launch::settings(&dir);
@@ -35,14 +37,14 @@ fn run_in_order(section: &str) -> Vec<Finished> {
             done.push(Finished { name, status: None });
             continue;
         };
-        let deadline = Instant::now() + s.timeout;
+        let deadline = Instant::now() + s.timeout();
         let status = loop {
             match child.try_wait() {
                 Ok(Some(st)) => break st.code().or(Some(-1)),
                 Ok(None) if Instant::now() >= deadline => {
                     say(format!(
                         "{section} {name}: still running after {} s: killed",
-                        s.timeout.as_secs()
+                        s.timeout().as_secs()
                     ));
                     launch::kill_all(&dir, &name);
                     let _ = child.kill();
@@ -120,7 +122,7 @@ pub fn run() -> ! {
 
     power_button(term.clone());
 
-    let onboot = run_in_order("onboot");
+    let onboot = run_in_order(Section::Onboot);
     say("onboot done");
 
     let requests = match control::serve() {
@@ -237,7 +239,7 @@ fn power_button(term: Arc<AtomicUsize>) {
 fn shutdown(services: &mut Table, reboot: bool) -> ! {
     say(if reboot { "rebooting" } else { "powering off" });
     services.stop_all();
-    run_in_order("onshutdown");
+    run_in_order(Section::Onshutdown);
     rustix::fs::sync();
     for e in mounts::unmount_disks() {
         say(format!("shutdown: {e}"));

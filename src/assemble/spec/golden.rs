@@ -8,6 +8,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use super::{allocate_ids, canonical_json, merge, runtime_json, runtime_spec, ImageDefaults};
+use hull_contract::Section;
+
 use crate::manifest::values::Id;
 use crate::manifest::{Image, ImageConfig};
 
@@ -53,15 +55,15 @@ fn check(name: &str, bytes: &[u8], failures: &mut Vec<String>) {
     }
 }
 
-fn entries() -> Vec<(&'static str, Image)> {
+fn entries() -> Vec<(Section, Image)> {
     let loaded = crate::manifest::load_files(&[fixtures().join("all-fields.yml")])
         .expect("all-fields.yml loads");
     let m = loaded.manifest;
     let mut out = Vec::new();
     for (section, list) in [
-        ("onboot", &m.onboot),
-        ("onshutdown", &m.onshutdown),
-        ("services", &m.services),
+        (Section::Onboot, &m.onboot),
+        (Section::Onshutdown, &m.onshutdown),
+        (Section::Services, &m.services),
     ] {
         for e in list.iter().flatten() {
             out.push((section, e.clone()));
@@ -74,23 +76,29 @@ fn entries() -> Vec<(&'static str, Image)> {
 fn golden_config_and_runtime_for_every_field() {
     let ids = allocate_ids(&["web".to_string(), "sysctl".to_string()]);
     let mut failures = Vec::new();
-    let mut cases: Vec<(String, &str, ImageConfig, ImageConfig, ImageDefaults)> = entries()
+    let mut cases: Vec<(String, Section, ImageConfig, ImageConfig, ImageDefaults)> = entries()
         .into_iter()
         .map(|(section, e)| {
             let name = e.name.as_ref().map(|n| n.value.clone()).unwrap_or_default();
-            (name, section, ImageConfig::default(), e.config, ImageDefaults::default())
+            (
+                name,
+                section,
+                ImageConfig::default(),
+                e.config,
+                ImageDefaults::default(),
+            )
         })
         .collect();
     cases.push((
         "bare".into(),
-        "services",
+        Section::Services,
         ImageConfig::default(),
         ImageConfig::default(),
         ImageDefaults::default(),
     ));
     cases.push((
         "labelled".into(),
-        "onboot",
+        Section::Onboot,
         label(),
         ImageConfig::default(),
         image_defaults(),
@@ -99,14 +107,19 @@ fn golden_config_and_runtime_for_every_field() {
         let settings = merge(&label, &entry);
         let spec = runtime_spec(&name, &settings, &defaults, &ids).expect("spec");
         let config = canonical_json(&spec).expect("config.json");
-        check(&format!("{section}-{name}.config.json"), &config, &mut failures);
-        let runtime = serde_json::to_vec_pretty(&runtime_json(
-            &settings,
-            section,
-            "/containers/images/0123",
-        ))
-        .expect("runtime.json");
-        check(&format!("{section}-{name}.runtime.json"), &runtime, &mut failures);
+        check(
+            &format!("{section}-{name}.config.json"),
+            &config,
+            &mut failures,
+        );
+        let runtime = runtime_json(&settings, section, "/containers/images/0123")
+            .to_json()
+            .expect("runtime.json");
+        check(
+            &format!("{section}-{name}.runtime.json"),
+            &runtime,
+            &mut failures,
+        );
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }

@@ -1,0 +1,19 @@
+//! The image contract between Hull's builder and `hull-init`.
+//!
+//! Owns: where things live in a built image ([`layout`]), the typed
+//! `runtime.json` every container directory holds ([`runtime`]), and every
+//! default the two sides share (restart policy, timeout, cgroup path). The
+//! builder writes only these types and `hull-init` reads only these types, so
+//! a field misspelt on one side is a compile error, not a silently dropped key.
+//! `config.json` is the OCI runtime spec, `oci_spec::runtime::Spec`, on both
+//! sides.
+//!
+//! Must not do I/O or know about manifests, registries or syscalls: it is
+//! serde types, constants and pure functions, built into both the host
+//! builder and the static PID1.
+
+pub mod layout;
+pub mod runtime;
+
+pub use layout::Section;
+pub use runtime::{BindNs, Hull, IdMapping, Interface, Mount, RestartPolicy, Runtime};
