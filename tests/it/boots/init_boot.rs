@@ -10,7 +10,7 @@
 //! namespace by path) and mkdir; seccomp filters (Hull's `seccomp:` extension)
 //! with and without no_new_privs; hullctl list/logs/restart/stop.
 
-mod util;
+use crate::util;
 
 use util::repo;
 

@@ -2,7 +2,7 @@
 //! `--json` gives back what an independent YAML parser reads from it, with
 //! Hull's normalizations (rlimit names, durations) on top.
 
-mod util;
+use crate::util;
 
 use std::path::Path;
 

@@ -2,7 +2,6 @@
 //! on a free 127.0.0.1 port with its own temp storage, and images made with
 //! umoci and copied in with skopeo (tools independent of Hull).
 
-use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -193,29 +192,6 @@ pub fn skopeo_copy(src: &str, dst: &str, extra: &[&str]) {
         ])
         .args(extra)
         .args([src, dst]));
-}
-
-/// A raw HTTP GET against a plain-HTTP registry; returns (status, body).
-pub fn http_get(addr: &str, path: &str, accept: &str) -> (u16, Vec<u8>) {
-    let mut s = TcpStream::connect(addr).expect("connect");
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: {accept}\r\nConnection: close\r\n\r\n"
-    )
-    .expect("write");
-    let mut resp = Vec::new();
-    s.read_to_end(&mut resp).expect("read");
-    let split = resp
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("headers end");
-    let head = String::from_utf8_lossy(&resp[..split]).into_owned();
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .expect("status");
-    (status, resp[split + 4..].to_vec())
 }
 
 /// A self-signed RSA certificate made with openssl: `dir/NAME.key`, `dir/NAME.pem`.

@@ -1,7 +1,7 @@
 //! Every package in pkgs/ and kernels/ builds for amd64 and arm64, and every
 //! ELF file in each image is for that image's architecture (checked with `file`).
 
-mod util;
+use crate::util;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -2,7 +2,7 @@
 //! and umoci read from them, binaries of the right architecture, and a failing
 //! build step that leaves the cache untouched.
 
-mod util;
+use crate::util;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

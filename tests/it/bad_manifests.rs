@@ -2,7 +2,7 @@
 //! exactly the errors in `NAME.expected` (`LINE:COL: message` lines, then the
 //! count), exit status 1, and nothing on standard output.
 
-mod util;
+use crate::util;
 
 use std::path::Path;
 

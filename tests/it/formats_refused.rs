@@ -1,58 +1,58 @@
-//! The `uki` format: examples/minimal.yml as one EFI executable (systemd's
-//! stub from the bootloader package, with kernel, initrd, cmdline and
-//! os-release sections) for amd64 and arm64. `file` reads each as an EFI
-//! application of its arch, two builds are byte-identical, and UEFI firmware
-//! (OVMF, AAVMF) boots each to the HULL-READY marker; aarch64 then has ACPI
-//! and hull-init finds its power button. Bad requests fail clearly and write
-//! nothing.
-
-mod util;
+//! Format requests refused before anything is built or booted: BIOS formats
+//! for aarch64, a disk too small for its content, a UKI without a usable
+//! bootloader image. Each fails with a clear error and writes nothing.
 
 use std::path::Path;
 
-use util::boot::Boot;
+use crate::util;
 
 fn build(arch: &str, out: &Path, extra: &[&str]) -> util::Run {
+    util::build_example("minimal", arch, out, extra, &[])
+}
+
+fn build_uki(arch: &str, out: &Path, extra: &[&str]) -> util::Run {
     let args = [&["--format", "uki"][..], extra].concat();
     util::build_example("minimal", arch, out, &args, &[])
 }
 
 #[test]
-fn uki_builds_reproducibly_and_boots_through_uefi_on_both_arches() {
+fn bios_formats_for_aarch64_are_refused_and_nothing_is_written() {
     let tmp = tempfile::tempdir().expect("tmp");
-    for (arch, file_arch) in [("amd64", "x86-64"), ("arm64", "Aarch64")] {
-        let a = tmp.path().join(format!("a-{arch}"));
-        let b = tmp.path().join(format!("b-{arch}"));
-        build(arch, &a, &[]).expect_code(0);
-        build(arch, &b, &[]).expect_code(0);
-        let efi = a.join("minimal.efi");
-        let bytes = std::fs::read(&efi).expect("minimal.efi");
+    let out = tmp.path().join("out");
+    for format in ["raw-bios", "qcow2-bios", "iso-bios"] {
+        let run = build("arm64", &out, &["--format", format]);
+        assert_eq!(run.code, Some(1), "{}", run.stderr);
         assert!(
-            bytes == std::fs::read(b.join("minimal.efi")).expect("second build"),
-            "{arch}: two builds differ"
-        );
-        let described = std::process::Command::new("file")
-            .arg("-b")
-            .arg(&efi)
-            .output()
-            .expect("file runs");
-        let described = String::from_utf8_lossy(&described.stdout).into_owned();
-        assert!(
-            described.contains("PE32+ executable (EFI application)")
-                && described.contains(file_arch),
-            "{arch}: file says {described}"
-        );
-        let boot = Boot::to_ready(tmp.path(), arch, &efi, "the UKI");
-        let text = boot.text();
-        assert!(
-            text.contains("EFI stub: Loaded initrd"),
-            "{arch}: not started by the EFI stub:\n{text}"
-        );
-        assert!(
-            text.contains("hull-init: power button:"),
-            "{arch}: no ACPI power button:\n{text}"
+            run.stderr
+                .contains(&format!("format {format} boots through a PC BIOS"))
+                && run.stderr.contains("aarch64"),
+            "{}",
+            run.stderr
         );
     }
+    assert!(!out.exists(), "the output directory was made");
+}
+
+#[test]
+fn a_disk_too_small_is_refused_and_nothing_is_written() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let out = tmp.path().join("out");
+    let run = build(
+        "amd64",
+        &out,
+        &["--format", "raw-efi", "--disk-size", "10M"],
+    );
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("--disk-size 10485760 bytes is too small"),
+        "{}",
+        run.stderr
+    );
+    let left: Vec<_> = std::fs::read_dir(&out)
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "files left behind: {left:?}");
 }
 
 #[test]
@@ -60,7 +60,7 @@ fn uki_without_a_usable_bootloader_fails_and_writes_nothing() {
     let tmp = tempfile::tempdir().expect("tmp");
     let out = tmp.path().join("out");
     let missing = tmp.path().join("no-such-package");
-    let run = build(
+    let run = build_uki(
         "amd64",
         &out,
         &["--bootloader", &format!("@pkg:{}", missing.display())],
@@ -73,7 +73,7 @@ fn uki_without_a_usable_bootloader_fails_and_writes_nothing() {
     );
     // An image without the stub: the getty package.
     let getty = util::repo().join("pkgs/getty");
-    let run = build(
+    let run = build_uki(
         "amd64",
         &out,
         &["--bootloader", &format!("@pkg:{}", getty.display())],

@@ -7,7 +7,7 @@
 //! hybrid, from a disk (as if written to a USB stick); aarch64 iso-efi under
 //! AAVMF from a CD-ROM. A BIOS ISO run on aarch64 is a clear error.
 
-mod util;
+use crate::util;
 
 use std::path::Path;
 

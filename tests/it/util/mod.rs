@@ -1,7 +1,5 @@
 //! Helpers shared by the integration tests: run the real `hull` binary.
 
-#![allow(dead_code)]
-
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 

@@ -3,7 +3,7 @@
 //! credentials and issues RS256 JWTs (signed with openssl, the certificate
 //! in the JWT's x5c header, trusted by the registry's rootcertbundle).
 
-mod util;
+use crate::util;
 
 use std::io::{Read, Write};
 use std::net::TcpListener;

@@ -2,7 +2,7 @@
 //! only with `--registry-ca`, and logs in with credentials from Docker's
 //! config.json (a plain `auths` entry).
 
-mod util;
+use crate::util;
 
 use std::path::Path;
 use std::process::Command;

@@ -2,7 +2,7 @@
 //! seeded with umoci-made images copied in by skopeo; the cache read back by
 //! skopeo and umoci.
 
-mod util;
+use crate::util;
 
 use std::path::Path;
 use std::process::Command;

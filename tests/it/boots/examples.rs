@@ -8,13 +8,12 @@
 //! The examples share one cache under Cargo's test temp directory
 //! (`util::examples_cache`).
 
-mod util;
+use crate::util;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use util::boot::{free_port, Boot};
-use util::repo;
 
 const ARCHES: [(&str, &str); 2] = [("amd64", "x86_64"), ("arm64", "aarch64")];
 const BOOT: Duration = Duration::from_secs(300);
@@ -23,21 +22,6 @@ const BOOT: Duration = Duration::from_secs(300);
 fn build(name: &str, arch: &str, out: &Path, env: &[(&str, &str)]) -> String {
     util::build_example(name, arch, out, &[], env).expect_code(0);
     out.join(name).to_str().expect("utf-8").to_string()
-}
-
-#[test]
-fn examples_validate() {
-    let mut examples: Vec<PathBuf> = std::fs::read_dir(repo().join("examples"))
-        .expect("examples/")
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "yml"))
-        .collect();
-    examples.sort();
-    assert!(examples.len() >= 5, "{examples:?}");
-    for e in &examples {
-        util::hull_in(&repo(), &["validate", e.to_str().expect("utf-8")], &[]).expect_code(0);
-    }
 }
 
 #[test]

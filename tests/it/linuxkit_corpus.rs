@@ -8,7 +8,7 @@
 //! `--json` output is compared with the same file read by an independent YAML
 //! parser (serde_yaml, a libyaml port like LinuxKit's).
 
-mod util;
+use crate::util;
 
 use std::path::{Path, PathBuf};
 

@@ -6,7 +6,7 @@
 //! that the module index comes from real modules. hull-init's own boot tests
 //! come with its issue.
 
-mod util;
+use crate::util;
 
 use std::process::Command;
 

@@ -21,8 +21,6 @@ pub enum Fault {
 /// The proxy; it runs until the test process ends.
 pub struct FaultProxy {
     pub addr: String,
-    /// How many more blob GETs get the fault (u32::MAX: all of them).
-    pub remaining: Arc<AtomicU32>,
     /// Request lines and Range headers of blob GETs, in order.
     pub log: Arc<Mutex<Vec<String>>>,
 }
@@ -31,9 +29,10 @@ impl FaultProxy {
     pub fn start(upstream: &str, fault: Fault, times: u32) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind proxy");
         let addr = listener.local_addr().expect("addr").to_string();
+        // How many more blob GETs get the fault (u32::MAX: all of them).
         let remaining = Arc::new(AtomicU32::new(times));
         let log = Arc::new(Mutex::new(Vec::new()));
-        let (up, rem, lg) = (upstream.to_string(), remaining.clone(), log.clone());
+        let (up, rem, lg) = (upstream.to_string(), remaining, log.clone());
         std::thread::spawn(move || {
             for conn in listener.incoming().flatten() {
                 let (up, rem, lg) = (up.clone(), rem.clone(), lg.clone());
@@ -42,11 +41,7 @@ impl FaultProxy {
                 });
             }
         });
-        FaultProxy {
-            addr,
-            remaining,
-            log,
-        }
+        FaultProxy { addr, log }
     }
 }
 

@@ -1,6 +1,6 @@
 //! The `hull` command line: help, completions, man page, merging, exit codes.
 
-mod util;
+use crate::util;
 
 use serde_json::Value;
 

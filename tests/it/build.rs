@@ -3,7 +3,7 @@
 //! with cpio, bsdtar and gzip, reproducibility across directories and caches,
 //! both architectures from one host, and hostile layers refused.
 
-mod util;
+use crate::util;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

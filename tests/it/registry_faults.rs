@@ -3,7 +3,7 @@
 //! clear error naming the image, the digest and the URL, and the cache never
 //! holds a bad blob (`hull cache verify`).
 
-mod util;
+use crate::util;
 
 use util::proxy::{Fault, FaultProxy};
 use util::registry::{skopeo_copy, umoci_image, TestRegistry};
