@@ -2,8 +2,8 @@
 //!
 //! Owns: the order of the stages, the lock file (reference → digest pins), and
 //! reproducibility inputs (SOURCE_DATE_EPOCH). Must not parse YAML, talk HTTP
-//! or write formats itself: it calls `manifest`, `registry`, `assemble` and
-//! `output`.
+//! or write formats itself: it calls `manifest`, `registry`, `assemble` (to
+//! flatten), `plan`, `assemble` (to place) and `output`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -154,7 +154,7 @@ pub fn build(
     } else {
         None
     };
-    let runtime = crate::commands::runtime()?;
+    let runtime = crate::registry::runtime().context("cannot start the async runtime")?;
     let mut pins = BTreeMap::new();
     let mut cached = Vec::new();
     for (text, package) in &refs {
@@ -203,7 +203,12 @@ pub fn build(
             Some(bootloader_files(flat, &pack, text)?)
         }
     };
-    let assembled = assemble::assemble(req.manifest, &images, &mut pack, req.manifest_dir)?;
+    let infos = images
+        .iter()
+        .map(|(text, flat)| (text.clone(), flat.info.clone()))
+        .collect();
+    let plan = crate::plan::plan(req.manifest, &infos, req.manifest_dir)?;
+    let assembled = assemble::assemble(&plan, &images, &mut pack)?;
     std::fs::create_dir_all(req.dir)
         .with_context(|| format!("cannot create {}", req.dir.display()))?;
     let img = output::Image {

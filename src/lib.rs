@@ -15,6 +15,7 @@ pub mod oci;
 pub mod output;
 pub mod paths;
 pub mod pkg;
+pub mod plan;
 pub mod platform;
 pub mod progress;
 pub mod qemu;

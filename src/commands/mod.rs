@@ -60,12 +60,9 @@ pub fn run(cx: &Context, command: Command) -> anyhow::Result<()> {
     }
 }
 
-/// A runtime for the commands that talk to registries.
+/// The registry runtime for the commands that talk to registries.
 pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(4)
-        .enable_all()
-        .build()?)
+    Ok(crate::registry::runtime()?)
 }
 
 /// Parses a reference given on the command line.

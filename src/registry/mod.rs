@@ -22,6 +22,15 @@ use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference, RegistryOperation};
 use tokio::sync::Mutex;
 
+/// The async runtime registry operations run on (network I/O and hashing
+/// overlap on four workers). Made once per command.
+pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .build()
+}
+
 /// How to reach registries.
 #[derive(Debug, Clone)]
 pub struct Options {

@@ -1,0 +1,157 @@
+//! The plan of `tests/fixtures/all-fields.yml` and of small manifests, made
+//! in memory from image facts written here (no registry, no tree).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use hull_contract::{RestartPolicy, Section};
+
+use super::*;
+use crate::manifest::Manifest;
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+fn manifest(text: &str) -> Manifest {
+    crate::manifest::load_texts(&[(Path::new("m.yml"), text)])
+        .expect("manifest loads")
+        .manifest
+}
+
+/// Facts for every reference a manifest uses, each image its own digest.
+fn infos(m: &Manifest) -> BTreeMap<String, ImageInfo> {
+    crate::build::references(m)
+        .into_iter()
+        .enumerate()
+        .map(|(i, (text, _))| {
+            let info = ImageInfo {
+                hex: format!("{i:064x}"),
+                ..ImageInfo::default()
+            };
+            (text, info)
+        })
+        .collect()
+}
+
+#[test]
+fn all_fields_plans_every_part() {
+    let m = crate::manifest::load_files(&[fixtures().join("all-fields.yml")])
+        .expect("loads")
+        .manifest;
+    // The oci volume is refused, naming it.
+    let e = plan(&m, &infos(&m), &fixtures()).expect_err("oci volume");
+    assert!(matches!(&e, PlanError::OciVolume(n) if n == "tools"), "{e}");
+    let mut m = m;
+    if let Some(v) = m.volumes.as_mut() {
+        v.retain(|v| v.format.is_none());
+    }
+    let p = plan(&m, &infos(&m), &fixtures()).expect("plans");
+
+    let k = p.kernel.as_ref().expect("kernel");
+    assert_eq!(k.binary, "bzImage");
+    assert_eq!(k.ucode.as_deref(), Some("intel-ucode.cpio"));
+    assert!(k
+        .tar
+        .as_ref()
+        .is_some_and(|t| t.required && t.name == "kernel.tar"));
+    assert_eq!(p.cmdline, "console=ttyS0 quiet");
+    assert_eq!(p.init.len(), 2);
+
+    let dirs: Vec<(&Section, &str)> = p
+        .containers
+        .iter()
+        .map(|c| (&c.section, c.dir.as_str()))
+        .collect();
+    assert_eq!(
+        dirs,
+        [
+            (&Section::Onboot, "containers/onboot/000-sysctl"),
+            (&Section::Onshutdown, "containers/onshutdown/000-goodbye"),
+            (&Section::Services, "containers/services/web"),
+        ]
+    );
+    let web = &p.containers[2];
+    assert_eq!(web.runtime.hull.restart, Some(RestartPolicy::Always));
+    assert_eq!(
+        web.runtime.hull.image,
+        format!("/containers/images/{}", web.image_hex)
+    );
+    assert_eq!(p.containers[0].runtime.hull.timeout_seconds, Some(120));
+    assert_eq!(p.containers[1].runtime.hull.timeout_seconds, Some(15));
+
+    // One id per name, shared by containers and files: "web" is the uid of
+    // the service and the owner of var/lib/web.
+    let uid = web.config.process().as_ref().expect("process").user().uid();
+    let dir = p
+        .files
+        .iter()
+        .find(|f| f.path == "var/lib/web")
+        .expect("dir");
+    assert_eq!(
+        (dir.uid, dir.mode, &dir.content),
+        (uid, 0o750, &FileContent::Directory)
+    );
+    assert!(uid >= 100, "{uid}");
+
+    let motd = p.files.iter().find(|f| f.path == "etc/motd").expect("motd");
+    assert_eq!(
+        motd.content,
+        FileContent::Bytes(b"Welcome to Hull.\n".to_vec())
+    );
+    assert_eq!(motd.mode, 0o644);
+    let conf = p
+        .files
+        .iter()
+        .find(|f| f.path == "etc/app.conf")
+        .expect("conf");
+    assert_eq!(conf.mode, files::DEFAULT_FILE_MODE);
+    assert!(
+        matches!(&conf.content, FileContent::Source { path, optional: false } if path.ends_with("app.conf"))
+    );
+    let meta = p
+        .files
+        .iter()
+        .find(|f| f.path == "etc/hull-manifest.json")
+        .expect("meta");
+    assert_eq!(meta.mode, files::DEFAULT_METADATA_MODE);
+    assert_eq!(
+        p.volumes,
+        [VolumePlan {
+            name: "webdata".into(),
+            image: None
+        }]
+    );
+}
+
+#[test]
+fn defaults_apply_when_the_manifest_says_nothing() {
+    let m = manifest(
+        "kernel:\n  image: k:1\nonboot:\n  - name: a\n    image: i:1\nservices:\n  - name: s\n    image: i:1\n",
+    );
+    let p = plan(&m, &infos(&m), Path::new(".")).expect("plans");
+    let k = p.kernel.expect("kernel");
+    assert_eq!(k.binary, "kernel");
+    assert_eq!(
+        k.tar,
+        Some(ModulesTar {
+            name: "kernel.tar".into(),
+            required: false
+        })
+    );
+    assert_eq!(p.cmdline, "");
+    assert_eq!(p.containers[0].runtime.hull.timeout_seconds, Some(60));
+    assert_eq!(
+        p.containers[1].runtime.hull.restart,
+        Some(RestartPolicy::OnFailure)
+    );
+    // The same image twice: one image directory.
+    assert_eq!(p.containers[0].image_hex, p.containers[1].image_hex);
+}
+
+#[test]
+fn an_image_missing_from_the_facts_is_an_error_naming_it() {
+    let m = manifest("services:\n  - name: s\n    image: i:1\n");
+    let e = plan(&m, &BTreeMap::new(), Path::new(".")).expect_err("not pulled");
+    assert!(e.to_string().contains("image i:1 was not pulled"), "{e}");
+}
