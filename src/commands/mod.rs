@@ -82,7 +82,9 @@ pub fn load_manifests(
             cx.warn(format!("{}: warning: {}", w.pos, w.message));
         }
     };
-    match crate::manifest::load_files(files) {
+    let loaded = crate::manifest::load_files(files)
+        .and_then(|l| crate::manifest::resolve_packages(l, crate::pkg::resolve));
+    match loaded {
         Ok(loaded) => {
             warn(&loaded.warnings);
             Ok(loaded)

@@ -29,9 +29,6 @@ impl fmt::Display for Diagnostic {
     }
 }
 
-/// Turns a package directory into the image reference it builds.
-pub type PackageResolver = fn(&std::path::Path) -> Result<String, String>;
-
 /// Where decoding and validation put what they find.
 #[derive(Debug, Default)]
 pub struct Diagnostics {
@@ -39,8 +36,6 @@ pub struct Diagnostics {
     pub warnings: Vec<Diagnostic>,
     /// The directory of the manifest being decoded, for `@pkg:` references.
     pub base_dir: Option<std::path::PathBuf>,
-    /// Turns a package directory into its image reference (`@pkg:`).
-    pub resolve_package: Option<PackageResolver>,
 }
 
 impl Diagnostics {

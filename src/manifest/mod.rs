@@ -8,6 +8,7 @@
 pub mod checks;
 pub mod decode;
 pub mod merge;
+pub mod packages;
 pub mod types;
 pub mod values;
 pub mod yaml;
@@ -15,6 +16,7 @@ pub mod yaml;
 use std::path::{Path, PathBuf};
 
 pub use decode::{Diagnostic, Diagnostics};
+pub use packages::resolve_packages;
 pub use types::{File, Image, ImageConfig, Kernel, Manifest, Volume};
 
 use decode::Decode;
@@ -145,7 +147,6 @@ fn parse_one(name: &str, text: &str, dir: &Path, cx: &mut Diagnostics) -> Option
         });
     }
     cx.base_dir = Some(dir.to_path_buf());
-    cx.resolve_package = Some(crate::pkg::resolve);
     let manifest = Manifest::decode("manifest", &root, cx);
     cx.base_dir = None;
     let manifest = manifest?;

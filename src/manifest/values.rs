@@ -45,11 +45,14 @@ macro_rules! serialize_display {
 }
 
 /// An OCI image reference as written (`alpine:3.20`, `host:5000/x@sha256:...`).
-/// Kept as written for output; `reference` holds the normalized parse.
+/// Kept as written for output; `reference` holds the normalized parse. An
+/// `@pkg:DIR` reference is decoded with its package directory and no
+/// reference; `manifest::resolve_packages` fills both in after decoding.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImageRef {
     pub text: String,
-    pub reference: Reference,
+    /// The normalized parse; `None` for an `@pkg:` reference not resolved yet.
+    pub reference: Option<Reference>,
     /// For `@pkg:DIR`: the package directory the reference was made from.
     pub package: Option<std::path::PathBuf>,
 }
@@ -67,7 +70,7 @@ impl ImageRef {
         Reference::from_str(text)
             .map(|reference| ImageRef {
                 text: text.to_string(),
-                reference,
+                reference: Some(reference),
                 package: None,
             })
             .map_err(|e| format!("invalid image reference \"{text}\": {e}"))
@@ -87,25 +90,18 @@ impl Decode for ImageRef {
                 }
             };
         };
-        let (Some(base), Some(resolve)) = (cx.base_dir.clone(), cx.resolve_package) else {
+        let Some(base) = cx.base_dir.clone() else {
             cx.error(
                 &node.pos,
                 format!("{key}: \"{text}\": @pkg: references are only valid in manifest files"),
             );
             return None;
         };
-        let dir = base.join(path);
-        let resolved = resolve(&dir).and_then(|r| ImageRef::parse(&r).map_err(|e| e.to_string()));
-        match resolved {
-            Ok(mut r) => {
-                r.package = Some(dir);
-                Some(r)
-            }
-            Err(e) => {
-                cx.error(&node.pos, format!("{key}: \"{text}\": {e}"));
-                None
-            }
-        }
+        Some(ImageRef {
+            package: Some(base.join(path)),
+            text,
+            reference: None,
+        })
     }
 }
 
@@ -471,12 +467,14 @@ mod tests {
     #[test]
     fn image_references_normalize_like_docker() {
         let r = ImageRef::parse("alpine:3.20").expect("valid");
-        assert_eq!(r.reference.registry(), "docker.io");
-        assert_eq!(r.reference.repository(), "library/alpine");
-        assert_eq!(r.reference.tag(), Some("3.20"));
+        let n = r.reference.as_ref().expect("parsed");
+        assert_eq!(n.registry(), "docker.io");
+        assert_eq!(n.repository(), "library/alpine");
+        assert_eq!(n.tag(), Some("3.20"));
         let r = ImageRef::parse("127.0.0.1:5000/hull/init@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef").expect("valid");
-        assert_eq!(r.reference.registry(), "127.0.0.1:5000");
-        assert!(r.reference.digest().is_some());
+        let n = r.reference.as_ref().expect("parsed");
+        assert_eq!(n.registry(), "127.0.0.1:5000");
+        assert!(n.digest().is_some());
         assert!(ImageRef::parse("Alpine:3").is_err());
         assert!(ImageRef::parse("alpine:bad tag").is_err());
         assert!(ImageRef::parse("@pkg:../init")
