@@ -106,14 +106,23 @@ pub fn references(m: &Manifest) -> Vec<(String, Option<PathBuf>)> {
     out
 }
 
-/// Reads a lock file: `{"images": {"REF": "sha256:..."}}`.
+/// A lock file: `{"images": {"REF": "sha256:..."}}`.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct LockFile {
+    images: BTreeMap<String, String>,
+}
+
+/// Reads a lock file.
 pub fn read_lock(path: &Path) -> anyhow::Result<BTreeMap<String, String>> {
     let text =
         std::fs::read(path).with_context(|| format!("cannot read lock file {}", path.display()))?;
-    let v: serde_json::Value = serde_json::from_slice(&text)
-        .with_context(|| format!("lock file {} is not JSON", path.display()))?;
-    serde_json::from_value(v["images"].clone())
-        .with_context(|| format!("lock file {} has no \"images\" map", path.display()))
+    let lock: LockFile = serde_json::from_slice(&text).with_context(|| {
+        format!(
+            "lock file {} is not JSON with an \"images\" map",
+            path.display()
+        )
+    })?;
+    Ok(lock.images)
 }
 
 /// Writes a lock file atomically.
@@ -122,7 +131,9 @@ pub fn write_lock(path: &Path, pins: &BTreeMap<String, String>) -> anyhow::Resul
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    let mut json = serde_json::to_vec_pretty(&serde_json::json!({ "images": pins }))?;
+    let mut json = serde_json::to_vec_pretty(&LockFile {
+        images: pins.clone(),
+    })?;
     json.push(b'\n');
     let mut tmp = tempfile::NamedTempFile::new_in(&dir)?;
     std::io::Write::write_all(&mut tmp, &json)?;

@@ -47,6 +47,17 @@ pub struct Descriptor {
 }
 
 impl Descriptor {
+    /// A descriptor of `size` bytes with `digest`, no platform or annotations.
+    pub fn new(media_type: &str, digest: &Digest, size: u64) -> Descriptor {
+        Descriptor {
+            media_type: media_type.to_string(),
+            digest: digest.to_string(),
+            size,
+            platform: None,
+            annotations: None,
+        }
+    }
+
     /// The digest, checked.
     pub fn digest(&self) -> Result<Digest, BlobError> {
         Digest::parse(&self.digest)
@@ -150,6 +161,89 @@ pub fn config_arch(config: &[u8]) -> Option<String> {
         architecture: Option<String>,
     }
     serde_json::from_slice::<C>(config).ok()?.architecture
+}
+
+/// Writing OCI documents: image configs, manifests and indexes as
+/// `oci_spec::image` types, serialized with sorted keys and no spaces so
+/// that their digests depend only on their content.
+pub mod write {
+    use std::collections::HashMap;
+
+    use oci_spec::image::{
+        self as spec, Arch as SpecArch, DescriptorBuilder, ImageIndex, ImageIndexBuilder,
+        ImageManifest, ImageManifestBuilder, MediaType, Os, PlatformBuilder,
+    };
+    use oci_spec::OciSpecError;
+    use serde::Serialize;
+
+    use super::Descriptor;
+
+    /// Why a document cannot be written.
+    #[derive(Debug, thiserror::Error)]
+    pub enum WriteError {
+        #[error("invalid OCI document: {0}")]
+        Spec(#[from] OciSpecError),
+        #[error("cannot serialize an OCI document")]
+        Json(#[from] serde_json::Error),
+    }
+
+    /// A document's bytes: compact JSON with object keys in sorted order.
+    pub fn to_bytes<T: Serialize>(doc: &T) -> Result<Vec<u8>, WriteError> {
+        Ok(serde_json::to_vec(&serde_json::to_value(doc)?)?)
+    }
+
+    /// Hull's descriptor as the spec's.
+    pub fn descriptor(d: &Descriptor) -> Result<spec::Descriptor, WriteError> {
+        let mut b = DescriptorBuilder::default()
+            .media_type(MediaType::from(d.media_type.as_str()))
+            .digest(d.digest.parse::<spec::Digest>()?)
+            .size(d.size);
+        if let Some(p) = &d.platform {
+            let mut pb = PlatformBuilder::default()
+                .architecture(SpecArch::from(p.architecture.as_str()))
+                .os(Os::from(p.os.as_str()));
+            if let Some(v) = &p.variant {
+                pb = pb.variant(v.clone());
+            }
+            b = b.platform(pb.build()?);
+        }
+        if let Some(a) = &d.annotations {
+            b = b.annotations(a.clone().into_iter().collect::<HashMap<_, _>>());
+        }
+        Ok(b.build()?)
+    }
+
+    /// An OCI image manifest of `config` and `layers`.
+    pub fn image_manifest(
+        config: &Descriptor,
+        layers: &[Descriptor],
+    ) -> Result<ImageManifest, WriteError> {
+        Ok(ImageManifestBuilder::default()
+            .schema_version(2u32)
+            .media_type(MediaType::ImageManifest)
+            .config(descriptor(config)?)
+            .layers(
+                layers
+                    .iter()
+                    .map(descriptor)
+                    .collect::<Result<Vec<_>, _>>()?,
+            )
+            .build()?)
+    }
+
+    /// An OCI image index of `manifests`.
+    pub fn image_index(manifests: &[Descriptor]) -> Result<ImageIndex, WriteError> {
+        Ok(ImageIndexBuilder::default()
+            .schema_version(2u32)
+            .media_type(MediaType::ImageIndex)
+            .manifests(
+                manifests
+                    .iter()
+                    .map(descriptor)
+                    .collect::<Result<Vec<_>, _>>()?,
+            )
+            .build()?)
+    }
 }
 
 #[cfg(test)]

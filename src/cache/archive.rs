@@ -85,12 +85,10 @@ pub fn export(cache: &Cache, refs: &[CachedRef], out: &Path) -> Result<(), Archi
         layout.len() as u64,
         &mut &layout[..],
     )?;
-    let index = serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": oci::OCI_INDEX,
-        "manifests": refs.iter().map(|r| &r.descriptor).collect::<Vec<_>>(),
-    });
-    let index = serde_json::to_vec(&index).map_err(|e| invalid(out, e.to_string()))?;
+    let descriptors: Vec<Descriptor> = refs.iter().map(|r| r.descriptor.clone()).collect();
+    let index = oci::write::image_index(&descriptors)
+        .and_then(|i| oci::write::to_bytes(&i))
+        .map_err(|e| invalid(out, e.to_string()))?;
     append(&mut tar, "index.json", index.len() as u64, &mut &index[..])?;
     for digest in blobs.iter().filter(|d| cache.has_blob(d)) {
         let path = cache.blob_path(digest);
@@ -287,17 +285,12 @@ fn import_docker(cache: &Cache, file: &Path) -> Result<Vec<String>, ArchiveError
                     ),
                 ));
             }
-            layers.push(serde_json::json!({
-                "mediaType": oci::OCI_LAYER_TAR, "digest": digest.to_string(), "size": size,
-            }));
+            layers.push(Descriptor::new(oci::OCI_LAYER_TAR, &digest, size));
         }
-        let manifest = serde_json::to_vec(&serde_json::json!({
-            "schemaVersion": 2,
-            "mediaType": oci::OCI_MANIFEST,
-            "config": {"mediaType": oci::OCI_CONFIG, "digest": config_digest.to_string(), "size": config_size},
-            "layers": layers,
-        }))
-        .map_err(|e| invalid(file, e.to_string()))?;
+        let config = Descriptor::new(oci::OCI_CONFIG, &config_digest, config_size);
+        let manifest = oci::write::image_manifest(&config, &layers)
+            .and_then(|m| oci::write::to_bytes(&m))
+            .map_err(|e| invalid(file, e.to_string()))?;
         let digest = Digest::of(&manifest);
         cache.put_blob(&digest, &manifest)?;
         debug_assert!(matches!(Parsed::parse(&manifest), Ok(Parsed::Image { .. })));

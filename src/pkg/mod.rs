@@ -9,11 +9,15 @@
 
 pub mod spec;
 
+use std::collections::HashMap;
 use std::io::Write;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use oci_spec::image::{
+    ConfigBuilder, ImageConfiguration, ImageConfigurationBuilder, Os, RootFsBuilder,
+};
 use sha2::{Digest as _, Sha256};
 
 use crate::cache::blob::Digest;
@@ -315,10 +319,6 @@ struct Built {
     manifest: Descriptor,
 }
 
-fn json(v: &serde_json::Value) -> Vec<u8> {
-    serde_json::to_vec(v).unwrap_or_default()
-}
-
 fn descriptor(media_type: &str, bytes: &[u8]) -> Descriptor {
     Descriptor {
         media_type: media_type.to_string(),
@@ -327,6 +327,50 @@ fn descriptor(media_type: &str, bytes: &[u8]) -> Descriptor {
         platform: None,
         annotations: None,
     }
+}
+
+/// The image config of a package for `arch`: its build.yml's settings and
+/// label, and the one layer whose uncompressed digest is `diff_id`.
+fn image_config(
+    s: &spec::PkgSpec,
+    arch: Arch,
+    diff_id: &Digest,
+) -> Result<ImageConfiguration, oci::write::WriteError> {
+    let mut c = ConfigBuilder::default().env(
+        s.env
+            .clone()
+            .unwrap_or_else(|| vec![crate::plan::spec::process::DEFAULT_PATH.to_string()]),
+    );
+    if let Some(v) = &s.entrypoint {
+        c = c.entrypoint(v.clone());
+    }
+    if let Some(v) = &s.cmd {
+        c = c.cmd(v.clone());
+    }
+    if let Some(v) = &s.workdir {
+        c = c.working_dir(v.clone());
+    }
+    if let Some(v) = &s.user {
+        c = c.user(v.clone());
+    }
+    if let Some(label) = &s.config {
+        let text = serde_json::to_string(label)?;
+        c = c.labels(HashMap::from([(
+            "org.mobyproject.config".to_string(),
+            text,
+        )]));
+    }
+    Ok(ImageConfigurationBuilder::default()
+        .architecture(oci_spec::image::Arch::from(arch.oci()))
+        .os(Os::Linux)
+        .config(c.build()?)
+        .rootfs(
+            RootFsBuilder::default()
+                .typ("layers")
+                .diff_ids(vec![diff_id.to_string()])
+                .build()?,
+        )
+        .build()?)
 }
 
 fn image_for(pkg: &Package, arch: Arch, root: &Path, mtime: u64) -> Result<Built, PkgError> {
@@ -346,47 +390,18 @@ fn image_for(pkg: &Package, arch: Arch, root: &Path, mtime: u64) -> Result<Built
         enc.write_all(&tar).map_err(pack_err)?;
         enc.finish().map_err(pack_err)?
     };
-    let s = &pkg.spec;
-    let mut config = serde_json::Map::new();
-    if let Some(v) = &s.entrypoint {
-        config.insert("Entrypoint".into(), serde_json::json!(v));
-    }
-    if let Some(v) = &s.cmd {
-        config.insert("Cmd".into(), serde_json::json!(v));
-    }
-    config.insert(
-        "Env".into(),
-        serde_json::json!(s.env.clone().unwrap_or_else(|| vec![
-            "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into()
-        ])),
-    );
-    if let Some(v) = &s.workdir {
-        config.insert("WorkingDir".into(), serde_json::json!(v));
-    }
-    if let Some(v) = &s.user {
-        config.insert("User".into(), serde_json::json!(v));
-    }
-    if let Some(label) = &s.config {
-        let text = serde_json::to_string(label).unwrap_or_default();
-        config.insert(
-            "Labels".into(),
-            serde_json::json!({ "org.mobyproject.config": text }),
-        );
-    }
-    let config_blob = json(&serde_json::json!({
-        "architecture": arch.oci(),
-        "os": "linux",
-        "config": config,
-        "rootfs": {"type": "layers", "diff_ids": [Digest::of(&tar).to_string()]},
-    }));
+    let write_err = |e: oci::write::WriteError| PkgError::Tree {
+        dir: pkg.dir.clone(),
+        message: e.to_string(),
+    };
+    let config_blob =
+        oci::write::to_bytes(&image_config(&pkg.spec, arch, &Digest::of(&tar)).map_err(write_err)?)
+            .map_err(write_err)?;
     let config_desc = descriptor(oci::OCI_CONFIG, &config_blob);
     let layer_desc = descriptor(oci::OCI_LAYER_GZIP, &layer);
-    let manifest_blob = json(&serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": oci::OCI_MANIFEST,
-        "config": config_desc,
-        "layers": [layer_desc],
-    }));
+    let manifest_blob = oci::write::image_manifest(&config_desc, &[layer_desc])
+        .and_then(|m| oci::write::to_bytes(&m))
+        .map_err(write_err)?;
     let mut manifest = descriptor(oci::OCI_MANIFEST, &manifest_blob);
     manifest.platform = Some(Platform {
         architecture: arch.oci().to_string(),
@@ -438,11 +453,13 @@ pub fn build(
         let root = run_step(pkg, arch, work.path(), mtime)?;
         built.push(image_for(pkg, arch, &root, mtime)?);
     }
-    let index_blob = json(&serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": oci::OCI_INDEX,
-        "manifests": built.iter().map(|b| &b.manifest).collect::<Vec<_>>(),
-    }));
+    let manifests: Vec<Descriptor> = built.iter().map(|b| b.manifest.clone()).collect();
+    let index_blob = oci::write::image_index(&manifests)
+        .and_then(|i| oci::write::to_bytes(&i))
+        .map_err(|e| PkgError::Tree {
+            dir: pkg.dir.clone(),
+            message: e.to_string(),
+        })?;
     let _writing = cache.writer_lock()?;
     for b in &built {
         for (d, bytes) in &b.blobs {
