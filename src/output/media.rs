@@ -64,16 +64,27 @@ pub fn bios_disk_files<'a>(
     ]
 }
 
+/// The bootloader image's files a BIOS ISO is made with.
+pub struct IsolinuxFiles<'a> {
+    pub isolinux: &'a [u8],
+    pub ldlinux: &'a [u8],
+    /// isohybrid's MBR code.
+    pub mbr: &'a [u8],
+}
+
 /// A BIOS-bootable hybrid ISO: ISOLINUX starting kernel and initrd.
 pub fn iso_bios<W: std::io::Write>(
     kernel: &[u8],
     initrd: &[u8],
     cmdline: &str,
-    isolinux: &[u8],
-    ldlinux: &[u8],
-    mbr: &[u8],
+    boot: &IsolinuxFiles<'_>,
     out: W,
 ) -> Result<u64, iso9660::IsoError> {
+    let IsolinuxFiles {
+        isolinux,
+        ldlinux,
+        mbr,
+    } = *boot;
     let cfg = isolinux_cfg(cmdline);
     let spec = Spec {
         files: vec![

@@ -1,26 +1,31 @@
 //! Output formats: what `hull build` writes, and writing it atomically.
 //!
-//! Owns: the format names (as LinuxKit names them), the files each one makes,
-//! and [`Staged`] outputs: temp files in the output directory renamed into
-//! place only when every output of the build is complete. Must not know about
+//! Owns: the format names (as LinuxKit names them), the files each one makes
+//! (`formats`: one writer per format over the build's shared artifacts in
+//! `artifacts`, the initrd compressed once and the UKI assembled once), and
+//! [`Staged`] outputs: temp files in the output directory renamed into place
+//! only when every output of the build is complete. Must not know about
 //! manifests: it takes an assembled tree, kernel and command line.
 
+mod artifacts;
 pub mod compress;
 pub mod cpio;
 pub mod disk;
 pub mod fat;
+mod formats;
 pub mod iso9660;
 pub mod media;
 pub mod tar;
 pub mod uki;
 
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 
 use sha2::Digest as _;
 
 use crate::tree::{Content, Pack, Tree};
 pub use compress::Compression;
+pub use formats::stage_all;
 
 /// An output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum)]
@@ -145,9 +150,12 @@ pub enum OutputError {
     },
 }
 
+/// One output being written: its temp file and where it goes.
+pub(crate) type StagedFile = (tempfile::NamedTempFile, PathBuf);
+
 /// Outputs written to temp files, published together by [`Staged::commit`].
 pub struct Staged {
-    files: Vec<(tempfile::NamedTempFile, PathBuf)>,
+    files: Vec<StagedFile>,
 }
 
 impl Staged {
@@ -180,7 +188,7 @@ impl Staged {
     }
 }
 
-fn stage(dir: &Path, name: String) -> Result<(tempfile::NamedTempFile, PathBuf), OutputError> {
+pub(crate) fn stage(dir: &Path, name: String) -> Result<StagedFile, OutputError> {
     let dest = dir.join(name);
     let tmp = tempfile::Builder::new()
         .prefix(".hull-")
@@ -192,23 +200,12 @@ fn stage(dir: &Path, name: String) -> Result<(tempfile::NamedTempFile, PathBuf),
     Ok((tmp, dest))
 }
 
-/// Writes the initrd (microcode first, then the compressed cpio) to `out`.
-pub fn write_initrd<W: Write>(img: &Image, mut out: W) -> io::Result<W> {
-    if let Some(u) = img.ucode {
-        img.pack.copy_to(u, &mut out)?;
-    }
-    let mut c = compress::Compressor::new(out, img.compression)?;
-    cpio::write(
-        img.tree,
-        img.pack,
-        u32::try_from(img.mtime).unwrap_or(u32::MAX),
-        &mut c,
-    )?;
-    c.finish()
-}
-
 /// The file at `path` in the bootloader image, which `format` needs.
-fn boot_file<'a>(img: &Image<'a>, format: Format, path: &str) -> Result<&'a [u8], OutputError> {
+pub(crate) fn boot_file<'a>(
+    img: &Image<'a>,
+    format: Format,
+    path: &str,
+) -> Result<&'a [u8], OutputError> {
     let missing = |image: &str| OutputError::NoBootFile {
         format: format.name(),
         path: path.to_string(),
@@ -221,298 +218,4 @@ fn boot_file<'a>(img: &Image<'a>, format: Format, path: &str) -> Result<&'a [u8]
         .ok_or_else(|| missing(&b.reference))
 }
 
-/// The EFI stub file of the bootloader image for `arch`.
-fn efi_stub_path(arch: crate::platform::Arch) -> &'static str {
-    match arch {
-        crate::platform::Arch::Amd64 => "efi/linuxx64.efi.stub",
-        crate::platform::Arch::Arm64 => "efi/linuxaa64.efi.stub",
-    }
-}
-
-/// Where removable media keep their UEFI boot loader.
-fn efi_loader_path(arch: crate::platform::Arch) -> &'static str {
-    match arch {
-        crate::platform::Arch::Amd64 => "EFI/BOOT/BOOTX64.EFI",
-        crate::platform::Arch::Arm64 => "EFI/BOOT/BOOTAA64.EFI",
-    }
-}
-
-/// The unified kernel image of `img` with `initrd`, for `format` (for the
-/// output at `dest`).
-fn uki_bytes(
-    img: &Image,
-    format: Format,
-    initrd: &[u8],
-    dest: &Path,
-) -> Result<Vec<u8>, OutputError> {
-    let kernel = img.kernel.ok_or(OutputError::NoKernel("uki"))?;
-    let stub = boot_file(img, format, efi_stub_path(img.arch))?;
-    let e = |source| OutputError::Io {
-        path: dest.to_path_buf(),
-        source,
-    };
-    let kernel = efi_kernel(img.pack.read(kernel).map_err(e)?).map_err(e)?;
-    let osrel = os_release(img);
-    let sections = [
-        uki::Section {
-            name: ".osrel",
-            data: &osrel,
-        },
-        uki::Section {
-            name: ".cmdline",
-            data: img.cmdline.as_bytes(),
-        },
-        uki::Section {
-            name: ".initrd",
-            data: initrd,
-        },
-        uki::Section {
-            name: ".linux",
-            data: &kernel,
-        },
-    ];
-    Ok(uki::build(stub, &sections)?)
-}
-
-/// What several formats of one build hold: made on first use, kept for
-/// the rest (the initrd is compressed once, the UKI assembled once).
-#[derive(Default)]
-struct Shared {
-    initrd: Option<Vec<u8>>,
-    uki: Option<Vec<u8>>,
-}
-
-impl Shared {
-    fn initrd(&mut self, img: &Image, dest: &Path) -> Result<&[u8], OutputError> {
-        if self.initrd.is_none() {
-            let initrd = write_initrd(img, Vec::new()).map_err(|source| OutputError::Io {
-                path: dest.to_path_buf(),
-                source,
-            })?;
-            self.initrd = Some(initrd);
-        }
-        Ok(self.initrd.as_deref().unwrap_or_default())
-    }
-
-    fn uki(&mut self, img: &Image, format: Format, dest: &Path) -> Result<&[u8], OutputError> {
-        if self.uki.is_none() {
-            self.initrd(img, dest)?;
-            let initrd = self.initrd.as_deref().unwrap_or_default();
-            self.uki = Some(uki_bytes(img, format, initrd, dest)?);
-        }
-        Ok(self.uki.as_deref().unwrap_or_default())
-    }
-}
-
-/// qcow2 by QEMU's own `qemu-img`: the format's reference writer (and the
-/// tool that boots it), already needed for `hull run qemu`; its output
-/// depends only on the input, so builds stay reproducible.
-fn to_qcow2(raw: &Path, qcow2: &Path, dest: &Path) -> Result<(), OutputError> {
-    let out = std::process::Command::new("qemu-img")
-        .args(["convert", "-f", "raw", "-O", "qcow2"])
-        .arg(raw)
-        .arg(qcow2)
-        .output()
-        .map_err(|e| OutputError::Qcow2 {
-            path: dest.to_path_buf(),
-            message: format!("cannot run qemu-img (install qemu-utils: ci/setup): {e}"),
-        })?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(OutputError::Qcow2 {
-            path: dest.to_path_buf(),
-            message: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-        })
-    }
-}
-
-/// The kernel as an EFI stub can start it: a gzip-compressed arm64 `Image`
-/// (Debian's vmlinuz) is decompressed; anything else is used as it is.
-fn efi_kernel(kernel: Vec<u8>) -> io::Result<Vec<u8>> {
-    if kernel.starts_with(&[0x1f, 0x8b]) {
-        let mut out = Vec::new();
-        io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&kernel[..]), &mut out)?;
-        Ok(out)
-    } else {
-        Ok(kernel)
-    }
-}
-
-/// The image's /etc/os-release (the init package writes one), or a minimal one.
-fn os_release(img: &Image) -> Vec<u8> {
-    let found = ["etc/os-release", "usr/lib/os-release"]
-        .iter()
-        .find_map(|p| match img.tree.get(p).map(|e| &e.kind) {
-            Some(crate::tree::Kind::File(c)) => img.pack.read(c).ok(),
-            _ => None,
-        });
-    found.unwrap_or_else(|| b"NAME=Hull\nID=hull\n".to_vec())
-}
-
-/// Writes `formats` of `img` as `dir/name...` temp files.
-pub fn stage_all(
-    img: &Image,
-    formats: &[Format],
-    dir: &Path,
-    name: &str,
-) -> Result<Staged, OutputError> {
-    let mut files = Vec::new();
-    let mut shared = Shared::default();
-    for format in formats {
-        match format {
-            Format::KernelInitrd => {
-                let kernel = img.kernel.ok_or(OutputError::NoKernel("kernel+initrd"))?;
-                let (mut k, kd) = stage(dir, format!("{name}-kernel"))?;
-                let err = |p: &Path| {
-                    let p = p.to_path_buf();
-                    move |source| OutputError::Io { path: p, source }
-                };
-                img.pack
-                    .copy_to(kernel, k.as_file_mut())
-                    .map_err(err(&kd))?;
-                let (i, id) = stage(dir, format!("{name}-initrd.img"))?;
-                let i = write_initrd(img, io::BufWriter::new(i))
-                    .and_then(|w| w.into_inner().map_err(|e| e.into_error()))
-                    .map_err(err(&id))?;
-                let (mut c, cd) = stage(dir, format!("{name}-cmdline"))?;
-                c.write_all(img.cmdline.as_bytes()).map_err(err(&cd))?;
-                files.extend([(k, kd), (i, id), (c, cd)]);
-            }
-            Format::Uki => {
-                let (mut f, fd) = stage(dir, format!("{name}.efi"))?;
-                let bytes = shared.uki(img, *format, &fd)?;
-                f.write_all(bytes).map_err(|source| OutputError::Io {
-                    path: fd.clone(),
-                    source,
-                })?;
-                files.push((f, fd));
-            }
-            Format::RawEfi | Format::Qcow2Efi => {
-                let raw_name = format!("{name}-efi.img");
-                let (mut f, fd) = stage(dir, raw_name)?;
-                let bytes = shared.uki(img, *format, &fd)?;
-                let loader = efi_loader_path(img.arch);
-                disk::write_disk(f.as_file_mut(), &[(loader, bytes)], None, img.disk_size)?;
-                if *format == Format::RawEfi {
-                    files.push((f, fd));
-                } else {
-                    let (q, qd) = stage(dir, format!("{name}-efi.qcow2"))?;
-                    to_qcow2(f.path(), q.path(), &qd)?;
-                    files.push((q, qd));
-                }
-            }
-            Format::IsoEfi => {
-                let (f, fd) = stage(dir, format!("{name}-efi.iso"))?;
-                let bytes = shared.uki(img, *format, &fd)?;
-                let digest = sha2::Sha256::digest(bytes);
-                let volume_id = u32::from_le_bytes([digest[0], digest[1], digest[2], digest[3]]);
-                let loader = efi_loader_path(img.arch);
-                let esp = fat::small_image(&[(loader, bytes)], volume_id, "HULL-ESP")?;
-                let mut w = io::BufWriter::new(f);
-                media::iso_efi(&esp, &digest, &mut w)?;
-                let f = w.into_inner().map_err(|err| OutputError::Io {
-                    path: fd.clone(),
-                    source: err.into_error(),
-                })?;
-                files.push((f, fd));
-            }
-            Format::IsoBios => {
-                let kernel = img.kernel.ok_or(OutputError::NoKernel("iso-bios"))?;
-                let isolinux = boot_file(img, *format, media::ISOLINUX)?;
-                let ldlinux = boot_file(img, *format, media::LDLINUX)?;
-                let mbr = boot_file(img, *format, media::ISOHYBRID_MBR)?;
-                let (f, fd) = stage(dir, format!("{name}.iso"))?;
-                let e = |source| OutputError::Io {
-                    path: fd.clone(),
-                    source,
-                };
-                let kernel = img.pack.read(kernel).map_err(e)?;
-                let initrd = write_initrd(img, Vec::new()).map_err(e)?;
-                let mut w = io::BufWriter::new(f);
-                media::iso_bios(
-                    &kernel,
-                    &initrd,
-                    img.cmdline,
-                    isolinux,
-                    ldlinux,
-                    mbr,
-                    &mut w,
-                )?;
-                let f = w.into_inner().map_err(|err| e(err.into_error()))?;
-                files.push((f, fd));
-            }
-            Format::RawBios | Format::Qcow2Bios => {
-                let kernel = img.kernel.ok_or(OutputError::NoKernel("raw-bios"))?;
-                let bios = disk::BiosBoot {
-                    boot_img: boot_file(img, *format, media::GRUB_BOOT)?,
-                    core_img: boot_file(img, *format, media::GRUB_CORE)?,
-                };
-                let (mut f, fd) = stage(dir, format!("{name}-bios.img"))?;
-                let e = |source| OutputError::Io {
-                    path: fd.clone(),
-                    source,
-                };
-                let kernel = img.pack.read(kernel).map_err(e)?;
-                let initrd = shared.initrd(img, &fd)?;
-                let cfg = media::grub_cfg(img.cmdline);
-                let esp = media::bios_disk_files(&kernel, initrd, cfg.as_bytes());
-                disk::write_disk(f.as_file_mut(), &esp, Some(&bios), img.disk_size)?;
-                if *format == Format::RawBios {
-                    files.push((f, fd));
-                } else {
-                    let (q, qd) = stage(dir, format!("{name}.qcow2"))?;
-                    to_qcow2(f.path(), q.path(), &qd)?;
-                    files.push((q, qd));
-                }
-            }
-            Format::Tar => {
-                let (t, td) = stage(dir, format!("{name}.tar"))?;
-                let t = tar::write(img.tree, img.pack, img.mtime, io::BufWriter::new(t))
-                    .and_then(|w| w.into_inner().map_err(|e| e.into_error()))
-                    .map_err(|source| OutputError::Io {
-                        path: td.clone(),
-                        source,
-                    })?;
-                files.push((t, td));
-            }
-            Format::TarKernelInitrd => {
-                let kernel = img
-                    .kernel
-                    .ok_or(OutputError::NoKernel("tar-kernel-initrd"))?;
-                let (t, td) = stage(dir, format!("{name}-initrd.tar"))?;
-                let e = |source| OutputError::Io {
-                    path: td.clone(),
-                    source,
-                };
-                let mut initrd = tempfile::tempfile_in(dir).map_err(e)?;
-                write_initrd(img, &mut initrd).map_err(e)?;
-                let mut b = ::tar::Builder::new(io::BufWriter::new(t));
-                b.mode(::tar::HeaderMode::Deterministic);
-                let mut add = |name: &str, size: u64, data: &mut dyn io::Read| {
-                    let mut h = ::tar::Header::new_gnu();
-                    h.set_size(size);
-                    h.set_mode(0o644);
-                    h.set_mtime(img.mtime);
-                    b.append_data(&mut h, name, data)
-                };
-                add("kernel", kernel.len(), &mut img.pack.reader(kernel)).map_err(e)?;
-                let size = initrd.metadata().map_err(e)?.len();
-                io::Seek::rewind(&mut initrd).map_err(e)?;
-                add("initrd.img", size, &mut initrd).map_err(e)?;
-                add(
-                    "cmdline",
-                    img.cmdline.len() as u64,
-                    &mut img.cmdline.as_bytes(),
-                )
-                .map_err(e)?;
-                let t = b
-                    .into_inner()
-                    .and_then(|w| w.into_inner().map_err(|e| e.into_error()))
-                    .map_err(e)?;
-                files.push((t, td));
-            }
-        }
-    }
-    Ok(Staged { files })
-}
+pub use artifacts::write_initrd;
