@@ -206,9 +206,9 @@ fn patch_boot_info(data: &mut [u8], lba: u32) {
     data[24..64].fill(0);
 }
 
-/// Writes the image of `spec` to `out`; returns its size in bytes.
-pub fn write<W: Write>(spec: &Spec, mut out: W) -> Result<u64, IsoError> {
-    // The directory tree; directories numbered in path table order later.
+/// The directory tree of `spec`'s files; directories are numbered in path
+/// table order by [`Layout`].
+fn directory_tree(spec: &Spec) -> Result<Vec<Dir>, IsoError> {
     let mut dirs: Vec<Dir> = vec![Dir::default()];
     for (i, (path, _)) in spec.files.iter().enumerate() {
         let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
@@ -237,95 +237,127 @@ pub fn write<W: Write>(spec: &Spec, mut out: W) -> Result<u64, IsoError> {
             return Err(IsoError::Clash((*path).to_string()));
         }
     }
-    // Path table order: breadth first, children by identifier.
-    let mut order = vec![0usize];
-    let mut i = 0;
-    while i < order.len() {
-        let children: Vec<usize> = dirs[order[i]].dirs.values().copied().collect();
-        order.extend(children);
-        i += 1;
-    }
-    let number: BTreeMap<usize, u16> = order
-        .iter()
-        .enumerate()
-        .map(|(n, d)| (*d, u16::try_from(n + 1).unwrap_or(u16::MAX)))
-        .collect();
-    let boots = !spec.boot.is_empty();
-    // Blocks: descriptors, catalog, path tables, directories, files.
-    let too_big = |n: usize| IsoError::TooBig((n * BLOCK) as u64);
-    let lba32 = |n: usize| u32::try_from(n).map_err(|_| too_big(n));
-    let pvd_lba = SYSTEM_AREA;
-    let term_lba = pvd_lba + if boots { 2 } else { 1 };
-    let catalog_lba = term_lba + 1;
-    let path_table_size: usize = order
-        .iter()
-        .map(|d| {
-            let len = if *d == 0 { 1 } else { dirs[*d].name.len() };
-            8 + len + len % 2
-        })
-        .sum();
-    let l_table = catalog_lba + usize::from(boots);
-    let m_table = l_table + blocks(path_table_size);
-    let mut next = m_table + blocks(path_table_size);
-    // Directory sizes depend only on names.
-    for d in &order {
-        let mut recs = vec![vec![0u8; 34], vec![0u8; 34]];
-        for id in dirs[*d].dirs.keys().chain(dirs[*d].files.keys()) {
-            recs.push(record(id.as_bytes(), 0, 0, false));
+    Ok(dirs)
+}
+
+/// Where everything of an image goes, in blocks: descriptors, the boot
+/// catalog, the path tables, directories, then files.
+struct Layout {
+    dirs: Vec<Dir>,
+    /// Directories in path table order: breadth first, children by identifier.
+    order: Vec<usize>,
+    /// Directory index → its number in the path table (from 1).
+    number: BTreeMap<usize, u16>,
+    boots: bool,
+    catalog_lba: usize,
+    path_table_size: usize,
+    l_table: usize,
+    m_table: usize,
+    file_lba: Vec<u32>,
+    total_blocks: usize,
+}
+
+fn lba32(n: usize) -> Result<u32, IsoError> {
+    u32::try_from(n).map_err(|_| IsoError::TooBig((n * BLOCK) as u64))
+}
+
+impl Layout {
+    fn new(spec: &Spec) -> Result<Layout, IsoError> {
+        let mut dirs = directory_tree(spec)?;
+        let mut order = vec![0usize];
+        let mut i = 0;
+        while i < order.len() {
+            let children: Vec<usize> = dirs[order[i]].dirs.values().copied().collect();
+            order.extend(children);
+            i += 1;
         }
-        let size = pack_records(&recs).len();
-        dirs[*d].lba = lba32(next)?;
-        dirs[*d].size = lba32(size)?;
-        next += blocks(size);
+        let number = order
+            .iter()
+            .enumerate()
+            .map(|(n, d)| (*d, u16::try_from(n + 1).unwrap_or(u16::MAX)))
+            .collect();
+        let boots = !spec.boot.is_empty();
+        let term_lba = SYSTEM_AREA + if boots { 2 } else { 1 };
+        let catalog_lba = term_lba + 1;
+        let path_table_size: usize = order
+            .iter()
+            .map(|d| {
+                let len = if *d == 0 { 1 } else { dirs[*d].name.len() };
+                8 + len + len % 2
+            })
+            .sum();
+        let l_table = catalog_lba + usize::from(boots);
+        let m_table = l_table + blocks(path_table_size);
+        let mut next = m_table + blocks(path_table_size);
+        // Directory sizes depend only on names.
+        for d in &order {
+            let mut recs = vec![vec![0u8; 34], vec![0u8; 34]];
+            for id in dirs[*d].dirs.keys().chain(dirs[*d].files.keys()) {
+                recs.push(record(id.as_bytes(), 0, 0, false));
+            }
+            let size = pack_records(&recs).len();
+            dirs[*d].lba = lba32(next)?;
+            dirs[*d].size = lba32(size)?;
+            next += blocks(size);
+        }
+        let mut file_lba = vec![0u32; spec.files.len()];
+        for (i, (_, data)) in spec.files.iter().enumerate() {
+            file_lba[i] = lba32(next)?;
+            next += blocks(data.len()).max(1);
+        }
+        Ok(Layout {
+            dirs,
+            order,
+            number,
+            boots,
+            catalog_lba,
+            path_table_size,
+            l_table,
+            m_table,
+            file_lba,
+            total_blocks: next,
+        })
     }
-    let mut file_lba = vec![0u32; spec.files.len()];
-    for (i, (_, data)) in spec.files.iter().enumerate() {
-        file_lba[i] = lba32(next)?;
-        next += blocks(data.len()).max(1);
-    }
-    let total_blocks = next;
-    let total = lba32(total_blocks)?;
-    let lba_of = |path: &str| {
+
+    /// The block and length of the file at `path`.
+    fn file(&self, spec: &Spec, path: &str) -> Result<(u32, usize), IsoError> {
         spec.files
             .iter()
             .position(|(p, _)| *p == path)
-            .map(|i| (file_lba[i], spec.files[i].1.len()))
+            .map(|i| (self.file_lba[i], spec.files[i].1.len()))
             .ok_or_else(|| IsoError::NoBootFile(path.to_string()))
-    };
+    }
+}
 
-    // System area: the hybrid MBR.
+/// The system area: zeros, or a hybrid MBR.
+fn system_area(spec: &Spec, l: &Layout) -> Result<Vec<u8>, IsoError> {
     let mut system = vec![0u8; SYSTEM_AREA * BLOCK];
-    let sectors_512 = (total_blocks * 4) as u64;
+    let sectors_512 = (l.total_blocks * 4) as u64;
     match spec.hybrid {
-        Hybrid::None => {}
+        Hybrid::None => return Ok(system),
         Hybrid::BiosMbr { code, loader } => {
-            let (lba, _) = lba_of(loader)?;
+            let (lba, _) = l.file(spec, loader)?;
             let n = code.len().min(432);
             system[..n].copy_from_slice(&code[..n]);
             system[432..436].copy_from_slice(&lba.saturating_mul(4).to_le_bytes());
-            system[440..444].copy_from_slice(&disk_signature(&spec.volume_id));
             system[446..462].copy_from_slice(&partition_entry(true, 0x17, 0, sectors_512));
         }
         Hybrid::EfiPartition(path) => {
-            let (lba, len) = lba_of(path)?;
-            system[440..444].copy_from_slice(&disk_signature(&spec.volume_id));
+            let (lba, len) = l.file(spec, path)?;
             let sectors = (len as u64).div_ceil(512);
-            system[446..462].copy_from_slice(&partition_entry(
-                false,
-                0xef,
-                u64::from(lba) * 4,
-                sectors,
-            ));
+            let first = u64::from(lba) * 4;
+            system[446..462].copy_from_slice(&partition_entry(false, 0xef, first, sectors));
         }
     }
-    if !matches!(spec.hybrid, Hybrid::None) {
-        system[510] = 0x55;
-        system[511] = 0xaa;
-    }
-    out.write_all(&system)?;
+    system[440..444].copy_from_slice(&disk_signature(&spec.volume_id));
+    system[510] = 0x55;
+    system[511] = 0xaa;
+    Ok(system)
+}
 
-    // Primary volume descriptor.
-    let root = &dirs[0];
+/// The primary volume descriptor.
+fn primary_descriptor(spec: &Spec, l: &Layout) -> Result<Vec<u8>, IsoError> {
+    let root = &l.dirs[0];
     let mut pvd = vec![0u8; BLOCK];
     pvd[0] = 1;
     pvd[1..6].copy_from_slice(b"CD001");
@@ -337,13 +369,13 @@ pub fn write<W: Write>(spec: &Spec, mut out: W) -> Result<u64, IsoError> {
         return Err(IsoError::Name(spec.volume_id.clone()));
     }
     pvd[40..40 + vid.len()].copy_from_slice(vid);
-    pvd[80..88].copy_from_slice(&both32(total));
+    pvd[80..88].copy_from_slice(&both32(lba32(l.total_blocks)?));
     pvd[120..124].copy_from_slice(&both16(1));
     pvd[124..128].copy_from_slice(&both16(1));
     pvd[128..132].copy_from_slice(&both16(2048));
-    pvd[132..140].copy_from_slice(&both32(lba32(path_table_size)?));
-    pvd[140..144].copy_from_slice(&lba32(l_table)?.to_le_bytes());
-    pvd[148..152].copy_from_slice(&lba32(m_table)?.to_be_bytes());
+    pvd[132..140].copy_from_slice(&both32(lba32(l.path_table_size)?));
+    pvd[140..144].copy_from_slice(&lba32(l.l_table)?.to_le_bytes());
+    pvd[148..152].copy_from_slice(&lba32(l.m_table)?.to_be_bytes());
     pvd[156..190].copy_from_slice(&record(&[0], root.lba, root.size, true));
     pvd[190..813].fill(b' ');
     pvd[574..578].copy_from_slice(b"HULL");
@@ -352,117 +384,135 @@ pub fn write<W: Write>(spec: &Spec, mut out: W) -> Result<u64, IsoError> {
     pvd[847..864].copy_from_slice(NO_DATE);
     pvd[864..881].copy_from_slice(NO_DATE);
     pvd[881] = 1;
-    out.write_all(&pvd)?;
+    Ok(pvd)
+}
 
-    // El Torito boot record, and the catalog it points at.
-    let mut catalog = vec![0u8; BLOCK];
-    if boots {
-        let mut br = vec![0u8; BLOCK];
-        br[1..6].copy_from_slice(b"CD001");
-        br[6] = 1;
-        br[7..30].copy_from_slice(b"EL TORITO SPECIFICATION");
-        br[71..75].copy_from_slice(&lba32(catalog_lba)?.to_le_bytes());
-        out.write_all(&br)?;
-        let entry = |b: &Boot| -> Result<[u8; 32], IsoError> {
-            let mut e = [0u8; 32];
-            e[0] = 0x88;
-            let (path, count) = match b {
-                Boot::Bios(p) => (*p, 4u16),
-                Boot::Efi(p) => {
-                    let (_, len) = lba_of(p)?;
-                    (*p, u16::try_from(len.div_ceil(512)).unwrap_or(u16::MAX))
-                }
-            };
-            let (lba, _) = lba_of(path)?;
-            e[6..8].copy_from_slice(&count.to_le_bytes());
-            e[8..12].copy_from_slice(&lba.to_le_bytes());
-            Ok(e)
-        };
-        let platform = |b: &Boot| match b {
-            Boot::Bios(_) => 0x00u8,
-            Boot::Efi(_) => 0xef,
-        };
-        // Validation entry: its 16-bit words sum to zero.
-        catalog[0] = 1;
-        catalog[1] = platform(&spec.boot[0]);
-        catalog[4..8].copy_from_slice(b"HULL");
-        catalog[30] = 0x55;
-        catalog[31] = 0xaa;
-        let sum = catalog[..32].chunks(2).fold(0u16, |s, w| {
-            s.wrapping_add(u16::from_le_bytes([w[0], w[1]]))
-        });
-        catalog[28..30].copy_from_slice(&0u16.wrapping_sub(sum).to_le_bytes());
-        catalog[32..64].copy_from_slice(&entry(&spec.boot[0])?);
-        // Every further entry in a section of its own; the last is final.
-        let rest = &spec.boot[1..];
-        for (i, b) in rest.iter().enumerate() {
-            let at = 64 + 64 * i;
-            if at + 64 > BLOCK {
-                break;
-            }
-            catalog[at] = if i + 1 == rest.len() { 0x91 } else { 0x90 };
-            catalog[at + 1] = platform(b);
-            catalog[at + 2..at + 4].copy_from_slice(&1u16.to_le_bytes());
-            catalog[at + 32..at + 64].copy_from_slice(&entry(b)?);
+/// The El Torito boot record volume descriptor.
+fn boot_record(l: &Layout) -> Result<Vec<u8>, IsoError> {
+    let mut br = vec![0u8; BLOCK];
+    br[1..6].copy_from_slice(b"CD001");
+    br[6] = 1;
+    br[7..30].copy_from_slice(b"EL TORITO SPECIFICATION");
+    br[71..75].copy_from_slice(&lba32(l.catalog_lba)?.to_le_bytes());
+    Ok(br)
+}
+
+/// One boot catalog entry: a bootable no-emulation image.
+fn catalog_entry(spec: &Spec, l: &Layout, b: &Boot) -> Result<[u8; 32], IsoError> {
+    let mut e = [0u8; 32];
+    e[0] = 0x88;
+    let (path, count) = match b {
+        Boot::Bios(p) => (*p, 4u16),
+        Boot::Efi(p) => {
+            let (_, len) = l.file(spec, p)?;
+            (*p, u16::try_from(len.div_ceil(512)).unwrap_or(u16::MAX))
         }
+    };
+    let (lba, _) = l.file(spec, path)?;
+    e[6..8].copy_from_slice(&count.to_le_bytes());
+    e[8..12].copy_from_slice(&lba.to_le_bytes());
+    Ok(e)
+}
+
+fn platform_id(b: &Boot) -> u8 {
+    match b {
+        Boot::Bios(_) => 0x00,
+        Boot::Efi(_) => 0xef,
     }
+}
+
+/// The El Torito boot catalog: a validation entry, the first boot entry,
+/// then every further entry in a section of its own (the last final).
+fn boot_catalog(spec: &Spec, l: &Layout) -> Result<Vec<u8>, IsoError> {
+    let mut catalog = vec![0u8; BLOCK];
+    let Some(first) = spec.boot.first() else {
+        return Ok(catalog);
+    };
+    // Validation entry: its 16-bit words sum to zero.
+    catalog[0] = 1;
+    catalog[1] = platform_id(first);
+    catalog[4..8].copy_from_slice(b"HULL");
+    catalog[30] = 0x55;
+    catalog[31] = 0xaa;
+    let sum = catalog[..32].chunks(2).fold(0u16, |s, w| {
+        s.wrapping_add(u16::from_le_bytes([w[0], w[1]]))
+    });
+    catalog[28..30].copy_from_slice(&0u16.wrapping_sub(sum).to_le_bytes());
+    catalog[32..64].copy_from_slice(&catalog_entry(spec, l, first)?);
+    let rest = &spec.boot[1..];
+    for (i, b) in rest.iter().enumerate() {
+        let at = 64 + 64 * i;
+        if at + 64 > BLOCK {
+            break;
+        }
+        catalog[at] = if i + 1 == rest.len() { 0x91 } else { 0x90 };
+        catalog[at + 1] = platform_id(b);
+        catalog[at + 2..at + 4].copy_from_slice(&1u16.to_le_bytes());
+        catalog[at + 32..at + 64].copy_from_slice(&catalog_entry(spec, l, b)?);
+    }
+    Ok(catalog)
+}
+
+/// The volume descriptor set terminator.
+fn terminator() -> Vec<u8> {
     let mut term = vec![0u8; BLOCK];
     term[0] = 255;
     term[1..6].copy_from_slice(b"CD001");
     term[6] = 1;
-    out.write_all(&term)?;
-    if boots {
-        out.write_all(&catalog)?;
-    }
+    term
+}
 
-    // Path tables, little- then big-endian.
-    for big in [false, true] {
-        let mut t = Vec::with_capacity(blocks(path_table_size) * BLOCK);
-        for d in &order {
-            let dir = &dirs[*d];
-            let id: &[u8] = if *d == 0 { &[0] } else { dir.name.as_bytes() };
-            t.push(u8::try_from(id.len()).unwrap_or(u8::MAX));
+/// A path table, little- or big-endian, padded to whole blocks.
+fn path_table(l: &Layout, big: bool) -> Vec<u8> {
+    let mut t = Vec::with_capacity(blocks(l.path_table_size) * BLOCK);
+    for d in &l.order {
+        let dir = &l.dirs[*d];
+        let id: &[u8] = if *d == 0 { &[0] } else { dir.name.as_bytes() };
+        t.push(u8::try_from(id.len()).unwrap_or(u8::MAX));
+        t.push(0);
+        let parent = l.number.get(&dir.parent).copied().unwrap_or(1);
+        if big {
+            t.extend_from_slice(&dir.lba.to_be_bytes());
+            t.extend_from_slice(&parent.to_be_bytes());
+        } else {
+            t.extend_from_slice(&dir.lba.to_le_bytes());
+            t.extend_from_slice(&parent.to_le_bytes());
+        }
+        t.extend_from_slice(id);
+        if id.len() % 2 == 1 {
             t.push(0);
-            let parent = number.get(&dir.parent).copied().unwrap_or(1);
-            if big {
-                t.extend_from_slice(&dir.lba.to_be_bytes());
-                t.extend_from_slice(&parent.to_be_bytes());
-            } else {
-                t.extend_from_slice(&dir.lba.to_le_bytes());
-                t.extend_from_slice(&parent.to_le_bytes());
-            }
-            t.extend_from_slice(id);
-            if id.len() % 2 == 1 {
-                t.push(0);
-            }
         }
-        t.resize(blocks(path_table_size) * BLOCK, 0);
-        out.write_all(&t)?;
     }
+    t.resize(blocks(l.path_table_size) * BLOCK, 0);
+    t
+}
 
-    // Directories.
-    for d in &order {
-        let dir = &dirs[*d];
-        let parent = &dirs[dir.parent];
-        let mut recs = vec![
-            record(&[0], dir.lba, dir.size, true),
-            record(&[1], parent.lba, parent.size, true),
-        ];
-        // Subdirectories and files together, by identifier.
-        let mut children: Vec<(&String, Vec<u8>)> = Vec::new();
-        for (id, c) in &dir.dirs {
-            children.push((id, record(id.as_bytes(), dirs[*c].lba, dirs[*c].size, true)));
-        }
-        for (id, f) in &dir.files {
-            let len = lba32(spec.files[*f].1.len())?;
-            children.push((id, record(id.as_bytes(), file_lba[*f], len, false)));
-        }
-        children.sort_by(|a, b| a.0.cmp(b.0));
-        recs.extend(children.into_iter().map(|(_, r)| r));
-        out.write_all(&pack_records(&recs))?;
+/// The records of directory `d`: itself, its parent, then subdirectories
+/// and files together by identifier.
+fn directory(spec: &Spec, l: &Layout, d: usize) -> Result<Vec<u8>, IsoError> {
+    let dir = &l.dirs[d];
+    let parent = &l.dirs[dir.parent];
+    let mut recs = vec![
+        record(&[0], dir.lba, dir.size, true),
+        record(&[1], parent.lba, parent.size, true),
+    ];
+    let mut children: Vec<(&String, Vec<u8>)> = Vec::new();
+    for (id, c) in &dir.dirs {
+        let sub = &l.dirs[*c];
+        children.push((id, record(id.as_bytes(), sub.lba, sub.size, true)));
     }
+    for (id, f) in &dir.files {
+        let len = lba32(spec.files[*f].1.len())?;
+        children.push((id, record(id.as_bytes(), l.file_lba[*f], len, false)));
+    }
+    children.sort_by(|a, b| a.0.cmp(b.0));
+    recs.extend(children.into_iter().map(|(_, r)| r));
+    Ok(pack_records(&recs))
+}
 
-    // File data, each padded to a whole block.
+/// File data, each padded to a whole block; BIOS boot images get their boot
+/// info table.
+fn file_data<W: Write>(spec: &Spec, l: &Layout, out: &mut W) -> Result<(), IsoError> {
     let bios: Vec<&str> = spec
         .boot
         .iter()
@@ -475,7 +525,7 @@ pub fn write<W: Write>(spec: &Spec, mut out: W) -> Result<u64, IsoError> {
     for (i, (path, data)) in spec.files.iter().enumerate() {
         if bios.contains(path) {
             let mut patched = data.to_vec();
-            patch_boot_info(&mut patched, file_lba[i]);
+            patch_boot_info(&mut patched, l.file_lba[i]);
             out.write_all(&patched)?;
         } else {
             out.write_all(data)?;
@@ -484,8 +534,30 @@ pub fn write<W: Write>(spec: &Spec, mut out: W) -> Result<u64, IsoError> {
         let pad = if data.is_empty() { BLOCK } else { pad };
         out.write_all(&zeros[..pad])?;
     }
+    Ok(())
+}
+
+/// Writes the image of `spec` to `out`; returns its size in bytes.
+pub fn write<W: Write>(spec: &Spec, mut out: W) -> Result<u64, IsoError> {
+    let l = Layout::new(spec)?;
+    out.write_all(&system_area(spec, &l)?)?;
+    out.write_all(&primary_descriptor(spec, &l)?)?;
+    if l.boots {
+        out.write_all(&boot_record(&l)?)?;
+    }
+    out.write_all(&terminator())?;
+    if l.boots {
+        out.write_all(&boot_catalog(spec, &l)?)?;
+    }
+    for big in [false, true] {
+        out.write_all(&path_table(&l, big))?;
+    }
+    for d in &l.order {
+        out.write_all(&directory(spec, &l, *d)?)?;
+    }
+    file_data(spec, &l, &mut out)?;
     out.flush()?;
-    Ok((total_blocks * BLOCK) as u64)
+    Ok((l.total_blocks * BLOCK) as u64)
 }
 
 /// An MBR disk signature from the volume id (itself derived from content).
