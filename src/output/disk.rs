@@ -165,6 +165,142 @@ const GRUB_DRIVE_CHECK: usize = 0x66;
 const GRUB_BLOCKLIST_START: usize = 0x1f4;
 const GRUB_BLOCKLIST_LEN: usize = 0x1fc;
 
+/// Where a disk's parts go, in bytes and sectors.
+struct Geometry {
+    /// The ESP's size and first byte.
+    esp: u64,
+    esp_start: u64,
+    esp_first: u64,
+    esp_last: u64,
+    /// The BIOS boot partition's first sector (right after the GPT).
+    core_first: u64,
+    total_bytes: u64,
+    /// The disk's size in sectors.
+    total: u64,
+    last_usable: u64,
+}
+
+impl Geometry {
+    /// The layout for `payload` bytes of ESP files, GRUB's core image (whole
+    /// MiB before the ESP) when booting through a BIOS, and the size asked.
+    fn new(
+        payload: u64,
+        bios: Option<&BiosBoot>,
+        disk_size: Option<u64>,
+    ) -> Result<Self, DiskError> {
+        let esp = esp_size(payload);
+        let core_bytes = bios.map_or(0, |b| (b.core_img.len() as u64).div_ceil(MIB) * MIB);
+        let esp_start = ESP_START + core_bytes;
+        // GPT backup (entries + header) after the last partition, then align.
+        let minimum = (esp_start + esp + (ENTRY_SECTORS + 1) * SECTOR).div_ceil(MIB) * MIB;
+        let total_bytes = match disk_size {
+            None => minimum,
+            Some(asked) if asked < minimum => {
+                return Err(DiskError::TooSmall {
+                    asked,
+                    needed: minimum,
+                })
+            }
+            Some(asked) => asked / SECTOR * SECTOR,
+        };
+        let total = total_bytes / SECTOR;
+        let esp_first = esp_start / SECTOR;
+        Ok(Geometry {
+            esp,
+            esp_start,
+            esp_first,
+            esp_last: esp_first + esp / SECTOR - 1,
+            core_first: ESP_START / SECTOR,
+            total_bytes,
+            total,
+            last_usable: total - 2 - ENTRY_SECTORS,
+        })
+    }
+}
+
+/// A hash of the ESP's files that every GUID and the volume id derive from.
+fn content_seed(files: &[(&str, &[u8])]) -> [u8; 32] {
+    let mut seed = sha2::Sha256::new();
+    for (p, d) in files {
+        seed.update(p.as_bytes());
+        seed.update(d);
+    }
+    seed.finalize().into()
+}
+
+/// The partitions: the ESP, the BIOS boot partition when there is one, and
+/// a data partition ("hull-data") on whole MiB when at least 1 MiB is left.
+fn partitions(g: &Geometry, seed: &[u8], bios: bool) -> Vec<Partition> {
+    let mut parts = vec![Partition {
+        type_guid: guid_bytes(ESP_TYPE),
+        guid: derived_guid(seed, "esp"),
+        first: g.esp_first,
+        last: g.esp_last,
+        name: "EFI system partition",
+    }];
+    if bios {
+        parts.push(Partition {
+            type_guid: guid_bytes(BIOS_BOOT_TYPE),
+            guid: derived_guid(seed, "bios"),
+            first: g.core_first,
+            last: g.esp_first - 1,
+            name: "BIOS boot partition",
+        });
+    }
+    let mib = MIB / SECTOR;
+    let data_first = (g.esp_last + 1).div_ceil(mib) * mib;
+    let data_end = (g.last_usable + 1) / mib * mib;
+    if data_end >= data_first + mib {
+        parts.push(Partition {
+            type_guid: guid_bytes(LINUX_DATA_TYPE),
+            guid: derived_guid(seed, "data"),
+            first: data_first,
+            last: data_end - 1,
+            name: "hull-data",
+        });
+    }
+    parts
+}
+
+/// The protective MBR: one partition of type 0xEE over the whole disk; with
+/// GRUB's boot.img before it for BIOS boot (patched with the core image's
+/// sector, the drive check off, and the entry marked active, as some PC
+/// BIOSes want before they run an MBR).
+fn protective_mbr(g: &Geometry, bios: Option<&BiosBoot>) -> Vec<u8> {
+    let mut mbr = vec![0u8; SECTOR_BYTES];
+    if let Some(b) = bios {
+        let n = b.boot_img.len().min(440);
+        mbr[..n].copy_from_slice(&b.boot_img[..n]);
+        mbr[GRUB_KERNEL_SECTOR..GRUB_KERNEL_SECTOR + 8]
+            .copy_from_slice(&g.core_first.to_le_bytes());
+        mbr[GRUB_DRIVE_CHECK..GRUB_DRIVE_CHECK + 2].copy_from_slice(&[0x90, 0x90]);
+        mbr[446] = 0x80;
+    }
+    let p = &mut mbr[446..462];
+    p[1..4].copy_from_slice(&[0x00, 0x02, 0x00]);
+    p[4] = 0xee;
+    p[5..8].copy_from_slice(&[0xff, 0xff, 0xff]);
+    p[8..12].copy_from_slice(&1u32.to_le_bytes());
+    let size = u32::try_from(g.total - 1).unwrap_or(u32::MAX);
+    p[12..16].copy_from_slice(&size.to_le_bytes());
+    mbr[510] = 0x55;
+    mbr[511] = 0xaa;
+    mbr
+}
+
+/// GRUB's core image with diskboot's block list pointing at the rest of it.
+fn core_image(g: &Geometry, b: &BiosBoot) -> Result<Vec<u8>, DiskError> {
+    let mut core = b.core_img.to_vec();
+    let sectors = (core.len() as u64).div_ceil(SECTOR);
+    if core.len() >= SECTOR_BYTES {
+        core[GRUB_BLOCKLIST_START..GRUB_BLOCKLIST_START + 8]
+            .copy_from_slice(&(g.core_first + 1).to_le_bytes());
+        let rest = u16::try_from(sectors - 1).map_err(|_| DiskError::CoreTooBig)?;
+        core[GRUB_BLOCKLIST_LEN..GRUB_BLOCKLIST_LEN + 2].copy_from_slice(&rest.to_le_bytes());
+    }
+    Ok(core)
+}
+
 /// Writes a GPT disk to `out` (a fresh, empty file): an ESP with `files`,
 /// with `bios` a BIOS boot partition holding GRUB's core image before it
 /// and GRUB's code in the MBR, then, if `disk_size` leaves room, a blank
@@ -177,125 +313,41 @@ pub fn write_disk(
     disk_size: Option<u64>,
 ) -> Result<u64, DiskError> {
     let payload: u64 = files.iter().map(|(_, d)| d.len() as u64).sum();
-    let mut seed = sha2::Sha256::new();
-    for (p, d) in files {
-        seed.update(p.as_bytes());
-        seed.update(d);
-    }
-    let seed = seed.finalize();
-    let esp = esp_size(payload);
-    // GRUB's core image in whole MiB before the ESP.
-    let core_bytes = bios.map_or(0, |b| (b.core_img.len() as u64).div_ceil(MIB) * MIB);
-    let esp_start = ESP_START + core_bytes;
-    // GPT backup (entries + header) after the last partition, then align.
-    let minimum = (esp_start + esp + (ENTRY_SECTORS + 1) * SECTOR).div_ceil(MIB) * MIB;
-    let total_bytes = match disk_size {
-        None => minimum,
-        Some(asked) if asked < minimum => {
-            return Err(DiskError::TooSmall {
-                asked,
-                needed: minimum,
-            })
-        }
-        Some(asked) => asked / SECTOR * SECTOR,
-    };
-    let total = total_bytes / SECTOR;
-    let last_usable = total - 2 - ENTRY_SECTORS;
-    let esp_first = esp_start / SECTOR;
-    let esp_last = esp_first + esp / SECTOR - 1;
-    let mut parts = vec![Partition {
-        type_guid: guid_bytes(ESP_TYPE),
-        guid: derived_guid(&seed, "esp"),
-        first: esp_first,
-        last: esp_last,
-        name: "EFI system partition",
-    }];
-    let core_first = ESP_START / SECTOR;
-    if bios.is_some() {
-        parts.push(Partition {
-            type_guid: guid_bytes(BIOS_BOOT_TYPE),
-            guid: derived_guid(&seed, "bios"),
-            first: core_first,
-            last: esp_first - 1,
-            name: "BIOS boot partition",
-        });
-    }
-    // The data partition starts on the next MiB and needs at least 1 MiB.
-    let data_first = (esp_last + 1).div_ceil(MIB / SECTOR) * (MIB / SECTOR);
-    // ... and ends on a MiB boundary too.
-    let data_end = (last_usable + 1) / (MIB / SECTOR) * (MIB / SECTOR);
-    if data_end >= data_first + MIB / SECTOR {
-        parts.push(Partition {
-            type_guid: guid_bytes(LINUX_DATA_TYPE),
-            guid: derived_guid(&seed, "data"),
-            first: data_first,
-            last: data_end - 1,
-            name: "hull-data",
-        });
-    }
-    let volume_id = u32::from_le_bytes([seed[0], seed[1], seed[2], seed[3]]);
-    let hidden = u32::try_from(esp_first).unwrap_or(u32::MAX);
-    let fat = fat::image(esp, files, volume_id, "HULL-ESP", hidden)?;
-    let table = entries(&parts);
+    let seed = content_seed(files);
+    let g = Geometry::new(payload, bios, disk_size)?;
+    let table = entries(&partitions(&g, &seed, bios.is_some()));
     let table_crc = crc32(&table);
     let disk_guid = derived_guid(&seed, "disk");
-    // Protective MBR: one partition of type 0xEE over the whole disk; with
-    // GRUB's code before it for BIOS boot (the entry then marked active, as
-    // some PC BIOSes want before they run an MBR).
-    let mut mbr = vec![0u8; SECTOR_BYTES];
-    let mut core = Vec::new();
-    if let Some(b) = bios {
-        let n = b.boot_img.len().min(440);
-        mbr[..n].copy_from_slice(&b.boot_img[..n]);
-        mbr[GRUB_KERNEL_SECTOR..GRUB_KERNEL_SECTOR + 8].copy_from_slice(&core_first.to_le_bytes());
-        mbr[GRUB_DRIVE_CHECK..GRUB_DRIVE_CHECK + 2].copy_from_slice(&[0x90, 0x90]);
-        mbr[446] = 0x80;
-        core = b.core_img.to_vec();
-        let sectors = (core.len() as u64).div_ceil(SECTOR);
-        if core.len() >= SECTOR_BYTES {
-            core[GRUB_BLOCKLIST_START..GRUB_BLOCKLIST_START + 8]
-                .copy_from_slice(&(core_first + 1).to_le_bytes());
-            let rest = u16::try_from(sectors - 1).map_err(|_| DiskError::CoreTooBig)?;
-            core[GRUB_BLOCKLIST_LEN..GRUB_BLOCKLIST_LEN + 2].copy_from_slice(&rest.to_le_bytes());
-        }
-    }
-    let p = &mut mbr[446..462];
-    p[1..4].copy_from_slice(&[0x00, 0x02, 0x00]);
-    p[4] = 0xee;
-    p[5..8].copy_from_slice(&[0xff, 0xff, 0xff]);
-    p[8..12].copy_from_slice(&1u32.to_le_bytes());
-    let size = u32::try_from(total - 1).unwrap_or(u32::MAX);
-    p[12..16].copy_from_slice(&size.to_le_bytes());
-    mbr[510] = 0x55;
-    mbr[511] = 0xaa;
+    let volume_id = u32::from_le_bytes([seed[0], seed[1], seed[2], seed[3]]);
+    let hidden = u32::try_from(g.esp_first).unwrap_or(u32::MAX);
+    let fat = fat::image(g.esp, files, volume_id, "HULL-ESP", hidden)?;
     let io = DiskError::Io;
-    out.set_len(total_bytes).map_err(io)?;
+    out.set_len(g.total_bytes).map_err(io)?;
     let mut put = |at: u64, bytes: &[u8]| -> Result<(), DiskError> {
         out.seek(SeekFrom::Start(at)).map_err(io)?;
         out.write_all(bytes).map_err(io)
     };
-    put(0, &mbr)?;
+    let total = g.total;
+    put(0, &protective_mbr(&g, bios))?;
     put(
         SECTOR,
         &header(&disk_guid, 1, total - 1, 2, total, table_crc),
     )?;
     put(2 * SECTOR, &table)?;
-    if !core.is_empty() {
-        put(core_first * SECTOR, &core)?;
+    if let Some(b) = bios {
+        put(g.core_first * SECTOR, &core_image(&g, b)?)?;
     }
     // Only the ESP's non-zero blocks are written: the file stays sparse.
     for (i, block) in fat.chunks(4096).enumerate() {
         if block.iter().any(|&b| b != 0) {
-            put(esp_start + 4096 * i as u64, block)?;
+            put(g.esp_start + 4096 * i as u64, block)?;
         }
     }
     let backup_entries = total - 1 - ENTRY_SECTORS;
     put(backup_entries * SECTOR, &table)?;
-    put(
-        (total - 1) * SECTOR,
-        &header(&disk_guid, total - 1, 1, backup_entries, total, table_crc),
-    )?;
-    Ok(total_bytes)
+    let backup = header(&disk_guid, total - 1, 1, backup_entries, total, table_crc);
+    put((total - 1) * SECTOR, &backup)?;
+    Ok(g.total_bytes)
 }
 
 #[cfg(test)]
