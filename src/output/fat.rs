@@ -308,6 +308,142 @@ pub fn small_image(
     )
 }
 
+/// A volume label as the boot sector and the root directory hold it.
+fn label_bytes(label: &str) -> [u8; 11] {
+    let mut out = [b' '; 11];
+    for (i, b) in label.bytes().take(11).enumerate() {
+        out[i] = b.to_ascii_uppercase();
+    }
+    out
+}
+
+impl Volume {
+    /// Writes the root directory with the volume label and everything under
+    /// it; returns the root's cluster (0 on FAT16, whose root has a fixed
+    /// area of its own).
+    fn write_root(
+        &mut self,
+        root: &BTreeMap<String, Node>,
+        label: [u8; 11],
+    ) -> Result<u32, FatError> {
+        match self.layout.kind {
+            Kind::Fat32 => {
+                self.fat[0] = 0x0FFF_FFF8;
+                self.fat[1] = self.layout.eoc();
+                let c = self.alloc(self.clusters_for((root.len() + 1) * 32))?;
+                let at = self.offset(c);
+                self.write_dir(root, at, c, None, Some(label))?;
+                Ok(c)
+            }
+            Kind::Fat16 => {
+                if root.len() + 1 > FAT16_ROOT_ENTRIES {
+                    return Err(self.too_small.clone());
+                }
+                self.fat[0] = 0xFFF8;
+                self.fat[1] = 0xFFFF;
+                let at = (self.layout.reserved + 2 * self.layout.fat_sectors) * SECTOR;
+                self.write_dir(root, at, 0, None, Some(label))?;
+                Ok(0)
+            }
+        }
+    }
+
+    fn fits32(&self, v: usize) -> Result<u32, FatError> {
+        u32::try_from(v).map_err(|_| self.too_small.clone())
+    }
+
+    fn fits16(&self, v: usize) -> Result<u16, FatError> {
+        u16::try_from(v).map_err(|_| self.too_small.clone())
+    }
+
+    /// The boot sector: the BIOS parameter block both kinds share, then the
+    /// extended one of this kind.
+    fn boot_sector(
+        &self,
+        hidden: u32,
+        volume_id: u32,
+        label: [u8; 11],
+        root_cluster: u32,
+    ) -> Result<[u8; SECTOR], FatError> {
+        let (layout, kind) = (&self.layout, self.layout.kind);
+        let mut bs = [0u8; SECTOR];
+        bs[0..3].copy_from_slice(match kind {
+            Kind::Fat32 => &[0xeb, 0x58, 0x90],
+            Kind::Fat16 => &[0xeb, 0x3c, 0x90],
+        });
+        bs[3..11].copy_from_slice(b"HULL    ");
+        bs[11..13].copy_from_slice(&512u16.to_le_bytes());
+        bs[13] = u8::try_from(layout.spc).map_err(|_| self.too_small.clone())?;
+        bs[14..16].copy_from_slice(&self.fits16(layout.reserved)?.to_le_bytes());
+        bs[16] = 2;
+        bs[21] = 0xf8;
+        bs[24..26].copy_from_slice(&32u16.to_le_bytes());
+        bs[26..28].copy_from_slice(&64u16.to_le_bytes());
+        bs[28..32].copy_from_slice(&hidden.to_le_bytes());
+        let ext = match kind {
+            Kind::Fat32 => {
+                bs[32..36].copy_from_slice(&self.fits32(layout.total)?.to_le_bytes());
+                bs[36..40].copy_from_slice(&self.fits32(layout.fat_sectors)?.to_le_bytes());
+                bs[44..48].copy_from_slice(&root_cluster.to_le_bytes());
+                bs[48..50].copy_from_slice(&1u16.to_le_bytes());
+                bs[50..52].copy_from_slice(&6u16.to_le_bytes());
+                64
+            }
+            Kind::Fat16 => {
+                bs[17..19].copy_from_slice(&self.fits16(FAT16_ROOT_ENTRIES)?.to_le_bytes());
+                match u16::try_from(layout.total) {
+                    Ok(t) => bs[19..21].copy_from_slice(&t.to_le_bytes()),
+                    Err(_) => bs[32..36].copy_from_slice(&self.fits32(layout.total)?.to_le_bytes()),
+                }
+                bs[22..24].copy_from_slice(&self.fits16(layout.fat_sectors)?.to_le_bytes());
+                36
+            }
+        };
+        bs[ext] = 0x80;
+        bs[ext + 2] = 0x29;
+        bs[ext + 3..ext + 7].copy_from_slice(&volume_id.to_le_bytes());
+        bs[ext + 7..ext + 18].copy_from_slice(&label);
+        bs[ext + 18..ext + 26].copy_from_slice(match kind {
+            Kind::Fat32 => b"FAT32   ",
+            Kind::Fat16 => b"FAT16   ",
+        });
+        bs[510] = 0x55;
+        bs[511] = 0xaa;
+        Ok(bs)
+    }
+
+    /// FAT32's FSInfo sector: free clusters and the next free one.
+    fn fsinfo(&self) -> Result<[u8; SECTOR], FatError> {
+        let used = self.next as usize - 2;
+        let mut fsinfo = [0u8; SECTOR];
+        fsinfo[0..4].copy_from_slice(&0x4161_5252u32.to_le_bytes());
+        fsinfo[484..488].copy_from_slice(&0x6141_7272u32.to_le_bytes());
+        fsinfo[488..492].copy_from_slice(&self.fits32(self.layout.clusters - used)?.to_le_bytes());
+        fsinfo[492..496].copy_from_slice(&self.next.to_le_bytes());
+        fsinfo[508..512].copy_from_slice(&0xAA55_0000u32.to_le_bytes());
+        Ok(fsinfo)
+    }
+
+    /// Both copies of the FAT into the image.
+    fn write_fats(&mut self) {
+        let layout = &self.layout;
+        for copy in 0..2 {
+            let at = (layout.reserved + copy * layout.fat_sectors) * SECTOR;
+            for (i, v) in self.fat.iter().enumerate() {
+                match layout.kind {
+                    Kind::Fat32 => {
+                        self.img[at + 4 * i..at + 4 * i + 4].copy_from_slice(&v.to_le_bytes())
+                    }
+                    Kind::Fat16 => {
+                        let v = u16::try_from(*v).unwrap_or(0xFFFF);
+                        self.img[at + 2 * i..at + 2 * i + 2].copy_from_slice(&v.to_le_bytes());
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// Writes the volume `layout` describes.
 fn write(
     layout: Layout,
@@ -318,121 +454,26 @@ fn write(
     too_small: FatError,
 ) -> Result<Vec<u8>, FatError> {
     let root = tree(files)?;
-    let (kind, total, clusters) = (layout.kind, layout.total, layout.clusters);
     let mut v = Volume {
-        img: vec![0u8; total * SECTOR],
-        fat: vec![0u32; clusters + 2],
+        img: vec![0u8; layout.total * SECTOR],
+        fat: vec![0u32; layout.clusters + 2],
         next: 2,
         too_small,
         layout,
     };
-    let mut label_bytes = [b' '; 11];
-    for (i, b) in label.bytes().take(11).enumerate() {
-        label_bytes[i] = b.to_ascii_uppercase();
-    }
-    let root_cluster = match kind {
-        Kind::Fat32 => {
-            v.fat[0] = 0x0FFF_FFF8;
-            v.fat[1] = v.layout.eoc();
-            let c = v.alloc(v.clusters_for((root.len() + 1) * 32))?;
-            let at = v.offset(c);
-            v.write_dir(&root, at, c, None, Some(label_bytes))?;
-            c
-        }
-        Kind::Fat16 => {
-            if root.len() + 1 > FAT16_ROOT_ENTRIES {
-                return Err(v.too_small.clone());
-            }
-            v.fat[0] = 0xFFF8;
-            v.fat[1] = 0xFFFF;
-            let at = (v.layout.reserved + 2 * v.layout.fat_sectors) * SECTOR;
-            v.write_dir(&root, at, 0, None, Some(label_bytes))?;
-            0
-        }
-    };
-    let Volume {
-        mut img,
-        fat,
-        next,
-        layout,
-        too_small,
-        ..
-    } = v;
-    let fits32 = |v: usize| u32::try_from(v).map_err(|_| too_small.clone());
-    let fits16 = |v: usize| u16::try_from(v).map_err(|_| too_small.clone());
-    // Boot sector: the BIOS parameter block both kinds share...
-    let mut bs = [0u8; SECTOR];
-    bs[0..3].copy_from_slice(match kind {
-        Kind::Fat32 => &[0xeb, 0x58, 0x90],
-        Kind::Fat16 => &[0xeb, 0x3c, 0x90],
-    });
-    bs[3..11].copy_from_slice(b"HULL    ");
-    bs[11..13].copy_from_slice(&512u16.to_le_bytes());
-    bs[13] = u8::try_from(layout.spc).map_err(|_| too_small.clone())?;
-    bs[14..16].copy_from_slice(&fits16(layout.reserved)?.to_le_bytes());
-    bs[16] = 2;
-    bs[21] = 0xf8;
-    bs[24..26].copy_from_slice(&32u16.to_le_bytes());
-    bs[26..28].copy_from_slice(&64u16.to_le_bytes());
-    bs[28..32].copy_from_slice(&hidden.to_le_bytes());
-    // ... and what differs.
-    let ext = match kind {
-        Kind::Fat32 => {
-            bs[32..36].copy_from_slice(&fits32(total)?.to_le_bytes());
-            bs[36..40].copy_from_slice(&fits32(layout.fat_sectors)?.to_le_bytes());
-            bs[44..48].copy_from_slice(&root_cluster.to_le_bytes());
-            bs[48..50].copy_from_slice(&1u16.to_le_bytes());
-            bs[50..52].copy_from_slice(&6u16.to_le_bytes());
-            64
-        }
-        Kind::Fat16 => {
-            bs[17..19].copy_from_slice(&fits16(FAT16_ROOT_ENTRIES)?.to_le_bytes());
-            match u16::try_from(total) {
-                Ok(t) => bs[19..21].copy_from_slice(&t.to_le_bytes()),
-                Err(_) => bs[32..36].copy_from_slice(&fits32(total)?.to_le_bytes()),
-            }
-            bs[22..24].copy_from_slice(&fits16(layout.fat_sectors)?.to_le_bytes());
-            36
-        }
-    };
-    bs[ext] = 0x80;
-    bs[ext + 2] = 0x29;
-    bs[ext + 3..ext + 7].copy_from_slice(&volume_id.to_le_bytes());
-    bs[ext + 7..ext + 18].copy_from_slice(&label_bytes);
-    bs[ext + 18..ext + 26].copy_from_slice(match kind {
-        Kind::Fat32 => b"FAT32   ",
-        Kind::Fat16 => b"FAT16   ",
-    });
-    bs[510] = 0x55;
-    bs[511] = 0xaa;
-    img[0..SECTOR].copy_from_slice(&bs);
-    if kind == Kind::Fat32 {
+    let label = label_bytes(label);
+    let root_cluster = v.write_root(&root, label)?;
+    let bs = v.boot_sector(hidden, volume_id, label, root_cluster)?;
+    v.img[0..SECTOR].copy_from_slice(&bs);
+    if v.layout.kind == Kind::Fat32 {
         // FSInfo, and backups of both at sector 6.
-        let used = next as usize - 2;
-        let mut fsinfo = [0u8; SECTOR];
-        fsinfo[0..4].copy_from_slice(&0x4161_5252u32.to_le_bytes());
-        fsinfo[484..488].copy_from_slice(&0x6141_7272u32.to_le_bytes());
-        fsinfo[488..492].copy_from_slice(&fits32(clusters - used)?.to_le_bytes());
-        fsinfo[492..496].copy_from_slice(&next.to_le_bytes());
-        fsinfo[508..512].copy_from_slice(&0xAA55_0000u32.to_le_bytes());
+        let fsinfo = v.fsinfo()?;
         for (sector, bytes) in [(1, &fsinfo), (6, &bs), (7, &fsinfo)] {
-            img[sector * SECTOR..(sector + 1) * SECTOR].copy_from_slice(bytes);
+            v.img[sector * SECTOR..(sector + 1) * SECTOR].copy_from_slice(bytes);
         }
     }
-    // Both FATs.
-    for copy in 0..2 {
-        let at = (layout.reserved + copy * layout.fat_sectors) * SECTOR;
-        for (i, v) in fat.iter().enumerate() {
-            match kind {
-                Kind::Fat32 => img[at + 4 * i..at + 4 * i + 4].copy_from_slice(&v.to_le_bytes()),
-                Kind::Fat16 => {
-                    let v = u16::try_from(*v).unwrap_or(0xFFFF);
-                    img[at + 2 * i..at + 2 * i + 2].copy_from_slice(&v.to_le_bytes());
-                }
-            }
-        }
-    }
-    Ok(img)
+    v.write_fats();
+    Ok(v.img)
 }
 
 #[cfg(test)]
