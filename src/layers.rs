@@ -81,6 +81,45 @@ pub fn open_layer(path: &Path) -> std::io::Result<Box<dyn Read>> {
     })
 }
 
+/// The layer being applied, for errors.
+#[derive(Clone, Copy)]
+struct Source<'a> {
+    image: &'a str,
+    layer: &'a str,
+}
+
+impl<'a> Source<'a> {
+    fn read(self, path: Option<&str>) -> impl Fn(std::io::Error) -> LayerFault + 'a {
+        let path = path.map(str::to_string);
+        move |source| LayerFault::Read {
+            image: self.image.to_string(),
+            layer: self.layer.to_string(),
+            path: path.clone(),
+            source,
+        }
+    }
+
+    fn entry(self, path: &str) -> impl Fn(TreeError) -> LayerFault + 'a {
+        let path = path.to_string();
+        move |source| LayerFault::Entry {
+            image: self.image.to_string(),
+            layer: self.layer.to_string(),
+            path: path.clone(),
+            source,
+        }
+    }
+
+    fn unsupported(self, path: &str, message: String) -> LayerError {
+        LayerFault::Unsupported {
+            image: self.image.to_string(),
+            layer: self.layer.to_string(),
+            path: path.to_string(),
+            message,
+        }
+        .into()
+    }
+}
+
 /// Applies the layer at `path` (named `layer`, of `image`, in errors) to `tree`.
 pub fn apply(
     tree: &mut Tree,
@@ -89,143 +128,136 @@ pub fn apply(
     image: &str,
     layer: &str,
 ) -> Result<(), LayerError> {
-    let read_err = |p: Option<String>| {
-        let (image, layer) = (image.to_string(), layer.to_string());
-        move |source| LayerFault::Read {
-            image,
-            layer,
-            path: p,
-            source,
-        }
-    };
-    let reader = open_layer(path).map_err(read_err(None))?;
+    let src = Source { image, layer };
+    let reader = open_layer(path).map_err(src.read(None))?;
     let mut archive = tar::Archive::new(reader);
+    // Paths this layer added: its whiteouts never hide them.
     let mut added: HashSet<String> = HashSet::new();
-    for entry in archive.entries().map_err(read_err(None))? {
-        let mut entry = entry.map_err(read_err(None))?;
-        let raw_path = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
-        let tree_err = |source| LayerFault::Entry {
-            image: image.to_string(),
-            layer: layer.to_string(),
-            path: raw_path.clone(),
-            source,
-        };
-        let path = normalize(&raw_path).map_err(tree_err)?;
-        let (dir, name) = match path.rsplit_once('/') {
-            Some((d, n)) => (d.to_string(), n.to_string()),
-            None => (String::new(), path.clone()),
-        };
-        if name == OPAQUE {
-            tree.clear_dir(&dir, &|p| added.contains(p));
-            continue;
-        }
-        if let Some(hidden) = name.strip_prefix(WHITEOUT) {
-            let target = crate::tree::join(&dir, hidden);
-            if !added.contains(&target) {
-                tree.remove(&target);
-            }
-            continue;
-        }
-        let header = entry.header().clone();
-        let mode = header.mode().map_err(read_err(Some(raw_path.clone())))? & 0o7777;
-        let uid =
-            u32::try_from(header.uid().map_err(read_err(Some(raw_path.clone())))?).unwrap_or(0);
-        let gid =
-            u32::try_from(header.gid().map_err(read_err(Some(raw_path.clone())))?).unwrap_or(0);
-        let mut xattrs = std::collections::BTreeMap::new();
-        if let Some(exts) = entry
-            .pax_extensions()
-            .map_err(read_err(Some(raw_path.clone())))?
-        {
-            for ext in exts {
-                let ext = ext.map_err(read_err(Some(raw_path.clone())))?;
-                if let Ok(key) = ext.key() {
-                    if let Some(name) = key.strip_prefix("SCHILY.xattr.") {
-                        xattrs.insert(name.to_string(), ext.value_bytes().to_vec());
-                    }
-                }
-            }
-        }
-        let link = || -> Result<String, LayerError> {
-            entry
-                .link_name_bytes()
-                .map(|b| String::from_utf8_lossy(&b).into_owned())
-                .ok_or_else(|| {
-                    LayerError::from(LayerFault::Unsupported {
-                        image: image.to_string(),
-                        layer: layer.to_string(),
-                        path: raw_path.clone(),
-                        message: "link without a target".to_string(),
-                    })
-                })
-        };
-        let dev = || {
-            (
-                header.device_major().ok().flatten().unwrap_or(0),
-                header.device_minor().ok().flatten().unwrap_or(0),
-            )
-        };
-        let kind = match header.entry_type() {
-            tar::EntryType::Directory => Kind::Dir,
-            tar::EntryType::Regular | tar::EntryType::Continuous => {
-                let size = entry.size();
-                let content = pack
-                    .store(&mut entry, size)
-                    .map_err(read_err(Some(raw_path.clone())))?;
-                Kind::File(content)
-            }
-            tar::EntryType::Symlink => Kind::Symlink(link()?),
-            tar::EntryType::Link => {
-                let target = link()?;
-                Kind::Hardlink(normalize(&target).map_err(tree_err)?)
-            }
-            tar::EntryType::Char => {
-                let (a, b) = dev();
-                Kind::Char(a, b)
-            }
-            tar::EntryType::Block => {
-                let (a, b) = dev();
-                Kind::Block(a, b)
-            }
-            tar::EntryType::Fifo => Kind::Fifo,
-            tar::EntryType::GNUSparse => {
-                return Err(LayerFault::Unsupported {
-                    image: image.to_string(),
-                    layer: layer.to_string(),
-                    path: raw_path,
-                    message: format!(
-                        "GNU sparse file of {} bytes: sparse files are not supported in images",
-                        entry.size()
-                    ),
-                }
-                .into())
-            }
-            other => {
-                return Err(LayerFault::Unsupported {
-                    image: image.to_string(),
-                    layer: layer.to_string(),
-                    path: raw_path,
-                    message: format!("unsupported tar entry type {other:?}"),
-                }
-                .into())
-            }
-        };
-        if path.is_empty() {
-            // The layer's own root ("./"): take its mode, keep the tree.
-            if let (Kind::Dir, Some(root)) = (&kind, tree.get_mut("")) {
-                root.mode = mode;
-            }
-            continue;
-        }
-        let new = Entry {
-            kind,
-            mode,
-            uid,
-            gid,
-            xattrs,
-        };
-        tree.insert(&path, new).map_err(tree_err)?;
-        added.insert(path);
+    for entry in archive.entries().map_err(src.read(None))? {
+        let mut entry = entry.map_err(src.read(None))?;
+        apply_entry(tree, pack, &mut entry, src, &mut added)?;
     }
     Ok(())
+}
+
+/// One tar entry: a whiteout, an opaque marker, the layer's own root, or an
+/// entry put in the tree.
+fn apply_entry<R: Read>(
+    tree: &mut Tree,
+    pack: &mut Pack,
+    entry: &mut tar::Entry<'_, R>,
+    src: Source,
+    added: &mut HashSet<String>,
+) -> Result<(), LayerError> {
+    let raw_path = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+    let path = normalize(&raw_path).map_err(src.entry(&raw_path))?;
+    let (dir, name) = path.rsplit_once('/').unwrap_or(("", path.as_str()));
+    if name == OPAQUE {
+        tree.clear_dir(dir, &|p| added.contains(p));
+        return Ok(());
+    }
+    if let Some(hidden) = name.strip_prefix(WHITEOUT) {
+        let target = crate::tree::join(dir, hidden);
+        if !added.contains(&target) {
+            tree.remove(&target);
+        }
+        return Ok(());
+    }
+    let header = entry.header().clone();
+    let read = src.read(Some(&raw_path));
+    let mode = header.mode().map_err(&read)? & 0o7777;
+    let uid = u32::try_from(header.uid().map_err(&read)?).unwrap_or(0);
+    let gid = u32::try_from(header.gid().map_err(&read)?).unwrap_or(0);
+    let xattrs = xattrs(entry).map_err(&read)?;
+    let kind = entry_kind(entry, &header, pack, src, &raw_path)?;
+    if path.is_empty() {
+        // The layer's own root ("./"): take its mode, keep the tree.
+        if let (Kind::Dir, Some(root)) = (&kind, tree.get_mut("")) {
+            root.mode = mode;
+        }
+        return Ok(());
+    }
+    let new = Entry {
+        kind,
+        mode,
+        uid,
+        gid,
+        xattrs,
+    };
+    tree.insert(&path, new).map_err(src.entry(&raw_path))?;
+    added.insert(path);
+    Ok(())
+}
+
+/// The entry's `SCHILY.xattr.*` PAX records.
+fn xattrs<R: Read>(
+    entry: &mut tar::Entry<'_, R>,
+) -> std::io::Result<std::collections::BTreeMap<String, Vec<u8>>> {
+    let mut out = std::collections::BTreeMap::new();
+    if let Some(exts) = entry.pax_extensions()? {
+        for ext in exts {
+            let ext = ext?;
+            if let Ok(key) = ext.key() {
+                if let Some(name) = key.strip_prefix("SCHILY.xattr.") {
+                    out.insert(name.to_string(), ext.value_bytes().to_vec());
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// What the entry is; a regular file's content goes into `pack`.
+fn entry_kind<R: Read>(
+    entry: &mut tar::Entry<'_, R>,
+    header: &tar::Header,
+    pack: &mut Pack,
+    src: Source,
+    raw_path: &str,
+) -> Result<Kind, LayerError> {
+    let link = |entry: &tar::Entry<'_, R>| -> Result<String, LayerError> {
+        entry
+            .link_name_bytes()
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .ok_or_else(|| src.unsupported(raw_path, "link without a target".to_string()))
+    };
+    let dev = || {
+        (
+            header.device_major().ok().flatten().unwrap_or(0),
+            header.device_minor().ok().flatten().unwrap_or(0),
+        )
+    };
+    Ok(match header.entry_type() {
+        tar::EntryType::Directory => Kind::Dir,
+        tar::EntryType::Regular | tar::EntryType::Continuous => {
+            let size = entry.size();
+            let content = pack.store(entry, size).map_err(src.read(Some(raw_path)))?;
+            Kind::File(content)
+        }
+        tar::EntryType::Symlink => Kind::Symlink(link(entry)?),
+        tar::EntryType::Link => {
+            let target = link(entry)?;
+            Kind::Hardlink(normalize(&target).map_err(src.entry(raw_path))?)
+        }
+        tar::EntryType::Char => {
+            let (a, b) = dev();
+            Kind::Char(a, b)
+        }
+        tar::EntryType::Block => {
+            let (a, b) = dev();
+            Kind::Block(a, b)
+        }
+        tar::EntryType::Fifo => Kind::Fifo,
+        tar::EntryType::GNUSparse => {
+            let message = format!(
+                "GNU sparse file of {} bytes: sparse files are not supported in images",
+                entry.size()
+            );
+            return Err(src.unsupported(raw_path, message));
+        }
+        other => {
+            let message = format!("unsupported tar entry type {other:?}");
+            return Err(src.unsupported(raw_path, message));
+        }
+    })
 }
