@@ -154,51 +154,11 @@ pub fn build(
 ) -> anyhow::Result<Built> {
     output::check_formats(req.formats, req.arch)?;
     let mut refs = references(req.manifest);
-    let bootloader = if req.formats.iter().any(|f| f.needs_bootloader()) {
-        // --bootloader, else the manifest's `bootloader:`, else Hull's own.
-        let (text, dir) = match (&req.bootloader, &req.manifest.bootloader) {
-            (None, Some(r)) => (r.value.text.clone(), r.value.package.clone()),
-            (flag, _) => bootloader_ref(flag.as_deref())?,
-        };
+    let bootloader = bootloader_for(req)?.map(|(text, dir)| {
         refs.push((text.clone(), dir));
-        Some(text)
-    } else {
-        None
-    };
-    let runtime = crate::registry::runtime().context("cannot start the async runtime")?;
-    let mut pins = BTreeMap::new();
-    let mut cached = Vec::new();
-    for (text, package) in &refs {
-        // An @pkg: image not built yet is built now (all its arches, so the
-        // index is the same whichever arch asked first).
-        if let Some(dir) = package {
-            let reference: Reference = text
-                .parse()
-                .with_context(|| format!("invalid image reference {text}"))?;
-            if pull::lookup(cache, &reference, req.arch)?.is_none() {
-                // Another hull may be building it right now: wait, look again.
-                let _building = cache.work_lock(text)?;
-                if pull::lookup(cache, &reference, req.arch)?.is_none() {
-                    let p = crate::pkg::load(dir)?;
-                    crate::pkg::build(&p, cache, text, None, 0, progress)?;
-                }
-            }
-        }
-        let mut reference: Reference = text
-            .parse()
-            .with_context(|| format!("invalid image reference {text}"))?;
-        if let Some(lock) = &req.lock {
-            let digest = lock
-                .get(text)
-                .with_context(|| format!("{text} is not in the lock file"))?;
-            reference = reference.clone_with_digest(digest.clone());
-        }
-        let img = runtime.block_on(pull::ensure(
-            registry, cache, &reference, req.arch, req.pull, progress,
-        ))?;
-        pins.insert(text.clone(), img.top.digest.clone());
-        cached.push((text.clone(), reference.whole(), img));
-    }
+        text
+    });
+    let (cached, pins) = fetch(req, &refs, cache, registry, progress)?;
     let mut pack = Pack::new(&std::env::temp_dir()).context("cannot create a temp file")?;
     let mut images: BTreeMap<String, Flat> = BTreeMap::new();
     for (text, name, img) in cached {
@@ -236,4 +196,76 @@ pub fn build(
     };
     let staged = output::stage_all(&img, req.formats, req.dir, req.name)?;
     Ok((staged.commit()?, pins))
+}
+
+/// The bootloader image when a format needs one: `--bootloader`, else the
+/// manifest's `bootloader:`, else Hull's own package.
+fn bootloader_for(req: &Request) -> anyhow::Result<Option<(String, Option<PathBuf>)>> {
+    if !req.formats.iter().any(|f| f.needs_bootloader()) {
+        return Ok(None);
+    }
+    Ok(Some(match (&req.bootloader, &req.manifest.bootloader) {
+        (None, Some(r)) => (r.value.text.clone(), r.value.package.clone()),
+        (flag, _) => bootloader_ref(flag.as_deref())?,
+    }))
+}
+
+/// Images in the cache: (reference as written, whole reference, image).
+type Fetched = Vec<(String, String, crate::cache::CachedImage)>;
+
+/// Every reference into the cache for the build's arch: `@pkg:` packages
+/// built on first use, references pinned by the lock file, pulled per the
+/// pull policy. Returns the images and the digest each reference resolved to.
+fn fetch(
+    req: &Request,
+    refs: &[(String, Option<PathBuf>)],
+    cache: &Cache,
+    registry: &Registry,
+    progress: &Progress,
+) -> anyhow::Result<(Fetched, BTreeMap<String, String>)> {
+    let runtime = crate::registry::runtime().context("cannot start the async runtime")?;
+    let mut pins = BTreeMap::new();
+    let mut cached = Vec::new();
+    for (text, package) in refs {
+        let mut reference: Reference = text
+            .parse()
+            .with_context(|| format!("invalid image reference {text}"))?;
+        if let Some(dir) = package {
+            build_package(cache, &reference, text, dir, req.arch, progress)?;
+        }
+        if let Some(lock) = &req.lock {
+            let digest = lock
+                .get(text)
+                .with_context(|| format!("{text} is not in the lock file"))?;
+            reference = reference.clone_with_digest(digest.clone());
+        }
+        let img = runtime.block_on(pull::ensure(
+            registry, cache, &reference, req.arch, req.pull, progress,
+        ))?;
+        pins.insert(text.clone(), img.top.digest.clone());
+        cached.push((text.clone(), reference.whole(), img));
+    }
+    Ok((cached, pins))
+}
+
+/// Builds the `@pkg:` package at `dir` (all its arches, so the index is the
+/// same whichever arch asked first) unless the cache has it for `arch`.
+fn build_package(
+    cache: &Cache,
+    reference: &Reference,
+    text: &str,
+    dir: &Path,
+    arch: Arch,
+    progress: &Progress,
+) -> anyhow::Result<()> {
+    if pull::lookup(cache, reference, arch)?.is_some() {
+        return Ok(());
+    }
+    // Another hull may be building it right now: wait, look again.
+    let _building = cache.work_lock(text)?;
+    if pull::lookup(cache, reference, arch)?.is_none() {
+        let p = crate::pkg::load(dir)?;
+        crate::pkg::build(&p, cache, text, None, 0, progress)?;
+    }
+    Ok(())
 }
