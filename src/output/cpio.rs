@@ -26,6 +26,105 @@ fn too_big(path: &str) -> io::Error {
     )
 }
 
+/// Inodes in path order; every hard link shares its file's inode, and the
+/// file's data goes with whichever of them comes last.
+struct Inodes<'t> {
+    ino: BTreeMap<&'t str, u32>,
+    /// File → the hard links to it.
+    links: BTreeMap<&'t str, Vec<&'t str>>,
+    /// File → the path (itself or a link) that carries its data.
+    carrier: BTreeMap<&'t str, &'t str>,
+}
+
+impl<'t> Inodes<'t> {
+    fn new(tree: &'t Tree) -> Self {
+        let mut ino: BTreeMap<&str, u32> = BTreeMap::new();
+        let mut links: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        let mut next = 1u32;
+        for (path, entry) in tree.iter().filter(|(p, _)| !p.is_empty()) {
+            if let Kind::Hardlink(target) = &entry.kind {
+                links
+                    .entry(target.as_str())
+                    .or_default()
+                    .push(path.as_str());
+            } else {
+                ino.insert(path.as_str(), next);
+                next += 1;
+            }
+        }
+        let carrier = links
+            .iter()
+            .map(|(target, group)| {
+                let last = group
+                    .iter()
+                    .copied()
+                    .chain(std::iter::once(*target))
+                    .max()
+                    .unwrap_or(target);
+                (*target, last)
+            })
+            .collect();
+        Inodes {
+            ino,
+            links,
+            carrier,
+        }
+    }
+}
+
+/// An entry's cpio header fields and data.
+struct Record<'a> {
+    inode: u32,
+    mode: u32,
+    uid: u32,
+    gid: u32,
+    nlink: u32,
+    rdev: (u32, u32),
+    data: Option<DataRef<'a>>,
+}
+
+/// What `path` is written as: a hard link as its file (sharing the inode,
+/// data only with the last link).
+fn record<'a>(tree: &'a Tree, inodes: &Inodes, path: &str, entry: &'a Entry) -> Record<'a> {
+    let (file, inode_of) = match &entry.kind {
+        Kind::Hardlink(t) => (tree.get(t), t.as_str()),
+        _ => (Some(entry), path),
+    };
+    let links = inodes.links.get(inode_of).map_or(1, |g| g.len() + 1);
+    let carries_data = inodes.carrier.get(inode_of).is_none_or(|c| *c == path);
+    let source: &Entry = file.unwrap_or(entry);
+    let (kind_bits, data): (u32, Option<DataRef>) = match &source.kind {
+        Kind::Dir => (S_IFDIR, None),
+        Kind::File(c) => (S_IFREG, carries_data.then_some(DataRef::Content(c))),
+        Kind::Symlink(t) => (S_IFLNK, Some(DataRef::Bytes(t.as_bytes()))),
+        Kind::Char(..) => (S_IFCHR, None),
+        Kind::Block(..) => (S_IFBLK, None),
+        Kind::Fifo => (S_IFIFO, None),
+        Kind::Hardlink(_) => (S_IFREG, None),
+    };
+    let rdev = match source.kind {
+        Kind::Char(a, b) | Kind::Block(a, b) => (a, b),
+        _ => (0, 0),
+    };
+    let perm = match source.kind {
+        Kind::Symlink(_) => 0o777,
+        _ => source.mode & 0o7777,
+    };
+    let nlink = match source.kind {
+        Kind::Dir => 2,
+        _ => u32::try_from(links).unwrap_or(1),
+    };
+    Record {
+        inode: inodes.ino.get(inode_of).copied().unwrap_or(0),
+        mode: kind_bits | perm,
+        uid: source.uid,
+        gid: source.gid,
+        nlink,
+        rdev,
+        data,
+    }
+}
+
 /// Writes `tree` (without its root entry) and the trailer.
 pub fn write<W: Write>(
     tree: &Tree,
@@ -33,80 +132,25 @@ pub fn write<W: Write>(
     mtime: u32,
     out: &mut Compressor<W>,
 ) -> io::Result<()> {
-    // Inodes in path order; every hard link shares its file's inode, and the
-    // file's data goes with whichever of them comes last.
-    let mut ino: BTreeMap<&str, u32> = BTreeMap::new();
-    let mut links: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-    let mut next = 1u32;
+    let inodes = Inodes::new(tree);
     for (path, entry) in tree.iter().filter(|(p, _)| !p.is_empty()) {
-        if let Kind::Hardlink(target) = &entry.kind {
-            links
-                .entry(target.as_str())
-                .or_default()
-                .push(path.as_str());
-        } else {
-            ino.insert(path.as_str(), next);
-            next += 1;
-        }
-    }
-    let mut carrier: BTreeMap<&str, &str> = BTreeMap::new();
-    for (target, group) in &links {
-        let last = group
-            .iter()
-            .copied()
-            .chain(std::iter::once(*target))
-            .max()
-            .unwrap_or(target);
-        carrier.insert(*target, last);
-    }
-    for (path, entry) in tree.iter().filter(|(p, _)| !p.is_empty()) {
-        let (file, inode_of) = match &entry.kind {
-            Kind::Hardlink(t) => (tree.get(t), t.as_str()),
-            _ => (Some(entry), path.as_str()),
-        };
-        let nlink = links.get(inode_of).map_or(1, |g| g.len() + 1);
-        let inode = ino.get(inode_of).copied().unwrap_or(0);
-        let carries_data = carrier.get(inode_of).is_none_or(|c| *c == path.as_str());
-        let source: &Entry = file.unwrap_or(entry);
-        let (kind_bits, data): (u32, Option<DataRef>) = match &source.kind {
-            Kind::Dir => (S_IFDIR, None),
-            Kind::File(c) => (S_IFREG, carries_data.then_some(DataRef::Content(c))),
-            Kind::Symlink(t) => (S_IFLNK, Some(DataRef::Bytes(t.as_bytes()))),
-            Kind::Char(..) => (S_IFCHR, None),
-            Kind::Block(..) => (S_IFBLK, None),
-            Kind::Fifo => (S_IFIFO, None),
-            Kind::Hardlink(_) => (S_IFREG, None),
-        };
-        let (rmaj, rmin) = match source.kind {
-            Kind::Char(a, b) | Kind::Block(a, b) => (a, b),
-            _ => (0, 0),
-        };
-        let size = match &data {
+        let r = record(tree, &inodes, path, entry);
+        let size = match &r.data {
             Some(DataRef::Content(c)) => u32::try_from(c.len()).map_err(|_| too_big(path))?,
             Some(DataRef::Bytes(b)) => u32::try_from(b.len()).map_err(|_| too_big(path))?,
             None => 0,
         };
-        let mode = if matches!(source.kind, Kind::Symlink(_)) {
-            0o777
-        } else {
-            source.mode & 0o7777
-        };
-        let nlink = if matches!(source.kind, Kind::Dir) {
-            2
-        } else {
-            u32::try_from(nlink).unwrap_or(1)
-        };
         let builder = cpio::newc::Builder::new(path)
-            .ino(inode)
-            .mode(kind_bits | mode)
-            .uid(source.uid)
-            .gid(source.gid)
-            .nlink(nlink)
+            .ino(r.inode)
+            .mode(r.mode)
+            .uid(r.uid)
+            .gid(r.gid)
+            .nlink(r.nlink)
             .mtime(mtime)
-            .rdev_major(rmaj)
-            .rdev_minor(rmin);
+            .rdev_major(r.rdev.0)
+            .rdev_minor(r.rdev.1);
         let mut w = builder.write(&mut *out, size);
-        match data {
+        match r.data {
             Some(DataRef::Content(c)) => pack.copy_to(c, &mut w)?,
             Some(DataRef::Bytes(b)) => w.write_all(b)?,
             None => {}
