@@ -379,14 +379,33 @@ fn check_volume(v: &Volume, cx: &mut Diagnostics) {
 /// Rules over the merged manifest: unique names per section and for volumes,
 /// uid/gid names that refer to containers, binds that name volumes.
 pub fn check_merged(m: &Manifest, cx: &mut Diagnostics) {
+    let containers = container_names(m, cx);
+    let volumes = volume_names(m, cx);
+    let images = m
+        .onboot
+        .iter()
+        .chain(&m.onshutdown)
+        .chain(&m.services)
+        .flatten();
+    for image in images {
+        let c = &image.config;
+        check_named_ids(c, &containers, cx);
+        for bind in c.binds.iter().chain(&c.binds_add).flatten() {
+            check_bind_source(bind, &volumes, cx);
+        }
+    }
+}
+
+/// Every container name; a service name used twice is an error. Onboot and
+/// onshutdown entries live in numbered directories, so LinuxKit lets a name
+/// repeat there (run `mount` twice).
+fn container_names<'m>(m: &'m Manifest, cx: &mut Diagnostics) -> BTreeSet<&'m str> {
     let mut containers = BTreeSet::new();
     for (section, list) in [
         (Section::Onboot, &m.onboot),
         (Section::Onshutdown, &m.onshutdown),
         (Section::Services, &m.services),
     ] {
-        // Onboot and onshutdown entries live in numbered directories, so LinuxKit
-        // lets a name repeat there (run `mount` twice); services must be unique.
         let mut seen: HashMap<&str, &Pos> = HashMap::new();
         for image in list.iter().flatten() {
             let Some(name) = &image.name else { continue };
@@ -408,6 +427,12 @@ pub fn check_merged(m: &Manifest, cx: &mut Diagnostics) {
             }
         }
     }
+    containers
+}
+
+/// Every volume name with where it is first written; a name used twice is
+/// an error.
+fn volume_names<'m>(m: &'m Manifest, cx: &mut Diagnostics) -> HashMap<&'m str, &'m Pos> {
     let mut volumes: HashMap<&str, &Pos> = HashMap::new();
     for v in m.volumes.iter().flatten() {
         let Some(name) = &v.name else { continue };
@@ -423,40 +448,32 @@ pub fn check_merged(m: &Manifest, cx: &mut Diagnostics) {
             volumes.insert(name.as_str(), &name.pos);
         }
     }
-    let images = m
-        .onboot
+    volumes
+}
+
+/// A uid, gid or additional gid given as a name must name a container.
+fn check_named_ids(c: &ImageConfig, containers: &BTreeSet<&str>, cx: &mut Diagnostics) {
+    let ids = c
+        .uid
         .iter()
-        .chain(&m.onshutdown)
-        .chain(&m.services)
-        .flatten();
-    for image in images {
-        let c = &image.config;
-        let ids = c
-            .uid
-            .iter()
-            .map(|id| ("uid", id))
-            .chain(c.gid.iter().map(|id| ("gid", id)))
-            .chain(
-                c.additional_gids
-                    .iter()
-                    .flatten()
-                    .map(|id| ("additionalGids", id)),
-            );
-        for (key, id) in ids {
-            if let Id::Name(name) = &id.value {
-                if !containers.contains(name.as_str()) {
-                    cx.error(
-                        &id.pos,
-                        format!(
-                            "{key}: \"{name}\" is neither a number nor the name of a container in this manifest"
-                        ),
-                    );
-                }
+        .map(|id| ("uid", id))
+        .chain(c.gid.iter().map(|id| ("gid", id)))
+        .chain(
+            c.additional_gids
+                .iter()
+                .flatten()
+                .map(|id| ("additionalGids", id)),
+        );
+    for (key, id) in ids {
+        if let Id::Name(name) = &id.value {
+            if !containers.contains(name.as_str()) {
+                cx.error(
+                    &id.pos,
+                    format!(
+                        "{key}: \"{name}\" is neither a number nor the name of a container in this manifest"
+                    ),
+                );
             }
-        }
-        let binds = c.binds.iter().chain(&c.binds_add).flatten();
-        for bind in binds {
-            check_bind_source(bind, &volumes, cx);
         }
     }
 }
