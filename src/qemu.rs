@@ -234,23 +234,16 @@ pub fn command_line(o: &Options) -> (String, Vec<String>) {
 
 /// The QEMU program and arguments for `o`, with KVM or TCG alone.
 fn command_line_with(o: &Options, kvm: bool) -> (String, Vec<String>) {
-    let mut args: Vec<String> = Vec::new();
-    let program = match o.arch {
-        Arch::Amd64 => {
-            args.extend(["-M", "q35"].map(String::from));
-            "qemu-system-x86_64"
-        }
-        Arch::Arm64 => {
-            args.extend(["-M", "virt"].map(String::from));
-            "qemu-system-aarch64"
-        }
+    let (program, machine) = match o.arch {
+        Arch::Amd64 => ("qemu-system-x86_64", "q35"),
+        Arch::Arm64 => ("qemu-system-aarch64", "virt"),
     };
+    let mut args: Vec<String> = vec!["-M".into(), machine.into()];
     // KVM first where it may work; QEMU falls back to TCG when it cannot.
     if kvm {
-        args.extend(["-accel", "kvm", "-accel", "tcg", "-cpu", "max"].map(String::from));
-    } else {
-        args.extend(["-accel", "tcg", "-cpu", "max"].map(String::from));
+        args.extend(["-accel", "kvm"].map(String::from));
     }
+    args.extend(["-accel", "tcg", "-cpu", "max"].map(String::from));
     if let Some(f) = &o.firmware {
         args.extend([
             "-drive".to_string(),
@@ -270,34 +263,41 @@ fn command_line_with(o: &Options, kvm: bool) -> (String, Vec<String>) {
         "-nographic".to_string(),
         "-no-reboot".to_string(),
     ]);
-    match &o.boot {
-        BootFrom::Kernel {
-            kernel,
-            initrd,
-            cmdline,
-        } => args.extend([
+    if let BootFrom::Kernel {
+        kernel,
+        initrd,
+        cmdline,
+    } = &o.boot
+    {
+        args.extend([
             "-kernel".to_string(),
             kernel.display().to_string(),
             "-initrd".to_string(),
             initrd.display().to_string(),
             "-append".to_string(),
             cmdline.clone(),
-        ]),
-        // Boot disks come after the --disk ones (see below).
-        BootFrom::Esp(_) | BootFrom::Disk(_) | BootFrom::Cdrom(_) => {}
+        ]);
     }
+    args.extend(devices(o));
+    // Boot disks come after the --disk ones.
+    args.extend(boot_drive(o));
+    (program.to_string(), args)
+}
+
+/// The network (with `--publish` forwards), the RNG, QMP and `--disk` drives.
+fn devices(o: &Options) -> Vec<String> {
     let mut netdev = "user,id=net0".to_string();
     for (h, g) in &o.publish {
         netdev.push_str(&format!(",hostfwd=tcp:127.0.0.1:{h}-:{g}"));
     }
-    args.extend([
+    let mut args = vec![
         "-netdev".to_string(),
         netdev,
         "-device".to_string(),
         "virtio-net-pci,netdev=net0".to_string(),
         "-device".to_string(),
         "virtio-rng-pci".to_string(),
-    ]);
+    ];
     if let Some(q) = &o.qmp {
         args.extend([
             "-qmp".to_string(),
@@ -311,28 +311,34 @@ fn command_line_with(o: &Options, kvm: bool) -> (String, Vec<String>) {
             format!("file={},format={format},if=virtio,index={i}", d.display()),
         ]);
     }
+    args
+}
+
+/// The drive to boot from, first in the firmware's boot order: an ESP
+/// directory as a FAT drive, a disk image, or a CD-ROM on virtio-scsi
+/// (SeaBIOS, OVMF and AAVMF all boot from it, and aarch64's virt machine has
+/// no IDE). Nothing for a direct kernel boot.
+fn boot_drive(o: &Options) -> Vec<String> {
     match &o.boot {
-        BootFrom::Esp(dir) => args.extend([
+        BootFrom::Esp(dir) => vec![
             "-drive".to_string(),
             format!(
                 "if=virtio,index={},format=raw,readonly=on,file=fat:{}",
                 o.disks.len(),
                 dir.display()
             ),
-        ]),
-        // The image to boot comes first in the firmware's boot order.
-        BootFrom::Disk(path) => {
-            let format = drive_format(path);
-            args.extend([
-                "-drive".to_string(),
-                format!("if=none,id=boot,format={format},file={}", path.display()),
-                "-device".to_string(),
-                "virtio-blk-pci,drive=boot,bootindex=0".to_string(),
-            ]);
-        }
-        // A CD-ROM on virtio-scsi: SeaBIOS, OVMF and AAVMF all boot from
-        // it, and aarch64's virt machine has no IDE.
-        BootFrom::Cdrom(path) => args.extend([
+        ],
+        BootFrom::Disk(path) => vec![
+            "-drive".to_string(),
+            format!(
+                "if=none,id=boot,format={},file={}",
+                drive_format(path),
+                path.display()
+            ),
+            "-device".to_string(),
+            "virtio-blk-pci,drive=boot,bootindex=0".to_string(),
+        ],
+        BootFrom::Cdrom(path) => vec![
             "-drive".to_string(),
             format!(
                 "if=none,id=cd,media=cdrom,readonly=on,format=raw,file={}",
@@ -342,10 +348,9 @@ fn command_line_with(o: &Options, kvm: bool) -> (String, Vec<String>) {
             "virtio-scsi-pci,id=scsi".to_string(),
             "-device".to_string(),
             "scsi-cd,drive=cd,bootindex=0".to_string(),
-        ]),
-        BootFrom::Kernel { .. } => {}
+        ],
+        BootFrom::Kernel { .. } => Vec::new(),
     }
-    (program.to_string(), args)
 }
 
 /// What `hull build` made under `prefix`: `PREFIX-kernel`, `PREFIX-initrd.img`
