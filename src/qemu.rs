@@ -568,36 +568,31 @@ pub fn run_expect(
     }
 }
 
-/// One boot for [`run_expect`], ending by `deadline`.
-fn expect_once(
-    o: &Options,
-    kvm: bool,
-    expected: &str,
-    deadline: Instant,
-    timeout: Duration,
-    until_exit: bool,
-    echo: &mut dyn Write,
-) -> Result<String, QemuError> {
-    let (program, args) = command_line_with(o, kvm);
-    // Input piped to hull is typed on the serial console (a terminal is not:
-    // QEMU would take it over).
+/// Starts QEMU with its output piped; input piped to hull is typed on the
+/// serial console (a terminal is not: QEMU would take it over).
+fn spawn(program: &str, args: &[String]) -> Result<std::process::Child, QemuError> {
     let input = if std::io::stdin().is_terminal() {
         Stdio::null()
     } else {
         Stdio::inherit()
     };
-    let mut child = Command::new(&program)
-        .args(&args)
+    Command::new(program)
+        .args(args)
         .stdin(input)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|source| QemuError::Spawn {
-            program: program.clone(),
+            program: program.to_string(),
             source,
-        })?;
+        })
+}
+
+/// The child's stdout and stderr as chunks on one channel, which closes
+/// when both streams end (QEMU exited).
+fn console_chunks(child: &mut std::process::Child) -> mpsc::Receiver<Vec<u8>> {
     let (tx, rx) = mpsc::channel::<Vec<u8>>();
-    for stream in [
+    let streams = [
         child
             .stdout
             .take()
@@ -606,12 +601,9 @@ fn expect_once(
             .stderr
             .take()
             .map(|s| Box::new(s) as Box<dyn Read + Send>),
-    ]
-    .into_iter()
-    .flatten()
-    {
+    ];
+    for mut stream in streams.into_iter().flatten() {
         let tx = tx.clone();
-        let mut stream = stream;
         std::thread::spawn(move || {
             let mut buf = [0u8; 4096];
             loop {
@@ -626,7 +618,25 @@ fn expect_once(
             }
         });
     }
-    drop(tx);
+    rx
+}
+
+/// What a boot printed, whether the marker came, and whether QEMU exited.
+struct Watched {
+    console: Vec<u8>,
+    found: bool,
+    exited: bool,
+}
+
+/// Reads the console until the marker's line is complete (unless
+/// `until_exit`), QEMU exits, or `deadline` passes; echoes it as it comes.
+fn watch(
+    rx: &mpsc::Receiver<Vec<u8>>,
+    expected: &str,
+    deadline: Instant,
+    until_exit: bool,
+    echo: &mut dyn Write,
+) -> Watched {
     let mut console = Vec::new();
     let mut exited = false;
     let found = loop {
@@ -650,22 +660,43 @@ fn expect_once(
         }
     };
     let _ = echo.flush();
+    Watched {
+        console,
+        found,
+        exited,
+    }
+}
+
+/// One boot for [`run_expect`], ending by `deadline`.
+fn expect_once(
+    o: &Options,
+    kvm: bool,
+    expected: &str,
+    deadline: Instant,
+    timeout: Duration,
+    until_exit: bool,
+    echo: &mut dyn Write,
+) -> Result<String, QemuError> {
+    let (program, args) = command_line_with(o, kvm);
+    let mut child = spawn(&program, &args)?;
+    let rx = console_chunks(&mut child);
+    let w = watch(&rx, expected, deadline, until_exit, echo);
     let _ = child.kill();
     let _ = child.wait();
-    let text = String::from_utf8_lossy(&console).into_owned();
-    if until_exit && !exited {
+    let text = String::from_utf8_lossy(&w.console).into_owned();
+    if until_exit && !w.exited {
         return Err(QemuError::NoExit {
             seconds: timeout.as_secs(),
             console: text,
         });
     }
-    if found {
+    if w.found {
         Ok(text)
     } else {
         Err(QemuError::Timeout {
             expected: expected.to_string(),
             seconds: timeout.as_secs(),
-            exited,
+            exited: w.exited,
             console: text,
         })
     }
