@@ -514,6 +514,78 @@ pub fn esp_dir(arch: Arch, efi: &Path, dir: &Path) -> Result<PathBuf, QemuError>
     Ok(dir.to_path_buf())
 }
 
+/// How a built image boots: what QEMU is given, and whether UEFI firmware
+/// starts it. Keeps the temporary ESP a unified kernel image boots from.
+pub struct BootChoice {
+    pub boot: BootFrom,
+    pub uefi: bool,
+    _esp: Option<tempfile::TempDir>,
+}
+
+/// Chooses how `built` boots on `arch`: a kernel directly (through UEFI only
+/// when `want_uefi`); disks and ISOs as they say themselves (a BIOS or UEFI;
+/// `want_uefi` insists on UEFI); a unified kernel image from an ESP made next
+/// to it for this run, always through UEFI.
+pub fn choose_boot(built: Built, arch: Arch, want_uefi: bool) -> Result<BootChoice, QemuError> {
+    let choice = |boot, uefi| BootChoice {
+        boot,
+        uefi,
+        _esp: None,
+    };
+    Ok(match built {
+        Built::Kernel {
+            kernel,
+            initrd,
+            cmdline,
+        } => choice(
+            BootFrom::Kernel {
+                kernel,
+                initrd,
+                cmdline,
+            },
+            want_uefi,
+        ),
+        Built::Disk(disk) => {
+            let uefi = want_uefi || !disk_boots_bios(&disk)?;
+            check_firmware(arch, uefi, &disk)?;
+            choice(BootFrom::Disk(disk), uefi)
+        }
+        Built::Iso(iso) => {
+            let uefi = want_uefi || iso_boots_uefi(&iso)?;
+            check_firmware(arch, uefi, &iso)?;
+            choice(BootFrom::Cdrom(iso), uefi)
+        }
+        Built::Efi(efi) => {
+            let parent = efi
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
+            let tmp = tempfile::Builder::new()
+                .prefix(".hull-esp-")
+                .tempdir_in(parent)
+                .map_err(|source| QemuError::Esp {
+                    path: parent.to_path_buf(),
+                    source,
+                })?;
+            let dir = esp_dir(arch, &efi, tmp.path())?;
+            BootChoice {
+                boot: BootFrom::Esp(dir),
+                uefi: true,
+                _esp: Some(tmp),
+            }
+        }
+    })
+}
+
+/// The UEFI variable store made fresh for each boot, next to the image.
+pub fn efivars_path(prefix: &str) -> PathBuf {
+    let stem = [".efi", ".img", ".qcow2", ".iso"]
+        .iter()
+        .find_map(|x| prefix.strip_suffix(x))
+        .unwrap_or(prefix);
+    PathBuf::from(format!("{stem}-efivars.fd"))
+}
+
 /// Runs attached to the terminal until QEMU exits.
 pub fn run_attached(o: &Options) -> Result<(), QemuError> {
     let kvm = use_kvm(o.arch);

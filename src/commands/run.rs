@@ -16,101 +16,64 @@ pub fn run(cx: &Context, cmd: RunCommand) -> anyhow::Result<()> {
         None => Arch::host(),
     };
     let built = qemu::image_files(&args.prefix)?;
-    // A unified kernel image is started by UEFI firmware from an ESP made
-    // next to it for this run.
-    let esp_tmp;
-    let (boot, uefi) = match built {
-        qemu::Built::Kernel {
-            kernel,
-            initrd,
-            cmdline,
-        } => (
-            qemu::BootFrom::Kernel {
-                kernel,
-                initrd,
-                cmdline,
-            },
-            args.uefi,
-        ),
-        // Disks and ISOs say themselves whether a BIOS or UEFI boots them;
-        // --uefi insists on UEFI.
-        qemu::Built::Disk(disk) => {
-            let uefi = args.uefi || !qemu::disk_boots_bios(&disk)?;
-            qemu::check_firmware(arch, uefi, &disk)?;
-            (qemu::BootFrom::Disk(disk), uefi)
-        }
-        qemu::Built::Iso(iso) => {
-            let uefi = args.uefi || qemu::iso_boots_uefi(&iso)?;
-            qemu::check_firmware(arch, uefi, &iso)?;
-            (qemu::BootFrom::Cdrom(iso), uefi)
-        }
-        qemu::Built::Efi(efi) => {
-            let parent = efi.parent().filter(|p| !p.as_os_str().is_empty());
-            esp_tmp = tempfile::Builder::new()
-                .prefix(".hull-esp-")
-                .tempdir_in(parent.unwrap_or(std::path::Path::new(".")))
-                .context("cannot make a temporary EFI system partition")?;
-            let dir = qemu::esp_dir(arch, &efi, esp_tmp.path())?;
-            (qemu::BootFrom::Esp(dir), true)
-        }
-    };
+    let choice = qemu::choose_boot(built, arch, args.uefi)?;
     let publish = args
         .publish
         .iter()
         .map(|p| qemu::parse_publish(p))
         .collect::<Result<Vec<_>, _>>()?;
-    // A fresh variable store next to the image for each UEFI boot.
-    let firmware = if uefi {
-        let stem = [".efi", ".img", ".qcow2", ".iso"]
-            .iter()
-            .find_map(|x| args.prefix.strip_suffix(x))
-            .unwrap_or(&args.prefix);
-        let vars = std::path::PathBuf::from(format!("{stem}-efivars.fd"));
-        Some(qemu::uefi_firmware(arch, &vars)?)
+    let firmware = if choice.uefi {
+        Some(qemu::uefi_firmware(
+            arch,
+            &qemu::efivars_path(&args.prefix),
+        )?)
     } else {
         None
     };
     let options = Options {
         firmware,
         arch,
-        boot,
+        boot: choice.boot.clone(),
         mem_mb: args.mem,
         cpus: args.cpus,
-        disks: args.disk,
+        disks: args.disk.clone(),
         publish,
-        qmp: args.qmp,
+        qmp: args.qmp.clone(),
     };
     match &args.expect {
-        None => qemu::run_attached(&options)?,
-        Some(text) => {
-            let mut sink: Box<dyn std::io::Write> = if cx.quiet {
-                Box::new(std::io::sink())
-            } else {
-                Box::new(std::io::stdout())
-            };
-            match qemu::run_expect(
-                &options,
-                text,
-                Duration::from_secs(args.timeout),
-                args.until_exit,
-                &mut *sink,
-            ) {
-                Ok(_) => {}
-                Err(e @ (qemu::QemuError::Timeout { .. } | qemu::QemuError::NoExit { .. })) => {
-                    if let qemu::QemuError::Timeout { console, .. }
-                    | qemu::QemuError::NoExit { console, .. } = &e
-                    {
-                        let log = qemu::log_path(std::path::Path::new(&args.prefix));
-                        std::fs::write(&log, console).with_context(|| {
-                            format!("cannot keep the console log at {}", log.display())
-                        })?;
-                        eprintln!("console log kept at {}", log.display());
-                    }
-                    return Err(e.into());
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
+        None => Ok(qemu::run_attached(&options)?),
+        Some(text) => expect(cx, &options, text, &args),
     }
-    Ok(())
+}
+
+/// Boots until `text` appears on the console; on a timeout the console log
+/// is kept next to the image.
+fn expect(
+    cx: &Context,
+    options: &Options,
+    text: &str,
+    args: &crate::cli::RunQemuArgs,
+) -> anyhow::Result<()> {
+    let mut sink: Box<dyn std::io::Write> = if cx.quiet {
+        Box::new(std::io::sink())
+    } else {
+        Box::new(std::io::stdout())
+    };
+    let timeout = Duration::from_secs(args.timeout);
+    match qemu::run_expect(options, text, timeout, args.until_exit, &mut *sink) {
+        Ok(_) => Ok(()),
+        Err(e @ (qemu::QemuError::Timeout { .. } | qemu::QemuError::NoExit { .. })) => {
+            let (qemu::QemuError::Timeout { console, .. }
+            | qemu::QemuError::NoExit { console, .. }) = &e
+            else {
+                return Err(e.into());
+            };
+            let log = qemu::log_path(std::path::Path::new(&args.prefix));
+            std::fs::write(&log, console)
+                .with_context(|| format!("cannot keep the console log at {}", log.display()))?;
+            eprintln!("console log kept at {}", log.display());
+            Err(e.into())
+        }
+        Err(e) => Err(e.into()),
+    }
 }
