@@ -309,6 +309,42 @@ async fn fetch_manifest(
     Ok((descriptor, parsed))
 }
 
+/// One attempt at a blob: from what `writer` already holds (a range
+/// request), or from the start when the registry ignores the range.
+async fn stream_into(
+    client: &oci_client::Client,
+    reference: &Reference,
+    d: &Descriptor,
+    writer: &mut crate::cache::blob::BlobWriter,
+    task: &crate::progress::Task,
+    progress: &Progress,
+) -> Result<(), BlobFault> {
+    let offset = writer.written();
+    let response = client
+        .pull_blob_stream_partial(reference, d.digest.as_str(), offset, None)
+        .await?;
+    let mut stream = match response {
+        BlobResponse::Full(s) => {
+            if offset > 0 {
+                writer.reset()?;
+                task.reset();
+            }
+            s.stream
+        }
+        BlobResponse::Partial(s) => s.stream,
+    };
+    while let Some(chunk) = stream
+        .try_next()
+        .await
+        .map_err(|e| BlobFault::Stream(writer.written(), e))?
+    {
+        writer.write(&chunk)?;
+        task.advance(chunk.len() as u64);
+        progress.advance_total(chunk.len() as u64);
+    }
+    Ok(())
+}
+
 /// Downloads one blob into the cache: streamed, verified, resumed with a
 /// range request after a cut connection, restarted after a bad digest.
 async fn download(
@@ -345,34 +381,7 @@ async fn download(
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let offset = writer.written();
-        let result: Result<(), BlobFault> = async {
-            let response = client
-                .pull_blob_stream_partial(reference, d.digest.as_str(), offset, None)
-                .await?;
-            let mut stream = match response {
-                BlobResponse::Full(s) => {
-                    if offset > 0 {
-                        // The registry ignored the range: start over.
-                        writer.reset()?;
-                        task.reset();
-                    }
-                    s.stream
-                }
-                BlobResponse::Partial(s) => s.stream,
-            };
-            while let Some(chunk) = stream
-                .try_next()
-                .await
-                .map_err(|e| BlobFault::Stream(writer.written(), e))?
-            {
-                writer.write(&chunk)?;
-                task.advance(chunk.len() as u64);
-                progress.advance_total(chunk.len() as u64);
-            }
-            Ok(())
-        }
-        .await;
+        let result = stream_into(&client, reference, d, &mut writer, &task, progress).await;
         let retry_ok = match &result {
             Ok(()) => {
                 // Complete: verify and publish, or start over on a bad digest.
