@@ -68,42 +68,8 @@ pub async fn push(
     );
     progress.step(format!("pushing {source} to {}", target.whole()));
 
-    // The image manifests to push: the top one, or the index's children.
     let top_digest = top.digest().map_err(CacheError::from)?;
-    let mut manifests: Vec<Descriptor> = Vec::new();
-    if let Parsed::Index {
-        manifests: children,
-        ..
-    } = cache.manifest(&top_digest)?
-    {
-        for child in children {
-            let d = child.digest().map_err(CacheError::from)?;
-            if cache.has_blob(&d) {
-                manifests.push(child);
-            } else {
-                let probe = target.clone_with_digest(child.digest.clone());
-                if client
-                    .fetch_manifest_digest(&probe, &registry_auth(registry, target).await?)
-                    .await
-                    .is_err()
-                {
-                    let platform = child.platform.as_ref().map_or_else(
-                        || "no platform".to_string(),
-                        |p| format!("{}/{}", p.os, p.architecture),
-                    );
-                    return Err(PushError::Incomplete {
-                        image: source.to_string(),
-                        digest: child.digest,
-                        platform,
-                        target: target.whole(),
-                    });
-                }
-            }
-        }
-    } else {
-        manifests.push(top.clone());
-    }
-
+    let manifests = manifests_to_push(registry, cache, &client, source, &top, target).await?;
     for m in &manifests {
         let digest = m.digest().map_err(CacheError::from)?;
         let Parsed::Image { config, layers, .. } = cache.manifest(&digest)? else {
@@ -139,6 +105,49 @@ pub async fn push(
     .await?;
     progress.step(format!("pushed {} {}", target.whole(), top.digest));
     Ok(top.digest)
+}
+
+/// The image manifests to push: the top one, or the index's children. A
+/// child the cache lacks must already be in the target repository.
+async fn manifests_to_push(
+    registry: &Registry,
+    cache: &Cache,
+    client: &oci_client::Client,
+    source: &str,
+    top: &Descriptor,
+    target: &Reference,
+) -> Result<Vec<Descriptor>, PushError> {
+    let top_digest = top.digest().map_err(CacheError::from)?;
+    let Parsed::Index {
+        manifests: children,
+        ..
+    } = cache.manifest(&top_digest)?
+    else {
+        return Ok(vec![top.clone()]);
+    };
+    let mut manifests = Vec::new();
+    for child in children {
+        let d = child.digest().map_err(CacheError::from)?;
+        if cache.has_blob(&d) {
+            manifests.push(child);
+            continue;
+        }
+        let probe = target.clone_with_digest(child.digest.clone());
+        let auth = registry_auth(registry, target).await?;
+        if client.fetch_manifest_digest(&probe, &auth).await.is_err() {
+            let platform = child.platform.as_ref().map_or_else(
+                || "no platform".to_string(),
+                |p| format!("{}/{}", p.os, p.architecture),
+            );
+            return Err(PushError::Incomplete {
+                image: source.to_string(),
+                digest: child.digest,
+                platform,
+                target: target.whole(),
+            });
+        }
+    }
+    Ok(manifests)
 }
 
 async fn registry_auth(
