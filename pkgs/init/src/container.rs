@@ -118,17 +118,10 @@ fn refuse_unsupported(spec: &Spec) -> Result<(), SetupError> {
     Ok(())
 }
 
-/// The shim: cgroup, namespaces, then the exec step as a child (pid 1 of a
-/// new pid namespace when there is one); exits with the child's status.
-pub fn shim(dir: &Path, name: &str) -> Result<i32, SetupError> {
-    let spec = spec(dir)?;
-    refuse_unsupported(&spec)?;
-    // A runtime.json that cannot be read is not run with less than it asks.
-    let runtime = runtime::load(dir).map_err(|e| err(format!("{e}: not started")))?;
-    for e in runtime.prepare() {
-        eprintln!("hull-init: {name}: {e}");
-    }
-    enter_cgroup(&spec, name)?;
+/// The namespaces to unshare: every new one the spec asks for but the
+/// mount namespace (made last, see [`shim`]); namespaces given by path are
+/// joined here.
+fn join_or_collect_namespaces(spec: &Spec) -> Result<UnshareFlags, SetupError> {
     let mut flags = UnshareFlags::empty();
     for ns in spec
         .linux()
@@ -146,7 +139,6 @@ pub fn shim(dir: &Path, name: &str) -> Result<i32, SetupError> {
             _ => continue,
         };
         match ns.path() {
-            // Every container gets a new mount namespace, last (see below).
             None if flag == UnshareFlags::NEWNS => {}
             None => flags |= flag,
             Some(path) => {
@@ -157,9 +149,15 @@ pub fn shim(dir: &Path, name: &str) -> Result<i32, SetupError> {
             }
         }
     }
-    // Termination is passed on to the container. The thread starts before
-    // unshare: a process cannot start threads after unsharing its pid namespace.
-    let target = std::sync::Arc::new(std::sync::atomic::AtomicI32::new(0));
+    Ok(flags)
+}
+
+/// Passes SIGTERM and SIGINT on to the process whose pid is stored in the
+/// returned cell (0: none yet). The thread starts before unshare: a process
+/// cannot start threads after unsharing its pid namespace.
+fn forward_signals() -> Result<std::sync::Arc<std::sync::atomic::AtomicI32>, SetupError> {
+    use std::sync::atomic::{AtomicI32, Ordering};
+    let target = std::sync::Arc::new(AtomicI32::new(0));
     let mut signals = signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGTERM,
         signal_hook::consts::SIGINT,
@@ -169,7 +167,7 @@ pub fn shim(dir: &Path, name: &str) -> Result<i32, SetupError> {
     std::thread::Builder::new()
         .spawn(move || {
             for s in signals.forever() {
-                let raw = forward.load(std::sync::atomic::Ordering::SeqCst);
+                let raw = forward.load(Ordering::SeqCst);
                 if let Some(p) = rustix::process::Pid::from_raw(raw) {
                     let sig = if s == signal_hook::consts::SIGINT {
                         rustix::process::Signal::INT
@@ -181,8 +179,17 @@ pub fn shim(dir: &Path, name: &str) -> Result<i32, SetupError> {
             }
         })
         .map_err(|e| err(format!("signal thread: {e}")))?;
-    // The other namespaces first, so that they can be bound at host paths
-    // (runtime bindNS) while this process still sees the host's mounts.
+    Ok(target)
+}
+
+/// Unshares `flags` and does what runtime.json asks inside them while this
+/// process still sees the host's mounts: interfaces moved or made in the new
+/// network namespace, namespaces bound at host paths (bindNS).
+fn unshare_with_host_side(
+    runtime: &runtime::Runtime,
+    flags: UnshareFlags,
+    name: &str,
+) -> Result<(), SetupError> {
     let mut host_network = match runtime.host_network() {
         None => None,
         Some(Ok(h)) => Some(h),
@@ -200,6 +207,26 @@ pub fn shim(dir: &Path, name: &str) -> Result<i32, SetupError> {
     for e in runtime.bind_namespaces() {
         eprintln!("hull-init: {name}: {e}");
     }
+    Ok(())
+}
+
+/// The shim: cgroup, namespaces, then the exec step as a child (pid 1 of a
+/// new pid namespace when there is one); exits with the child's status.
+pub fn shim(dir: &Path, name: &str) -> Result<i32, SetupError> {
+    let spec = spec(dir)?;
+    refuse_unsupported(&spec)?;
+    // A runtime.json that cannot be read is not run with less than it asks.
+    let runtime = runtime::load(dir).map_err(|e| err(format!("{e}: not started")))?;
+    for e in runtime.prepare() {
+        eprintln!("hull-init: {name}: {e}");
+    }
+    enter_cgroup(&spec, name)?;
+    let flags = join_or_collect_namespaces(&spec)?;
+    let target = forward_signals()?;
+    // The other namespaces first, so that they can be bound at host paths
+    // (runtime bindNS) while this process still sees the host's mounts;
+    // every container gets a new mount namespace, last.
+    unshare_with_host_side(&runtime, flags, name)?;
     sys::unshare(UnshareFlags::NEWNS)?;
     let mut child = Command::new("/proc/self/exe")
         .arg0("hull-init")
@@ -250,17 +277,12 @@ fn same_node(source: &Path, target: &Path) -> bool {
     }
 }
 
-/// The exec step: runs inside the new namespaces; never returns on success.
-pub fn exec(dir: &Path, name: &str) -> Result<(), SetupError> {
-    let spec = spec(dir)?;
-    let process = spec
-        .process()
-        .clone()
-        .ok_or_else(|| err("config.json has no process"))?;
-    // Nothing mounted here reaches the host (rslave, runc's default) unless
-    // the container asks for shared propagation: then only / and /run (where
-    // its root is put together) are made private, and binds of other mounts
-    // (/var) stay peers of the host's, so a disk it mounts there is seen by all.
+/// Nothing mounted in the container reaches the host (rslave, runc's
+/// default) unless it asks for shared propagation: then only / and /run
+/// (where its root is put together) are made private, and binds of other
+/// mounts (/var) stay peers of the host's, so a disk it mounts there is seen
+/// by all. Returns whether the container is shared.
+fn set_root_propagation(spec: &Spec) -> Result<bool, SetupError> {
     let shared = spec
         .linux()
         .as_ref()
@@ -276,18 +298,18 @@ pub fn exec(dir: &Path, name: &str) -> Result<(), SetupError> {
             MountPropagationFlags::REC | MountPropagationFlags::DOWNSTREAM,
         )?;
     }
-    let image = std::fs::canonicalize(dir.join("rootfs"))
-        .map_err(|e| err(format!("{}/rootfs: {e}", dir.display())))?;
+    Ok(shared)
+}
+
+/// The container's root: always an overlay (the image below, a tmpfs
+/// above), so mount points can be made; a read-only container's root is
+/// remounted read-only once its mounts are in place. Returns its path.
+fn overlay_root(dir: &Path, name: &str) -> Result<PathBuf, SetupError> {
+    let image = std::fs::canonicalize(dir.join(layout::ROOTFS))
+        .map_err(|e| err(format!("{}/{}: {e}", dir.display(), layout::ROOTFS)))?;
     let work = PathBuf::from(format!("/run/hull/containers/{name}"));
     let root = work.join("root");
     std::fs::create_dir_all(&root).map_err(|e| err(format!("mkdir {}: {e}", root.display())))?;
-    let readonly = spec
-        .root()
-        .as_ref()
-        .is_some_and(|r| r.readonly().unwrap_or(false));
-    // The root is always an overlay (the image below, a tmpfs above), so mount
-    // points can be made; a read-only container's root is remounted read-only
-    // once its mounts are in place.
     let rw = work.join("rw");
     std::fs::create_dir_all(&rw).map_err(|e| err(format!("mkdir {}: {e}", rw.display())))?;
     mounts::mount("tmpfs", &rw, "tmpfs", &["mode=0755".into()])?;
@@ -301,93 +323,89 @@ pub fn exec(dir: &Path, name: &str) -> Result<(), SetupError> {
         rw.join("work").display()
     );
     mounts::mount("overlay", &root, "overlay", &[data])?;
-    // Mounts from the spec, inside the new root.
-    for m in spec.mounts().clone().unwrap_or_default() {
-        let dest = m.destination();
-        let target = root.join(dest.strip_prefix("/").unwrap_or(dest));
-        let typ = m.typ().clone().unwrap_or_else(|| "bind".into());
-        let source = m
-            .source()
-            .clone()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_else(|| typ.clone());
-        let options = m.options().clone().unwrap_or_default();
-        let bind = typ == "bind" || options.iter().any(|o| o == "bind" || o == "rbind");
-        ensure_target(&target, bind.then(|| Path::new(&source)));
-        let fstype = if typ == "cgroup" {
-            "cgroup2".to_string()
-        } else {
-            typ
-        };
-        if let Err(e) = mounts::mount(&source, &target, &fstype, &options) {
-            eprintln!("hull-init: {name}: {e}");
-            continue;
-        }
-        let mut asked: Vec<_> = options
-            .iter()
-            .filter_map(|o| mounts::propagation(o))
-            .collect();
-        // In a shared container only binds marked shared stay the host's
-        // peers; others become slaves, so mounts on them (devpts on a bound
-        // /dev) stay in the container.
-        if asked.is_empty() && bind && shared {
-            asked.push(MountPropagationFlags::REC | MountPropagationFlags::DOWNSTREAM);
-        }
-        for flags in asked {
-            if let Err(e) = mounts::set_propagation(&target, flags) {
-                eprintln!("hull-init: {name}: {e}");
-            }
-        }
+    Ok(root)
+}
+
+/// One mount of the spec, inside the new root, with the propagation it asks
+/// for (in a shared container only binds marked shared stay the host's
+/// peers; others become slaves, so mounts on them, devpts on a bound /dev,
+/// stay in the container).
+fn spec_mount(root: &Path, m: &oci_spec::runtime::Mount, shared: bool) -> Result<(), String> {
+    let dest = m.destination();
+    let target = root.join(dest.strip_prefix("/").unwrap_or(dest));
+    let typ = m.typ().clone().unwrap_or_else(|| "bind".into());
+    let source = m
+        .source()
+        .clone()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| typ.clone());
+    let options = m.options().clone().unwrap_or_default();
+    let bind = typ == "bind" || options.iter().any(|o| o == "bind" || o == "rbind");
+    ensure_target(&target, bind.then(|| Path::new(&source)));
+    let fstype = if typ == "cgroup" { "cgroup2" } else { &typ };
+    mounts::mount(&source, &target, fstype, &options).map_err(|e| e.to_string())?;
+    let mut asked: Vec<_> = options
+        .iter()
+        .filter_map(|o| mounts::propagation(o))
+        .collect();
+    if asked.is_empty() && bind && shared {
+        asked.push(MountPropagationFlags::REC | MountPropagationFlags::DOWNSTREAM);
     }
-    // The usual device nodes, from the host's /dev.
-    for d in ["null", "zero", "full", "random", "urandom", "tty"] {
-        let t = root.join("dev").join(d);
-        let source = format!("/dev/{d}");
-        // With the host's /dev bound in, the node is already there.
-        if same_node(Path::new(&source), &t) {
-            continue;
-        }
-        ensure_target(&t, Some(Path::new("/dev/null")));
-        let _ = mounts::mount(&source, &t, "bind", &["bind".into()]);
+    for flags in asked {
+        mounts::set_propagation(&target, flags).map_err(|e| e.to_string())?;
     }
-    for d in spec
+    Ok(())
+}
+
+/// The usual device nodes, from the host's /dev, and the spec's devices.
+fn device_nodes(spec: &Spec, root: &Path) {
+    let usual = ["null", "zero", "full", "random", "urandom", "tty"]
+        .map(|d| PathBuf::from(format!("/dev/{d}")));
+    let asked = spec
         .linux()
         .as_ref()
         .and_then(|l| l.devices().clone())
         .unwrap_or_default()
-    {
-        let p = d.path();
-        let t = root.join(p.strip_prefix("/").unwrap_or(p));
-        if same_node(p, &t) {
+        .into_iter()
+        .map(|d| d.path().clone());
+    for source in usual.into_iter().chain(asked) {
+        let t = root.join(source.strip_prefix("/").unwrap_or(&source));
+        // With the host's /dev bound in, the node is already there.
+        if same_node(&source, &t) {
             continue;
         }
         ensure_target(&t, Some(Path::new("/dev/null")));
-        let _ = mounts::mount(&p.to_string_lossy(), &t, "bind", &["bind".into()]);
+        let _ = mounts::mount(&source.to_string_lossy(), &t, "bind", &["bind".into()]);
     }
-    if let Some(linux) = spec.linux() {
-        for p in linux.masked_paths().clone().unwrap_or_default() {
-            let t = root.join(p.trim_start_matches('/'));
-            if t.is_dir() {
-                let _ = mounts::mount("tmpfs", &t, "tmpfs", &["ro".into()]);
-            } else if t.exists() {
-                let _ = mounts::mount("/dev/null", &t, "bind", &["bind".into()]);
-            }
-        }
-        for p in linux.readonly_paths().clone().unwrap_or_default() {
-            let t = root.join(p.trim_start_matches('/'));
-            if t.exists() {
-                let _ = mounts::mount(
-                    &t.to_string_lossy(),
-                    &t,
-                    "bind",
-                    &["rbind".into(), "ro".into()],
-                );
-            }
+}
+
+/// Masked paths (a read-only tmpfs over a directory, /dev/null over a
+/// file) and read-only paths (bound onto themselves read-only).
+fn masked_and_readonly_paths(spec: &Spec, root: &Path) {
+    let Some(linux) = spec.linux() else { return };
+    for p in linux.masked_paths().clone().unwrap_or_default() {
+        let t = root.join(p.trim_start_matches('/'));
+        if t.is_dir() {
+            let _ = mounts::mount("tmpfs", &t, "tmpfs", &["ro".into()]);
+        } else if t.exists() {
+            let _ = mounts::mount("/dev/null", &t, "bind", &["bind".into()]);
         }
     }
-    enter_root(&root, name, readonly)?;
-    std::env::set_current_dir(process.cwd())
-        .map_err(|e| err(format!("cwd {}: {e}", process.cwd().display())))?;
+    for p in linux.readonly_paths().clone().unwrap_or_default() {
+        let t = root.join(p.trim_start_matches('/'));
+        if t.exists() {
+            let _ = mounts::mount(
+                &t.to_string_lossy(),
+                &t,
+                "bind",
+                &["rbind".into(), "ro".into()],
+            );
+        }
+    }
+}
+
+/// The hostname, in a new UTS namespace only.
+fn set_hostname(spec: &Spec) -> Result<(), SetupError> {
     let new_uts = spec
         .linux()
         .as_ref()
@@ -395,11 +413,17 @@ pub fn exec(dir: &Path, name: &str) -> Result<(), SetupError> {
         .unwrap_or_default()
         .iter()
         .any(|n| n.typ() == LinuxNamespaceType::Uts && n.path().is_none());
-    if new_uts {
-        if let Some(h) = spec.hostname() {
+    match spec.hostname() {
+        Some(h) if new_uts => {
             rustix::system::sethostname(h.as_bytes()).ctx(|| format!("sethostname {h}"))?;
         }
+        _ => {}
     }
+    Ok(())
+}
+
+/// Sysctls, rlimits and the OOM score.
+fn apply_limits(spec: &Spec, process: &oci_spec::runtime::Process, name: &str) {
     if let Some(sysctl) = spec.linux().as_ref().and_then(|l| l.sysctl().clone()) {
         for (k, v) in sysctl {
             let path = format!("/proc/sys/{}", k.replace('.', "/"));
@@ -432,24 +456,25 @@ pub fn exec(dir: &Path, name: &str) -> Result<(), SetupError> {
     if let Some(o) = process.oom_score_adj() {
         let _ = std::fs::write("/proc/self/oom_score_adj", o.to_string());
     }
-    // Seccomp: with no_new_privs, last (after it is set); without, while
-    // CAP_SYS_ADMIN is still effective, before the identity change (as runc).
-    let seccomp = spec.linux().as_ref().and_then(|l| l.seccomp().clone());
-    let no_new_privs = process.no_new_privileges().unwrap_or(false);
-    let install_seccomp = |profile: &oci_spec::runtime::LinuxSeccomp| {
-        let skipped = seccomp::install(profile).map_err(err)?;
-        if !skipped.is_empty() {
-            eprintln!(
-                "hull-init: {name}: seccomp: no such syscall on this arch, skipped: {}",
-                skipped.join(" ")
-            );
-        }
-        Ok::<(), SetupError>(())
-    };
-    if let (Some(profile), false) = (&seccomp, no_new_privs) {
-        install_seccomp(profile)?;
+}
+
+/// Installs a seccomp profile, reporting syscalls this arch does not have.
+fn install_seccomp(
+    profile: &oci_spec::runtime::LinuxSeccomp,
+    name: &str,
+) -> Result<(), SetupError> {
+    let skipped = seccomp::install(profile).map_err(err)?;
+    if !skipped.is_empty() {
+        eprintln!(
+            "hull-init: {name}: seccomp: no such syscall on this arch, skipped: {}",
+            skipped.join(" ")
+        );
     }
-    // Identity: keep capabilities across the uid change, then set them.
+    Ok(())
+}
+
+/// Identity: keep capabilities across the uid change, then set them.
+fn become_user(process: &oci_spec::runtime::Process) -> Result<(), SetupError> {
     let user = process.user();
     rustix::thread::set_keep_capabilities(true).ctx(|| "keep capabilities".into())?;
     let groups: Vec<rustix::process::Gid> = user
@@ -464,16 +489,14 @@ pub fn exec(dir: &Path, name: &str) -> Result<(), SetupError> {
         .ctx(|| format!("setgid {}", user.gid()))?;
     rustix::thread::set_thread_uid(rustix::process::Uid::from_raw(user.uid()))
         .ctx(|| format!("setuid {}", user.uid()))?;
-    apply_capabilities(&process)?;
-    if no_new_privs {
-        rustix::thread::set_no_new_privs(true).ctx(|| "no_new_privs".into())?;
-        if let Some(profile) = &seccomp {
-            install_seccomp(profile)?;
-        }
-    }
+    apply_capabilities(process)
+}
+
+/// Replaces this process with the container's program; returns only on error.
+fn exec_program(process: &oci_spec::runtime::Process) -> SetupError {
     let args = process.args().clone().unwrap_or_default();
     let Some((program, rest)) = args.split_first() else {
-        return Err(err("config.json has no process.args"));
+        return err("config.json has no process.args");
     };
     let mut cmd = Command::new(program);
     cmd.args(rest).env_clear();
@@ -483,7 +506,49 @@ pub fn exec(dir: &Path, name: &str) -> Result<(), SetupError> {
         }
     }
     let e = cmd.exec();
-    Err(err(format!("exec {program}: {e}")))
+    err(format!("exec {program}: {e}"))
+}
+
+/// The exec step: runs inside the new namespaces; never returns on success.
+pub fn exec(dir: &Path, name: &str) -> Result<(), SetupError> {
+    let spec = spec(dir)?;
+    let process = spec
+        .process()
+        .clone()
+        .ok_or_else(|| err("config.json has no process"))?;
+    let shared = set_root_propagation(&spec)?;
+    let root = overlay_root(dir, name)?;
+    for m in spec.mounts().clone().unwrap_or_default() {
+        if let Err(e) = spec_mount(&root, &m, shared) {
+            eprintln!("hull-init: {name}: {e}");
+        }
+    }
+    device_nodes(&spec, &root);
+    masked_and_readonly_paths(&spec, &root);
+    let readonly = spec
+        .root()
+        .as_ref()
+        .is_some_and(|r| r.readonly().unwrap_or(false));
+    enter_root(&root, name, readonly)?;
+    std::env::set_current_dir(process.cwd())
+        .map_err(|e| err(format!("cwd {}: {e}", process.cwd().display())))?;
+    set_hostname(&spec)?;
+    apply_limits(&spec, &process, name);
+    // Seccomp: with no_new_privs, last (after it is set); without, while
+    // CAP_SYS_ADMIN is still effective, before the identity change (as runc).
+    let seccomp = spec.linux().as_ref().and_then(|l| l.seccomp().clone());
+    let no_new_privs = process.no_new_privileges().unwrap_or(false);
+    if let (Some(profile), false) = (&seccomp, no_new_privs) {
+        install_seccomp(profile, name)?;
+    }
+    become_user(&process)?;
+    if no_new_privs {
+        rustix::thread::set_no_new_privs(true).ctx(|| "no_new_privs".into())?;
+        if let Some(profile) = &seccomp {
+            install_seccomp(profile, name)?;
+        }
+    }
+    Err(exec_program(&process))
 }
 
 /// Makes `root` the container's `/`: pivot_root, the old root made a slave

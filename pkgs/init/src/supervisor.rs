@@ -66,8 +66,9 @@ fn run_in_order(section: Section) -> Vec<Finished> {
     done
 }
 
-/// PID1's main.
-pub fn run() -> ! {
+/// Early boot: mounts, /var/log, a file for binds of /etc/resolv.conf,
+/// hostname, loopback, ctrl-alt-del as a signal, module coldplug.
+fn early_boot() {
     for e in mounts::early() {
         say(format!("mount: {e}"));
     }
@@ -93,21 +94,23 @@ pub fn run() -> ! {
     match modules::running() {
         Some(index) => {
             let (loaded, failed) = modules::coldplug(index);
-            say(format!(
-                "modules: loaded {}",
-                if loaded.is_empty() {
-                    "none".to_string()
-                } else {
-                    loaded.join(" ")
-                }
-            ));
+            let loaded = if loaded.is_empty() {
+                "none".to_string()
+            } else {
+                loaded.join(" ")
+            };
+            say(format!("modules: loaded {loaded}"));
             for f in failed {
                 say(format!("module {f}"));
             }
         }
         None => say("modules: no index for the running kernel in /lib/modules"),
     }
+}
 
+/// What a signal or the power button asks: 0 nothing yet, 1 power off, 2
+/// reboot.
+fn shutdown_requests() -> Arc<AtomicUsize> {
     let term = Arc::new(AtomicUsize::new(0));
     for (sig, code) in [
         (signal_hook::consts::SIGTERM, 1),
@@ -119,12 +122,32 @@ pub fn run() -> ! {
             say(format!("signal {sig}: {e}"));
         }
     }
-
     power_button(term.clone());
+    term
+}
 
+/// One hullctl request: power verbs set `term`, the rest go to the table.
+fn answer(req: control::Request, services: &mut Table, term: &AtomicUsize) {
+    match req.verb {
+        Verb::Poweroff | Verb::Reboot => {
+            let reboot = req.verb == Verb::Reboot;
+            let _ = req.reply.send(Reply::ok(if reboot {
+                "rebooting\n"
+            } else {
+                "powering off\n"
+            }));
+            term.store(if reboot { 2 } else { 1 }, Ordering::SeqCst);
+        }
+        verb => services.handle(verb, req.reply, Instant::now()),
+    }
+}
+
+/// PID1's main.
+pub fn run() -> ! {
+    early_boot();
+    let term = shutdown_requests();
     let onboot = run_in_order(Section::Onboot);
     say("onboot done");
-
     let requests = match control::serve() {
         Ok(rx) => Some(rx),
         Err(e) => {
@@ -133,27 +156,12 @@ pub fn run() -> ! {
         }
     };
     let mut services = Table::load(onboot);
-    let mut announced = false;
+    services.tick(Instant::now());
+    say(format!("services started: {}", services.names().join(" ")));
+    say(timing());
     loop {
-        services.tick(Instant::now());
-        if !announced {
-            say(format!("services started: {}", services.names().join(" ")));
-            say(timing());
-            announced = true;
-        }
         while let Some(req) = requests.as_ref().and_then(|rx| rx.try_recv().ok()) {
-            match req.verb {
-                Verb::Poweroff | Verb::Reboot => {
-                    let reboot = req.verb == Verb::Reboot;
-                    let _ = req.reply.send(Reply::ok(if reboot {
-                        "rebooting\n"
-                    } else {
-                        "powering off\n"
-                    }));
-                    term.store(if reboot { 2 } else { 1 }, Ordering::SeqCst);
-                }
-                verb => services.handle(verb, req.reply, Instant::now()),
-            }
+            answer(req, &mut services, &term);
         }
         // Reap orphans.
         while let Ok(Some(_)) = rustix::process::wait(rustix::process::WaitOptions::NOHANG) {}
@@ -161,6 +169,7 @@ pub fn run() -> ! {
             0 => std::thread::sleep(Duration::from_millis(100)),
             how => shutdown(&mut services, how == 2),
         }
+        services.tick(Instant::now());
     }
 }
 
