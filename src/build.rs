@@ -11,15 +11,15 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use oci_client::Reference;
 
-use crate::assemble::{self, Flat};
-use crate::cache::Cache;
+use crate::image::cache::Cache;
+use crate::image::registry::pull::{self, PullPolicy};
+use crate::image::registry::Registry;
 use crate::manifest::Manifest;
 use crate::output::{self, Compression, Format};
 use crate::platform::Arch;
 use crate::progress::Progress;
-use crate::registry::pull::{self, PullPolicy};
-use crate::registry::Registry;
-use crate::tree::Pack;
+use crate::rootfs::assemble::{self, Flat};
+use crate::rootfs::tree::Pack;
 
 /// What to build.
 pub struct Request<'a> {
@@ -66,7 +66,7 @@ fn bootloader_files(
         if !(path.starts_with("efi/") || path.starts_with("bios/")) {
             continue;
         }
-        if let crate::tree::Kind::File(c) = &entry.kind {
+        if let crate::rootfs::tree::Kind::File(c) = &entry.kind {
             let data = pack
                 .read(c)
                 .with_context(|| format!("cannot read /{path} of {reference}"))?;
@@ -143,7 +143,7 @@ pub fn write_lock(path: &Path, pins: &BTreeMap<String, String>) -> anyhow::Resul
 }
 
 /// The outputs with their sha256, and the digest each reference resolved to.
-pub type Built = (Vec<(PathBuf, String)>, BTreeMap<String, String>);
+pub type BuildResult = (Vec<(PathBuf, String)>, BTreeMap<String, String>);
 
 /// Builds; returns the outputs with their sha256, and the pins used.
 pub fn build(
@@ -151,7 +151,7 @@ pub fn build(
     cache: &Cache,
     registry: &Registry,
     progress: &Progress,
-) -> anyhow::Result<Built> {
+) -> anyhow::Result<BuildResult> {
     output::check_formats(req.formats, req.arch)?;
     let mut refs = references(req.manifest);
     let bootloader = bootloader_for(req)?.map(|(text, dir)| {
@@ -182,7 +182,7 @@ pub fn build(
     let assembled = assemble::assemble(&plan, &images, &mut pack)?;
     std::fs::create_dir_all(req.dir)
         .with_context(|| format!("cannot create {}", req.dir.display()))?;
-    let img = output::Image {
+    let img = output::Inputs {
         tree: &assembled.tree,
         pack: &pack,
         kernel: assembled.kernel.as_ref(),
@@ -211,7 +211,7 @@ fn bootloader_for(req: &Request) -> anyhow::Result<Option<(String, Option<PathBu
 }
 
 /// Images in the cache: (reference as written, whole reference, image).
-type Fetched = Vec<(String, String, crate::cache::CachedImage)>;
+type Fetched = Vec<(String, String, crate::image::cache::CachedImage)>;
 
 /// Every reference into the cache for the build's arch: `@pkg:` packages
 /// built on first use, references pinned by the lock file, pulled per the
@@ -223,7 +223,7 @@ fn fetch(
     registry: &Registry,
     progress: &Progress,
 ) -> anyhow::Result<(Fetched, BTreeMap<String, String>)> {
-    let runtime = crate::registry::runtime().context("cannot start the async runtime")?;
+    let runtime = crate::image::registry::runtime().context("cannot start the async runtime")?;
     let mut pins = BTreeMap::new();
     let mut cached = Vec::new();
     for (text, package) in refs {

@@ -139,8 +139,8 @@ pub struct CachePullArgs {
     #[arg(long, default_value = "host", value_name = "amd64|arm64")]
     pub arch: String,
     /// When to ask the registry
-    #[arg(long, value_enum, default_value_t = crate::registry::pull::PullPolicy::Always)]
-    pub pull: crate::registry::pull::PullPolicy,
+    #[arg(long, value_enum, default_value_t = crate::image::registry::pull::PullPolicy::Always)]
+    pub pull: crate::image::registry::pull::PullPolicy,
 }
 
 #[derive(Debug, Args)]
@@ -198,8 +198,8 @@ pub struct BuildArgs {
     #[arg(long, value_enum, default_value_t = crate::output::Compression::Gzip)]
     pub compression: crate::output::Compression,
     /// When to ask registries
-    #[arg(long, value_enum, default_value_t = crate::registry::pull::PullPolicy::Missing)]
-    pub pull: crate::registry::pull::PullPolicy,
+    #[arg(long, value_enum, default_value_t = crate::image::registry::pull::PullPolicy::Missing)]
+    pub pull: crate::image::registry::pull::PullPolicy,
     /// Pin every image to the digest recorded in this lock file
     #[arg(long, value_name = "FILE", conflicts_with = "write_lock")]
     pub lock: Option<PathBuf>,

@@ -3,15 +3,12 @@
 //! The library holds every stage of the pipeline; the `hull` binary only parses
 //! arguments and calls [`commands`].
 
-pub mod assemble;
 pub mod build;
-pub mod cache;
 pub mod cli;
 pub mod commands;
-pub mod layers;
+pub mod image;
 pub mod manifest;
-pub mod modules;
-pub mod oci;
+pub mod media;
 pub mod output;
 pub mod paths;
 pub mod pkg;
@@ -19,5 +16,4 @@ pub mod plan;
 pub mod platform;
 pub mod progress;
 pub mod qemu;
-pub mod registry;
-pub mod tree;
+pub mod rootfs;

@@ -21,6 +21,15 @@ impl Arch {
         }
     }
 
+    /// An `--arch` value: an architecture's name, or none (or `host`) for
+    /// this machine's.
+    pub fn from_flag(flag: Option<&str>) -> Result<Self, String> {
+        match flag {
+            None | Some("host") => Ok(Arch::host()),
+            Some(name) => name.parse(),
+        }
+    }
+
     /// The OCI / Go name: `amd64`, `arm64`.
     pub fn oci(self) -> &'static str {
         match self {

@@ -356,7 +356,7 @@ fn boot_drive(o: &Options) -> Vec<String> {
 /// What `hull build` made under `prefix`: `PREFIX-kernel`, `PREFIX-initrd.img`
 /// and `PREFIX-cmdline`; or a unified kernel image, `PREFIX.efi` (or PREFIX
 /// itself ending in `.efi`), which needs UEFI; or a disk or ISO image.
-pub enum Built {
+pub enum ImageFiles {
     Kernel {
         kernel: PathBuf,
         initrd: PathBuf,
@@ -371,13 +371,13 @@ pub enum Built {
 }
 
 /// Finds what `hull build` made under `prefix`.
-pub fn image_files(prefix: &str) -> Result<Built, QemuError> {
+pub fn image_files(prefix: &str) -> Result<ImageFiles, QemuError> {
     if Path::new(prefix).is_file() {
         if prefix.ends_with(".iso") {
-            return Ok(Built::Iso(PathBuf::from(prefix)));
+            return Ok(ImageFiles::Iso(PathBuf::from(prefix)));
         }
         if prefix.ends_with(".img") || prefix.ends_with(".qcow2") {
-            return Ok(Built::Disk(PathBuf::from(prefix)));
+            return Ok(ImageFiles::Disk(PathBuf::from(prefix)));
         }
     }
     let efi = if prefix.ends_with(".efi") {
@@ -387,7 +387,7 @@ pub fn image_files(prefix: &str) -> Result<Built, QemuError> {
     };
     let k = PathBuf::from(format!("{prefix}-kernel"));
     if efi.is_file() && !k.exists() {
-        return Ok(Built::Efi(efi));
+        return Ok(ImageFiles::Efi(efi));
     }
     if !k.exists() {
         for disk in [
@@ -397,12 +397,12 @@ pub fn image_files(prefix: &str) -> Result<Built, QemuError> {
             format!("{prefix}.qcow2"),
         ] {
             if Path::new(&disk).is_file() {
-                return Ok(Built::Disk(PathBuf::from(disk)));
+                return Ok(ImageFiles::Disk(PathBuf::from(disk)));
             }
         }
         for iso in [format!("{prefix}-efi.iso"), format!("{prefix}.iso")] {
             if Path::new(&iso).is_file() {
-                return Ok(Built::Iso(PathBuf::from(iso)));
+                return Ok(ImageFiles::Iso(PathBuf::from(iso)));
             }
         }
     }
@@ -414,7 +414,7 @@ pub fn image_files(prefix: &str) -> Result<Built, QemuError> {
         }
     }
     let cmdline = std::fs::read_to_string(&c).map_err(|_| QemuError::Missing(c.clone()))?;
-    Ok(Built::Kernel {
+    Ok(ImageFiles::Kernel {
         kernel: k,
         initrd: i,
         cmdline: cmdline.trim().to_string(),
@@ -526,14 +526,18 @@ pub struct BootChoice {
 /// when `want_uefi`); disks and ISOs as they say themselves (a BIOS or UEFI;
 /// `want_uefi` insists on UEFI); a unified kernel image from an ESP made next
 /// to it for this run, always through UEFI.
-pub fn choose_boot(built: Built, arch: Arch, want_uefi: bool) -> Result<BootChoice, QemuError> {
+pub fn choose_boot(
+    built: ImageFiles,
+    arch: Arch,
+    want_uefi: bool,
+) -> Result<BootChoice, QemuError> {
     let choice = |boot, uefi| BootChoice {
         boot,
         uefi,
         _esp: None,
     };
     Ok(match built {
-        Built::Kernel {
+        ImageFiles::Kernel {
             kernel,
             initrd,
             cmdline,
@@ -545,17 +549,17 @@ pub fn choose_boot(built: Built, arch: Arch, want_uefi: bool) -> Result<BootChoi
             },
             want_uefi,
         ),
-        Built::Disk(disk) => {
+        ImageFiles::Disk(disk) => {
             let uefi = want_uefi || !disk_boots_bios(&disk)?;
             check_firmware(arch, uefi, &disk)?;
             choice(BootFrom::Disk(disk), uefi)
         }
-        Built::Iso(iso) => {
+        ImageFiles::Iso(iso) => {
             let uefi = want_uefi || iso_boots_uefi(&iso)?;
             check_firmware(arch, uefi, &iso)?;
             choice(BootFrom::Cdrom(iso), uefi)
         }
-        Built::Efi(efi) => {
+        ImageFiles::Efi(efi) => {
             let parent = efi
                 .parent()
                 .filter(|p| !p.as_os_str().is_empty())

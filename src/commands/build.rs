@@ -4,19 +4,16 @@ use anyhow::Context as _;
 
 use super::Context;
 use crate::build::{self, Request};
-use crate::cache::Cache;
 use crate::cli::BuildArgs;
+use crate::image::cache::Cache;
+use crate::image::registry::Registry;
 use crate::output::Format;
 use crate::platform::Arch;
 use crate::progress::{Mode, Progress};
-use crate::registry::Registry;
 
 pub fn run(cx: &Context, args: BuildArgs) -> anyhow::Result<()> {
     let loaded = super::load_manifests(cx, &args.files)?;
-    let arch = match &args.arch {
-        Some(a) => a.parse().map_err(anyhow::Error::msg)?,
-        None => Arch::host(),
-    };
+    let arch = Arch::from_flag(args.arch.as_deref()).map_err(anyhow::Error::msg)?;
     let formats = if args.formats.is_empty() {
         vec![Format::KernelInitrd]
     } else {

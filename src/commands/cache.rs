@@ -3,11 +3,11 @@
 use anyhow::{bail, Context as _};
 
 use super::{parse_ref, runtime, Context};
-use crate::cache::{archive, Cache};
 use crate::cli::{CacheCommand, CacheExportArgs, CachePullArgs};
+use crate::image::cache::{archive, Cache};
+use crate::image::registry::{pull, Registry};
 use crate::platform::Arch;
 use crate::progress::{Mode, Progress};
-use crate::registry::{pull, Registry};
 
 pub fn run(cx: &Context, cmd: CacheCommand) -> anyhow::Result<()> {
     let cache = Cache::open(&cx.cache)
@@ -61,11 +61,7 @@ fn ls(cache: &Cache) -> anyhow::Result<()> {
 }
 
 fn pull(cx: &Context, cache: &Cache, args: &CachePullArgs) -> anyhow::Result<()> {
-    let arch = if args.arch == "host" {
-        Arch::host()
-    } else {
-        args.arch.parse().map_err(anyhow::Error::msg)?
-    };
+    let arch = Arch::from_flag(Some(&args.arch)).map_err(anyhow::Error::msg)?;
     let registry = Registry::new(cx.registry.clone())?;
     let progress = Progress::new(Mode::detect(cx.quiet));
     let refs = args
@@ -106,7 +102,7 @@ fn export(cache: &Cache, args: &CacheExportArgs) -> anyhow::Result<()> {
         let Some(descriptor) = cache.resolve(&name)? else {
             bail!("{name} is not in the cache");
         };
-        refs.push(crate::cache::CachedRef { name, descriptor });
+        refs.push(crate::image::cache::CachedRef { name, descriptor });
     }
     archive::export(cache, &refs, &args.output)
         .with_context(|| format!("cannot export to {}", args.output.display()))

@@ -20,7 +20,7 @@ pub struct Context {
     pub cache: PathBuf,
     pub verbose: u8,
     pub quiet: bool,
-    pub registry: crate::registry::Options,
+    pub registry: crate::image::registry::Options,
 }
 
 impl Context {
@@ -29,11 +29,11 @@ impl Context {
             cache: crate::paths::cache_dir(global.cache),
             verbose: global.verbose,
             quiet: global.quiet,
-            registry: crate::registry::Options {
+            registry: crate::image::registry::Options {
                 insecure: global.insecure_registry,
                 ca_certs: global.registry_ca,
                 jobs: global.jobs,
-                ..crate::registry::Options::default()
+                ..crate::image::registry::Options::default()
             },
         }
     }
@@ -62,7 +62,7 @@ pub fn run(cx: &Context, command: Command) -> anyhow::Result<()> {
 
 /// The registry runtime for the commands that talk to registries.
 pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(crate::registry::runtime()?)
+    Ok(crate::image::registry::runtime()?)
 }
 
 /// Parses a reference given on the command line.

@@ -3,12 +3,12 @@
 use anyhow::Context as _;
 
 use super::{parse_ref, runtime, Context};
-use crate::cache::Cache;
 use crate::cli::PkgCommand;
+use crate::image::cache::Cache;
+use crate::image::registry::{push, Registry};
 use crate::pkg;
 use crate::platform::Arch;
 use crate::progress::{Mode, Progress};
-use crate::registry::{push, Registry};
 
 pub fn run(cx: &Context, cmd: PkgCommand) -> anyhow::Result<()> {
     match cmd {

@@ -3,10 +3,10 @@
 use anyhow::Context as _;
 
 use super::{parse_ref, runtime, Context};
-use crate::cache::Cache;
 use crate::cli::PushArgs;
+use crate::image::cache::Cache;
+use crate::image::registry::{push, Registry};
 use crate::progress::{Mode, Progress};
-use crate::registry::{push, Registry};
 
 pub fn run(cx: &Context, args: PushArgs) -> anyhow::Result<()> {
     let cache = Cache::open(&cx.cache)

@@ -11,10 +11,7 @@ use crate::qemu::{self, Options};
 
 pub fn run(cx: &Context, cmd: RunCommand) -> anyhow::Result<()> {
     let RunCommand::Qemu(args) = cmd;
-    let arch = match &args.arch {
-        Some(a) => a.parse().map_err(anyhow::Error::msg)?,
-        None => Arch::host(),
-    };
+    let arch = Arch::from_flag(args.arch.as_deref()).map_err(anyhow::Error::msg)?;
     let built = qemu::image_files(&args.prefix)?;
     let choice = qemu::choose_boot(built, arch, args.uefi)?;
     let publish = args

@@ -6,11 +6,12 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
-use super::{boot_file, compress, cpio, uki, Format, Image, OutputError};
+use super::{boot_file, Format, Inputs, OutputError};
+use crate::media::{compress, cpio, uki};
 
 /// The build's shared artifacts.
 pub struct Artifacts<'i, 'a> {
-    pub img: &'i Image<'a>,
+    pub img: &'i Inputs<'a>,
     /// Where temp files go (the output directory: same filesystem).
     dir: PathBuf,
     initrd: Option<Initrd>,
@@ -31,7 +32,7 @@ fn io_err(path: &Path) -> impl Fn(io::Error) -> OutputError + '_ {
 }
 
 /// Writes the initrd (microcode first, then the compressed cpio) to `out`.
-pub fn write_initrd<W: io::Write>(img: &Image, mut out: W) -> io::Result<W> {
+pub fn write_initrd<W: io::Write>(img: &Inputs, mut out: W) -> io::Result<W> {
     if let Some(u) = img.ucode {
         img.pack.copy_to(u, &mut out)?;
     }
@@ -46,7 +47,7 @@ pub fn write_initrd<W: io::Write>(img: &Image, mut out: W) -> io::Result<W> {
 }
 
 impl<'i, 'a> Artifacts<'i, 'a> {
-    pub fn new(img: &'i Image<'a>, dir: &Path) -> Self {
+    pub fn new(img: &'i Inputs<'a>, dir: &Path) -> Self {
         Artifacts {
             img,
             dir: dir.to_path_buf(),
@@ -109,7 +110,7 @@ fn efi_stub_path(arch: crate::platform::Arch) -> &'static str {
 /// The unified kernel image of `img` with `initrd`, for `format` (for the
 /// output at `dest`).
 fn uki_bytes(
-    img: &Image,
+    img: &Inputs,
     format: Format,
     initrd: &[u8],
     dest: &Path,
@@ -152,11 +153,11 @@ fn efi_kernel(kernel: Vec<u8>) -> io::Result<Vec<u8>> {
 }
 
 /// The image's /etc/os-release (the init package writes one), or a minimal one.
-fn os_release(img: &Image) -> Vec<u8> {
+fn os_release(img: &Inputs) -> Vec<u8> {
     let found = ["etc/os-release", "usr/lib/os-release"]
         .iter()
         .find_map(|p| match img.tree.get(p).map(|e| &e.kind) {
-            Some(crate::tree::Kind::File(c)) => img.pack.read(c).ok(),
+            Some(crate::rootfs::tree::Kind::File(c)) => img.pack.read(c).ok(),
             _ => None,
         });
     found.unwrap_or_else(|| b"NAME=Hull\nID=hull\n".to_vec())

@@ -7,15 +7,14 @@ use std::path::{Path, PathBuf};
 use sha2::Digest as _;
 
 use super::artifacts::{write_initrd, Artifacts};
-use super::{
-    boot_file, disk, fat, media, stage, tar, Format, Image, OutputError, Staged, StagedFile,
-};
+use super::{boot_file, media, stage, Format, Inputs, OutputError, Staged, StagedFile};
+use crate::media::{fat, gpt, tar};
 
 type Written = Result<Vec<StagedFile>, OutputError>;
 
 /// Writes `formats` of `img` as `dir/name...` temp files.
 pub fn stage_all(
-    img: &Image,
+    img: &Inputs,
     formats: &[Format],
     dir: &Path,
     name: &str,
@@ -59,7 +58,10 @@ fn io_err(path: &Path) -> impl Fn(io::Error) -> OutputError + '_ {
     }
 }
 
-fn kernel_of<'a>(img: &Image<'a>, format: Format) -> Result<&'a crate::tree::Content, OutputError> {
+fn kernel_of<'a>(
+    img: &Inputs<'a>,
+    format: Format,
+) -> Result<&'a crate::rootfs::tree::Content, OutputError> {
     img.kernel.ok_or(OutputError::NoKernel(match format {
         Format::KernelInitrd => "kernel+initrd",
         Format::TarKernelInitrd => "tar-kernel-initrd",
@@ -158,7 +160,7 @@ fn efi_disk(a: &mut Artifacts, out: &Out) -> Written {
     let loader = efi_loader_path(a.img.arch);
     let disk_size = a.img.disk_size;
     let bytes = a.uki(out.format, &fd)?;
-    disk::write_disk(f.as_file_mut(), &[(loader, bytes)], None, disk_size)?;
+    gpt::write_disk(f.as_file_mut(), &[(loader, bytes)], None, disk_size)?;
     raw_or_qcow2(out, (f, fd), "-efi.qcow2")
 }
 
@@ -199,7 +201,7 @@ fn iso_bios(a: &mut Artifacts, out: &Out) -> Written {
 /// NAME-bios.img (or NAME.qcow2): a GPT disk booted through GRUB.
 fn bios_disk(a: &mut Artifacts, out: &Out) -> Written {
     let kernel = kernel_of(a.img, out.format)?;
-    let bios = disk::BiosBoot {
+    let bios = gpt::BiosBoot {
         boot_img: boot_file(a.img, out.format, media::GRUB_BOOT)?,
         core_img: boot_file(a.img, out.format, media::GRUB_CORE)?,
     };
@@ -208,7 +210,7 @@ fn bios_disk(a: &mut Artifacts, out: &Out) -> Written {
     let initrd = a.initrd_bytes(&fd)?;
     let cfg = media::grub_cfg(a.img.cmdline);
     let esp = media::bios_disk_files(&kernel, &initrd, cfg.as_bytes());
-    disk::write_disk(f.as_file_mut(), &esp, Some(&bios), a.img.disk_size)?;
+    gpt::write_disk(f.as_file_mut(), &esp, Some(&bios), a.img.disk_size)?;
     raw_or_qcow2(out, (f, fd), ".qcow2")
 }
 

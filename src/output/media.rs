@@ -7,7 +7,7 @@
 
 use sha2::Digest as _;
 
-use super::iso9660::{self, Boot, Hybrid, Spec};
+use crate::media::iso9660::{self, Boot, Hybrid, Spec};
 
 /// The bootloader image's files each BIOS medium needs.
 pub const ISOLINUX: &str = "bios/isolinux.bin";

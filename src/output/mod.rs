@@ -8,23 +8,17 @@
 //! manifests: it takes an assembled tree, kernel and command line.
 
 mod artifacts;
-pub mod compress;
-pub mod cpio;
-pub mod disk;
-pub mod fat;
 mod formats;
-pub mod iso9660;
 pub mod media;
-pub mod tar;
-pub mod uki;
 
 use std::io;
 use std::path::{Path, PathBuf};
 
 use sha2::Digest as _;
 
-use crate::tree::{Content, Pack, Tree};
-pub use compress::Compression;
+pub use crate::media::compress::Compression;
+use crate::media::{fat, gpt, iso9660, uki};
+use crate::rootfs::tree::{Content, Pack, Tree};
 pub use formats::stage_all;
 
 /// An output format.
@@ -103,7 +97,7 @@ pub struct Bootloader {
 }
 
 /// What the formats are made from.
-pub struct Image<'a> {
+pub struct Inputs<'a> {
     pub tree: &'a Tree,
     pub pack: &'a Pack,
     pub kernel: Option<&'a Content>,
@@ -139,7 +133,7 @@ pub enum OutputError {
     #[error("cannot make the unified kernel image: {0}")]
     Uki(#[from] uki::UkiError),
     #[error(transparent)]
-    Disk(#[from] disk::DiskError),
+    Disk(#[from] gpt::DiskError),
     #[error("qemu-img could not convert {path} to qcow2: {message}")]
     Qcow2 { path: PathBuf, message: String },
     #[error("cannot write {path}")]
@@ -202,7 +196,7 @@ pub(crate) fn stage(dir: &Path, name: String) -> Result<StagedFile, OutputError>
 
 /// The file at `path` in the bootloader image, which `format` needs.
 pub(crate) fn boot_file<'a>(
-    img: &Image<'a>,
+    img: &Inputs<'a>,
     format: Format,
     path: &str,
 ) -> Result<&'a [u8], OutputError> {

@@ -20,11 +20,11 @@ use oci_spec::image::{
 };
 use sha2::{Digest as _, Sha256};
 
-use crate::cache::blob::Digest;
-use crate::cache::Cache;
-use crate::oci::{self, Descriptor, Platform};
+use crate::image::cache::blob::Digest;
+use crate::image::cache::Cache;
+use crate::image::oci::{self, Descriptor, Platform};
 use crate::platform::Arch;
-use crate::tree::{Entry, Kind, Pack, Tree};
+use crate::rootfs::tree::{Entry, Kind, Pack, Tree};
 pub use spec::{load, Package};
 
 #[derive(Debug, thiserror::Error)]
@@ -67,7 +67,7 @@ pub enum PkgError {
     #[error("package {dir}: {message}")]
     Tree { dir: PathBuf, message: String },
     #[error(transparent)]
-    Cache(#[from] crate::cache::CacheError),
+    Cache(#[from] crate::image::cache::CacheError),
 }
 
 /// Files under `dir` (sorted, relative), skipping `target` and dot-directories.
@@ -194,7 +194,7 @@ pub fn reference(pkg: &Package, registry: Option<&str>, tag: &str) -> String {
         Some(r) => format!("{r}/{}:{tag}", pkg.image),
         None => format!("{}:{tag}", pkg.image),
     };
-    crate::cache::archive::normalize(&name).unwrap_or(name)
+    crate::image::cache::archive::normalize(&name).unwrap_or(name)
 }
 
 /// The image reference of the package in `dir` (for `@pkg:` in manifests).
@@ -313,7 +313,7 @@ pub fn tree_from_dir(root: &Path, pack: &mut Pack) -> std::io::Result<Tree> {
 }
 
 /// One built architecture, not yet in the cache.
-struct Built {
+struct ArchImage {
     arch: Arch,
     blobs: Vec<(Digest, Vec<u8>)>,
     manifest: Descriptor,
@@ -339,7 +339,7 @@ fn image_config(
     let mut c = ConfigBuilder::default().env(
         s.env
             .clone()
-            .unwrap_or_else(|| vec![crate::plan::spec::process::DEFAULT_PATH.to_string()]),
+            .unwrap_or_else(|| vec![hull_contract::DEFAULT_PATH.to_string()]),
     );
     if let Some(v) = &s.entrypoint {
         c = c.entrypoint(v.clone());
@@ -373,7 +373,7 @@ fn image_config(
         .build()?)
 }
 
-fn image_for(pkg: &Package, arch: Arch, root: &Path, mtime: u64) -> Result<Built, PkgError> {
+fn image_for(pkg: &Package, arch: Arch, root: &Path, mtime: u64) -> Result<ArchImage, PkgError> {
     let pack_err = |source| PkgError::Pack {
         dir: pkg.dir.clone(),
         path: root.to_path_buf(),
@@ -381,7 +381,7 @@ fn image_for(pkg: &Package, arch: Arch, root: &Path, mtime: u64) -> Result<Built
     };
     let mut pack = Pack::new(&std::env::temp_dir()).map_err(pack_err)?;
     let tree = tree_from_dir(root, &mut pack).map_err(pack_err)?;
-    let tar = crate::output::tar::write(&tree, &pack, mtime, Vec::new()).map_err(pack_err)?;
+    let tar = crate::media::tar::write(&tree, &pack, mtime, Vec::new()).map_err(pack_err)?;
     let layer = {
         let mut enc = flate2::GzBuilder::new()
             .mtime(0)
@@ -408,7 +408,7 @@ fn image_for(pkg: &Package, arch: Arch, root: &Path, mtime: u64) -> Result<Built
         os: "linux".into(),
         variant: (arch == Arch::Arm64).then(|| "v8".to_string()),
     });
-    Ok(Built {
+    Ok(ArchImage {
         arch,
         blobs: vec![
             (Digest::of(&layer), layer),

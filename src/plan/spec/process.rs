@@ -14,7 +14,7 @@ use crate::manifest::values::Capability as Cap;
 use crate::manifest::ImageConfig;
 
 /// `PATH` when neither the entry nor the image sets one.
-pub const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+pub use hull_contract::DEFAULT_PATH;
 
 /// Every capability `capabilities: [all]` grants, by name.
 pub const ALL_CAPS: &[&str] = &[

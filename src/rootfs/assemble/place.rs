@@ -7,9 +7,9 @@ use std::collections::BTreeMap;
 use hull_contract::layout;
 
 use super::{file_in, tree_err, AssembleError, Assembled, Flat};
-use crate::layers;
 use crate::plan::{ContainerPlan, FileContent, FilePlan, KernelPlan, Plan};
-use crate::tree::{Content, Entry, Pack, Tree};
+use crate::rootfs::layers;
+use crate::rootfs::tree::{Content, Entry, Pack, Tree};
 
 /// Builds the image tree for `plan`; `images` maps each reference as written
 /// in the manifest to its flattened image.
@@ -48,7 +48,7 @@ pub fn assemble(
     for f in &plan.files {
         place_file(&mut out, pack, f)?;
     }
-    crate::modules::index(&mut out, pack)?;
+    crate::rootfs::modules::index(&mut out, pack)?;
     Ok(Assembled {
         tree: out,
         kernel,

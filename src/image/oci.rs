@@ -6,7 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::cache::blob::{BlobError, Digest};
+use crate::image::digest::{Digest, DigestError};
 use crate::platform::Arch;
 
 pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
@@ -59,7 +59,7 @@ impl Descriptor {
     }
 
     /// The digest, checked.
-    pub fn digest(&self) -> Result<Digest, BlobError> {
+    pub fn digest(&self) -> Result<Digest, DigestError> {
         Digest::parse(&self.digest)
     }
 }

@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::oci::{self, Descriptor, Parsed, REF_NAME};
+use crate::image::oci::{self, Descriptor, Parsed, REF_NAME};
 use crate::platform::Arch;
 use blob::{BlobError, BlobWriter, Digest};
 
@@ -53,6 +53,12 @@ pub enum CacheError {
     },
     #[error("{0} is not in the cache")]
     NotCached(String),
+}
+
+impl From<crate::image::digest::DigestError> for CacheError {
+    fn from(e: crate::image::digest::DigestError) -> Self {
+        CacheError::Blob(BlobError::from(e))
+    }
 }
 
 fn io<'a>(path: &'a Path, action: &'static str) -> impl FnOnce(std::io::Error) -> CacheError + 'a {

@@ -1,25 +1,22 @@
 //! Content-addressed blobs: digests, and writing a blob so that it appears only
 //! once its bytes are verified.
 //!
-//! Owns: the `sha256:HEX` digest type, [`BlobWriter`] (temp file in the cache,
+//! Owns: [`BlobWriter`] (temp file in the cache,
 //! hash while writing, size and digest check, fsync, rename) and rehashing a
 //! stored blob. Must not know about registries or index.json.
 
-use std::fmt;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest as _, Sha256};
 
-/// A `sha256:<64 lowercase hex>` digest, checked so it is safe in a path.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Digest(String);
+pub use crate::image::digest::{Digest, DigestError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BlobError {
-    #[error("invalid digest \"{0}\": only sha256:<64 hex digits> is supported")]
-    BadDigest(String),
+    #[error(transparent)]
+    BadDigest(#[from] DigestError),
     #[error("cannot write blob {digest} under {path}")]
     Write {
         digest: Digest,
@@ -42,46 +39,6 @@ pub enum BlobError {
         expected: u64,
         actual: u64,
     },
-}
-
-impl Digest {
-    pub fn parse(s: &str) -> Result<Self, BlobError> {
-        match s.strip_prefix("sha256:") {
-            Some(hex)
-                if hex.len() == 64
-                    && hex
-                        .bytes()
-                        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) =>
-            {
-                Ok(Digest(s.to_string()))
-            }
-            _ => Err(BlobError::BadDigest(s.to_string())),
-        }
-    }
-
-    /// The digest of `bytes`.
-    pub fn of(bytes: &[u8]) -> Self {
-        Digest(format!("sha256:{}", hex::encode(Sha256::digest(bytes))))
-    }
-
-    fn from_hasher(h: Sha256) -> Self {
-        Digest(format!("sha256:{}", hex::encode(h.finalize())))
-    }
-
-    /// The 64 hex digits.
-    pub fn hex(&self) -> &str {
-        &self.0["sha256:".len()..]
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for Digest {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
 }
 
 /// Writes one blob into a temp file, hashing as it goes; [`BlobWriter::commit`]

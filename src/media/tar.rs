@@ -5,7 +5,7 @@
 
 use std::io::{self, Write};
 
-use crate::tree::{Kind, Pack, Tree};
+use crate::rootfs::tree::{Kind, Pack, Tree};
 
 /// Writes `tree` (without its root entry) to `out`.
 pub fn write<W: Write>(tree: &Tree, pack: &Pack, mtime: u64, out: W) -> io::Result<W> {

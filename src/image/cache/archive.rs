@@ -16,7 +16,7 @@ use serde::Deserialize;
 
 use super::blob::Digest;
 use super::{Cache, CacheError, CachedRef};
-use crate::oci::{self, Descriptor, Parsed, REF_NAME};
+use crate::image::oci::{self, Descriptor, Parsed, REF_NAME};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ArchiveError {

@@ -18,11 +18,11 @@
 
 mod place;
 
-use crate::cache::{Cache, CachedImage};
-use crate::layers::{self, LayerError};
+use crate::image::cache::{Cache, CachedImage};
 use crate::manifest::ImageConfig;
 use crate::plan::{spec, ImageInfo};
-use crate::tree::{self, Content, Kind, Pack, Tree, TreeError};
+use crate::rootfs::layers::{self, LayerError};
+use crate::rootfs::tree::{self, Content, Kind, Pack, Tree, TreeError};
 
 pub use place::assemble;
 
@@ -40,7 +40,7 @@ pub enum AssembleError {
     #[error(transparent)]
     Layer(#[from] LayerError),
     #[error(transparent)]
-    Cache(#[from] crate::cache::CacheError),
+    Cache(#[from] crate::image::cache::CacheError),
     #[error("{0}")]
     Label(String),
     #[error("{what}: {source}")]
@@ -60,7 +60,7 @@ pub enum AssembleError {
         source: std::io::Error,
     },
     #[error(transparent)]
-    Modules(#[from] crate::modules::ModulesError),
+    Modules(#[from] crate::rootfs::modules::ModulesError),
     #[error("cannot write config.json or runtime.json for {0}")]
     Json(String, #[source] serde_json::Error),
 }
@@ -74,7 +74,9 @@ pub fn flatten(
 ) -> Result<Flat, AssembleError> {
     let mut tree = Tree::new();
     for layer in &cached.layers {
-        let digest = layer.digest().map_err(crate::cache::CacheError::from)?;
+        let digest = layer
+            .digest()
+            .map_err(crate::image::cache::CacheError::from)?;
         layers::apply(
             &mut tree,
             pack,
@@ -87,12 +89,12 @@ pub fn flatten(
         &cached
             .config
             .digest()
-            .map_err(crate::cache::CacheError::from)?,
+            .map_err(crate::image::cache::CacheError::from)?,
     )?;
     let hex = cached
         .manifest
         .digest()
-        .map_err(crate::cache::CacheError::from)?
+        .map_err(crate::image::cache::CacheError::from)?
         .hex()
         .to_string();
     let defaults = spec::image_defaults(&config);

@@ -12,7 +12,7 @@ use std::io::Read;
 
 use object::{Object, ObjectSection};
 
-use crate::tree::{Entry, Kind, Pack, Tree, TreeError};
+use crate::rootfs::tree::{Entry, Kind, Pack, Tree, TreeError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ModulesError {
@@ -183,7 +183,7 @@ fn visit<'a>(
 #[cfg(test)]
 pub mod tests {
     use super::*;
-    use crate::tree::Content;
+    use crate::rootfs::tree::Content;
 
     /// A relocatable ELF with a `.modinfo` section, as `modpost` makes them.
     pub fn fake_module(fields: &[&str]) -> Vec<u8> {

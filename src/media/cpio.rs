@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::io::{self, Write};
 
 use super::compress::Compressor;
-use crate::tree::{Content, Entry, Kind, Pack, Tree};
+use crate::rootfs::tree::{Content, Entry, Kind, Pack, Tree};
 
 const S_IFDIR: u32 = 0o040000;
 const S_IFREG: u32 = 0o100000;

@@ -12,7 +12,7 @@ use std::fs::File;
 use std::io::{BufReader, Read};
 use std::path::Path;
 
-use crate::tree::{normalize, Entry, Kind, Pack, Tree, TreeError};
+use crate::rootfs::tree::{normalize, Entry, Kind, Pack, Tree, TreeError};
 
 const WHITEOUT: &str = ".wh.";
 const OPAQUE: &str = ".wh..wh..opq";
@@ -157,7 +157,7 @@ fn apply_entry<R: Read>(
         return Ok(());
     }
     if let Some(hidden) = name.strip_prefix(WHITEOUT) {
-        let target = crate::tree::join(dir, hidden);
+        let target = crate::rootfs::tree::join(dir, hidden);
         if !added.contains(&target) {
             tree.remove(&target);
         }

@@ -10,9 +10,9 @@ use oci_client::errors::OciDistributionError;
 use oci_client::{Reference, RegistryOperation};
 
 use super::{Registry, RegistryError};
-use crate::cache::blob::Digest;
-use crate::cache::{Cache, CacheError};
-use crate::oci::{Descriptor, Parsed};
+use crate::image::cache::blob::Digest;
+use crate::image::cache::{Cache, CacheError};
+use crate::image::oci::{Descriptor, Parsed};
 use crate::progress::Progress;
 
 #[derive(Debug, thiserror::Error)]
@@ -175,8 +175,9 @@ async fn push_manifest(
             tag_or_digest.to_string(),
         )
     };
-    let content_type = reqwest::header::HeaderValue::from_str(media_type)
-        .unwrap_or_else(|_| reqwest::header::HeaderValue::from_static(crate::oci::OCI_MANIFEST));
+    let content_type = reqwest::header::HeaderValue::from_str(media_type).unwrap_or_else(|_| {
+        reqwest::header::HeaderValue::from_static(crate::image::oci::OCI_MANIFEST)
+    });
     let body = bytes::Bytes::from(bytes);
     registry
         .retry(|| client.push_manifest_raw(&dest, body.clone(), content_type.clone()))

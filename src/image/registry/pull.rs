@@ -15,9 +15,9 @@ use oci_client::errors::OciDistributionError;
 use oci_client::{Reference, RegistryOperation};
 
 use super::{Registry, RegistryError};
-use crate::cache::blob::Digest;
-use crate::cache::{Cache, CacheError, CachedImage};
-use crate::oci::{self, Descriptor, Parsed};
+use crate::image::cache::blob::Digest;
+use crate::image::cache::{Cache, CacheError, CachedImage};
+use crate::image::oci::{self, Descriptor, Parsed};
 use crate::platform::Arch;
 use crate::progress::Progress;
 
@@ -117,9 +117,15 @@ pub enum BlobFault {
     #[error("the connection broke after {0} bytes")]
     Stream(u64, #[source] std::io::Error),
     #[error(transparent)]
-    Verify(#[from] crate::cache::blob::BlobError),
+    Verify(#[from] crate::image::cache::blob::BlobError),
     #[error(transparent)]
     Cache(#[from] CacheError),
+}
+
+impl From<crate::image::digest::DigestError> for BlobFault {
+    fn from(e: crate::image::digest::DigestError) -> Self {
+        BlobFault::Verify(e.into())
+    }
 }
 
 /// The cache's name for a reference.
@@ -315,7 +321,7 @@ async fn stream_into(
     client: &oci_client::Client,
     reference: &Reference,
     d: &Descriptor,
-    writer: &mut crate::cache::blob::BlobWriter,
+    writer: &mut crate::image::cache::blob::BlobWriter,
     task: &crate::progress::Task,
     progress: &Progress,
 ) -> Result<(), BlobFault> {
