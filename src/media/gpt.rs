@@ -16,8 +16,6 @@ use std::io::{self, Seek, SeekFrom, Write};
 
 use super::fat;
 
-use sha2::Digest as _;
-
 const SECTOR: u64 = 512;
 const MIB: u64 = 1 << 20;
 /// The ESP starts at 1 MiB, the usual alignment.
@@ -72,10 +70,7 @@ fn guid_bytes(text: &str) -> [u8; 16] {
 
 /// A version-4-shaped GUID derived from `seed` and `what`.
 fn derived_guid(seed: &[u8], what: &str) -> [u8; 16] {
-    let h = sha2::Sha256::new()
-        .chain_update(seed)
-        .chain_update(what.as_bytes())
-        .finalize();
+    let h = super::content_hash(&[seed, what.as_bytes()]);
     let mut b = [0u8; 16];
     b.copy_from_slice(&h[..16]);
     b[7] = (b[7] & 0x0f) | 0x40;
@@ -220,12 +215,8 @@ impl Geometry {
 
 /// A hash of the ESP's files that every GUID and the volume id derive from.
 fn content_seed(files: &[(&str, &[u8])]) -> [u8; 32] {
-    let mut seed = sha2::Sha256::new();
-    for (p, d) in files {
-        seed.update(p.as_bytes());
-        seed.update(d);
-    }
-    seed.finalize().into()
+    let parts: Vec<&[u8]> = files.iter().flat_map(|(p, d)| [p.as_bytes(), *d]).collect();
+    super::content_hash(&parts)
 }
 
 /// The partitions: the ESP, the BIOS boot partition when there is one, and

@@ -562,8 +562,7 @@ pub fn write<W: Write>(spec: &Spec, mut out: W) -> Result<u64, IsoError> {
 
 /// An MBR disk signature from the volume id (itself derived from content).
 fn disk_signature(volume_id: &str) -> [u8; 4] {
-    use sha2::Digest as _;
-    let h = sha2::Sha256::digest(volume_id.as_bytes());
+    let h = super::content_hash(&[volume_id.as_bytes()]);
     [h[0], h[1], h[2], h[3]]
 }
 

@@ -11,3 +11,15 @@ pub mod gpt;
 pub mod iso9660;
 pub mod tar;
 pub mod uki;
+
+/// The one content hash every derived id comes from (GPT GUIDs, volume ids,
+/// disk signatures): SHA-256 of `parts` one after another, so an output's
+/// ids change exactly when what they name does.
+pub fn content_hash(parts: &[&[u8]]) -> [u8; 32] {
+    use sha2::Digest as _;
+    let mut h = sha2::Sha256::new();
+    for p in parts {
+        h.update(p);
+    }
+    h.finalize().into()
+}

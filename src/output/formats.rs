@@ -4,8 +4,6 @@
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use sha2::Digest as _;
-
 use super::artifacts::{write_initrd, Artifacts};
 use super::{boot_file, media, stage, Format, Inputs, OutputError, Staged, StagedFile};
 use crate::media::{fat, gpt, tar};
@@ -169,7 +167,7 @@ fn iso_efi(a: &mut Artifacts, out: &Out) -> Written {
     let (f, fd) = out.stage("-efi.iso")?;
     let loader = efi_loader_path(a.img.arch);
     let bytes = a.uki(out.format, &fd)?;
-    let digest = sha2::Sha256::digest(bytes);
+    let digest = crate::media::content_hash(&[bytes]);
     let volume_id = u32::from_le_bytes([digest[0], digest[1], digest[2], digest[3]]);
     let esp = fat::small_image(&[(loader, bytes)], volume_id, "HULL-ESP")?;
     let mut w = io::BufWriter::new(f);

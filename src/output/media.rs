@@ -5,8 +5,6 @@
 //! write filesystems or partition tables itself (`iso9660`, `fat`, `disk`)
 //! nor make the kernel, initrd or UKI (`output`).
 
-use sha2::Digest as _;
-
 use crate::media::iso9660::{self, Boot, Hybrid, Spec};
 
 /// The bootloader image's files each BIOS medium needs.
@@ -18,11 +16,8 @@ pub const GRUB_CORE: &str = "bios/core.img";
 
 /// A volume id (d-characters) from a hash of the content.
 fn volume_id(parts: &[&[u8]]) -> String {
-    let mut h = sha2::Sha256::new();
-    for p in parts {
-        h.update(p);
-    }
-    format!("HULL_{}", hex::encode_upper(&h.finalize()[..6]))
+    let h = crate::media::content_hash(parts);
+    format!("HULL_{}", hex::encode_upper(&h[..6]))
 }
 
 /// A command line as GRUB's parser reads it back: every word quoted.
