@@ -210,19 +210,46 @@ impl Registry {
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, OciDistributionError>>,
     {
-        let mut delay = self.options.backoff;
-        let mut attempt = 1;
+        let mut backoff = Backoff::new(&self.options);
         loop {
+            backoff.attempt += 1;
             match f().await {
                 Ok(v) => return Ok(v),
-                Err(e) if attempt < self.options.attempts && retryable(&e) => {
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(10));
-                    attempt += 1;
-                }
+                Err(e) if !backoff.exhausted() && retryable(&e) => backoff.pause().await,
                 Err(e) => return Err(e),
             }
         }
+    }
+}
+
+/// Attempts counted against `Options::attempts`, with waits between them
+/// starting at `Options::backoff` and doubling up to 10 s: the one retry
+/// schedule of every registry request and blob download.
+pub struct Backoff {
+    /// Attempts made so far.
+    pub attempt: u32,
+    attempts: u32,
+    delay: Duration,
+}
+
+impl Backoff {
+    pub fn new(o: &Options) -> Self {
+        Backoff {
+            attempt: 0,
+            attempts: o.attempts.max(1),
+            delay: o.backoff,
+        }
+    }
+
+    /// True when no attempt is left after the current one.
+    pub fn exhausted(&self) -> bool {
+        self.attempt >= self.attempts
+    }
+
+    /// Waits before the next attempt.
+    pub async fn pause(&mut self) {
+        tokio::time::sleep(self.delay).await;
+        self.delay = (self.delay * 2).min(Duration::from_secs(10));
     }
 }
 

@@ -381,12 +381,11 @@ async fn download(
     let _ = auth;
     let short = &digest.hex()[..12];
     let task = progress.task(short.to_string(), Some(d.size));
-    let attempts = registry.options().attempts.max(1);
-    let mut delay = registry.options().backoff;
+    let mut backoff = super::Backoff::new(registry.options());
     let mut writer = cache.blob_writer(&digest).map_err(|e| fail(0, e.into()))?;
-    let mut attempt = 0;
     loop {
-        attempt += 1;
+        backoff.attempt += 1;
+        let attempt = backoff.attempt;
         let result = stream_into(&client, reference, d, &mut writer, &task, progress).await;
         let retry_ok = match &result {
             Ok(()) => {
@@ -397,7 +396,7 @@ async fn download(
                         return Ok(());
                     }
                     Err(e) => {
-                        if attempt >= attempts {
+                        if backoff.exhausted() {
                             return Err(fail(attempt, e.into()));
                         }
                         task.note(&format!("{e}; downloading again"));
@@ -415,10 +414,9 @@ async fn download(
         };
         match result {
             Ok(()) => {}
-            Err(e) if !retry_ok || attempt >= attempts => return Err(fail(attempt, e)),
+            Err(e) if !retry_ok || backoff.exhausted() => return Err(fail(attempt, e)),
             Err(e) => task.note(&format!("{e}; retrying")),
         }
-        tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(std::time::Duration::from_secs(10));
+        backoff.pause().await;
     }
 }
