@@ -58,6 +58,11 @@ impl Descriptor {
         }
     }
 
+    /// The descriptor of `bytes`.
+    pub fn of(media_type: &str, bytes: &[u8]) -> Descriptor {
+        Descriptor::new(media_type, &Digest::of(bytes), bytes.len() as u64)
+    }
+
     /// The digest, checked.
     pub fn digest(&self) -> Result<Digest, DigestError> {
         Digest::parse(&self.digest)

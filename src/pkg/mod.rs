@@ -319,16 +319,6 @@ struct ArchImage {
     manifest: Descriptor,
 }
 
-fn descriptor(media_type: &str, bytes: &[u8]) -> Descriptor {
-    Descriptor {
-        media_type: media_type.to_string(),
-        digest: Digest::of(bytes).to_string(),
-        size: bytes.len() as u64,
-        platform: None,
-        annotations: None,
-    }
-}
-
 /// The image config of a package for `arch`: its build.yml's settings and
 /// label, and the one layer whose uncompressed digest is `diff_id`.
 fn image_config(
@@ -397,12 +387,12 @@ fn image_for(pkg: &Package, arch: Arch, root: &Path, mtime: u64) -> Result<ArchI
     let config_blob =
         oci::write::to_bytes(&image_config(&pkg.spec, arch, &Digest::of(&tar)).map_err(write_err)?)
             .map_err(write_err)?;
-    let config_desc = descriptor(oci::OCI_CONFIG, &config_blob);
-    let layer_desc = descriptor(oci::OCI_LAYER_GZIP, &layer);
+    let config_desc = Descriptor::of(oci::OCI_CONFIG, &config_blob);
+    let layer_desc = Descriptor::of(oci::OCI_LAYER_GZIP, &layer);
     let manifest_blob = oci::write::image_manifest(&config_desc, &[layer_desc])
         .and_then(|m| oci::write::to_bytes(&m))
         .map_err(write_err)?;
-    let mut manifest = descriptor(oci::OCI_MANIFEST, &manifest_blob);
+    let mut manifest = Descriptor::of(oci::OCI_MANIFEST, &manifest_blob);
     manifest.platform = Some(Platform {
         architecture: arch.oci().to_string(),
         os: "linux".into(),
@@ -467,7 +457,7 @@ pub fn build(
         }
         progress.step(format!("  {} {}", b.arch, b.manifest.digest));
     }
-    let index = descriptor(oci::OCI_INDEX, &index_blob);
+    let index = Descriptor::of(oci::OCI_INDEX, &index_blob);
     cache.put_blob(&Digest::of(&index_blob), &index_blob)?;
     cache.set_ref(reference, &index)?;
     Ok(index.digest)

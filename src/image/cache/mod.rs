@@ -515,13 +515,7 @@ mod tests {
     use super::*;
 
     fn desc(bytes: &[u8], media_type: &str) -> Descriptor {
-        Descriptor {
-            media_type: media_type.to_string(),
-            digest: Digest::of(bytes).to_string(),
-            size: bytes.len() as u64,
-            platform: None,
-            annotations: None,
-        }
+        Descriptor::of(media_type, bytes)
     }
 
     #[test]
