@@ -30,6 +30,8 @@ pub struct Request<'a> {
     pub dir: &'a Path,
     pub name: &'a str,
     pub compression: Compression,
+    /// Its level, checked.
+    pub compression_level: u32,
     pub pull: PullPolicy,
     pub lock: Option<BTreeMap<String, String>>,
     pub mtime: u64,
@@ -190,10 +192,18 @@ pub fn build(
         cmdline: &assembled.cmdline,
         mtime: req.mtime,
         compression: req.compression,
+        compression_level: req.compression_level,
         bootloader: bootloader.as_ref(),
         arch: req.arch,
         disk_size: req.disk_size,
     };
+    let formats: Vec<String> = req.formats.iter().map(|f| f.name()).collect();
+    progress.step(format!(
+        "writing {} (initrd: {} level {})",
+        formats.join(", "),
+        req.compression.name(),
+        req.compression_level
+    ));
     let staged = output::stage_all(&img, req.formats, req.dir, req.name)?;
     Ok((staged.commit()?, pins))
 }

@@ -197,6 +197,9 @@ pub struct BuildArgs {
     /// Initrd compression
     #[arg(long, value_enum, default_value_t = crate::output::Compression::Gzip)]
     pub compression: crate::output::Compression,
+    /// Compression level [default: gzip 6, zstd 3; gzip takes 1-9, zstd 1-19]
+    #[arg(long, value_name = "N")]
+    pub compression_level: Option<u32>,
     /// When to ask registries
     #[arg(long, value_enum, default_value_t = crate::image::registry::pull::PullPolicy::Missing)]
     pub pull: crate::image::registry::pull::PullPolicy,

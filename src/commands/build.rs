@@ -14,6 +14,13 @@ use crate::progress::{Mode, Progress};
 pub fn run(cx: &Context, args: BuildArgs) -> anyhow::Result<()> {
     let loaded = super::load_manifests(cx, &args.files)?;
     let arch = Arch::from_flag(args.arch.as_deref()).map_err(anyhow::Error::msg)?;
+    let compression_level = match args.compression_level {
+        None => args.compression.default_level(),
+        Some(level) => args
+            .compression
+            .check_level(level)
+            .map_err(anyhow::Error::msg)?,
+    };
     let formats = if args.formats.is_empty() {
         vec![Format::KernelInitrd]
     } else {
@@ -49,6 +56,7 @@ pub fn run(cx: &Context, args: BuildArgs) -> anyhow::Result<()> {
         dir: &args.dir,
         name: &name,
         compression: args.compression,
+        compression_level,
         pull: args.pull,
         lock,
         mtime,

@@ -15,6 +15,52 @@ pub enum Compression {
     None,
 }
 
+impl Compression {
+    /// The level used unless one is asked for: gzip 6 (gzip's own default);
+    /// zstd 3, fast (the kernel decompresses every zstd level equally fast,
+    /// so a higher one only buys a smaller file for a slower build).
+    pub fn default_level(self) -> u32 {
+        match self {
+            Compression::Gzip => 6,
+            Compression::Zstd => 3,
+            Compression::None => 0,
+        }
+    }
+
+    /// The levels the codec takes: gzip 1 to 9, zstd 1 to 19, none only 0.
+    pub fn levels(self) -> std::ops::RangeInclusive<u32> {
+        match self {
+            Compression::Gzip => 1..=9,
+            Compression::Zstd => 1..=19,
+            Compression::None => 0..=0,
+        }
+    }
+
+    /// `level` if the codec takes it, else why not.
+    pub fn check_level(self, level: u32) -> Result<u32, String> {
+        let levels = self.levels();
+        if levels.contains(&level) {
+            Ok(level)
+        } else {
+            Err(format!(
+                "--compression-level {level}: {} takes levels {} to {}",
+                self.name(),
+                levels.start(),
+                levels.end()
+            ))
+        }
+    }
+
+    /// The codec's name, as `--compression` takes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Compression::Gzip => "gzip",
+            Compression::Zstd => "zstd",
+            Compression::None => "none",
+        }
+    }
+}
+
 /// Uncompressed bytes per gzip member (at least; members end at boundaries).
 const CHUNK: usize = 4 << 20;
 
@@ -54,17 +100,20 @@ pub fn gzip_member(data: &[u8], level: u32) -> io::Result<Vec<u8>> {
 }
 
 impl<W: Write> Compressor<W> {
-    pub fn new(out: W, codec: Compression) -> io::Result<Self> {
+    /// A compressor with `codec` at `level` (one [`Compression::check_level`]
+    /// accepts).
+    pub fn new(out: W, codec: Compression, level: u32) -> io::Result<Self> {
         let inner = match codec {
             Compression::Gzip => Inner::Gzip {
                 out,
                 chunk: Vec::with_capacity(CHUNK + (1 << 16)),
                 pending: Vec::new(),
                 threads: threads(),
-                level: 6,
+                level,
             },
             Compression::Zstd => {
-                let mut enc = zstd::stream::write::Encoder::new(out, 19)?;
+                let level = i32::try_from(level).unwrap_or(3);
+                let mut enc = zstd::stream::write::Encoder::new(out, level)?;
                 enc.multithread(u32::try_from(threads()).unwrap_or(1))?;
                 enc.include_checksum(true)?;
                 Inner::Zstd(enc)
@@ -169,7 +218,7 @@ mod tests {
         let data: Vec<u8> = (0..10_000_000u32)
             .map(|i| (i % 251).to_le_bytes()[0])
             .collect();
-        let mut c = Compressor::new(Vec::new(), Compression::Gzip).expect("new");
+        let mut c = Compressor::new(Vec::new(), Compression::Gzip, 6).expect("new");
         for piece in data.chunks(1_000_000) {
             c.write_all(piece).expect("write");
             c.boundary().expect("boundary");
@@ -181,7 +230,7 @@ mod tests {
             .expect("decode");
         assert_eq!(back, data);
         let again = {
-            let mut c = Compressor::new(Vec::new(), Compression::Gzip).expect("new");
+            let mut c = Compressor::new(Vec::new(), Compression::Gzip, 6).expect("new");
             for piece in data.chunks(1_000_000) {
                 c.write_all(piece).expect("write");
                 c.boundary().expect("boundary");
@@ -194,9 +243,44 @@ mod tests {
     #[test]
     fn zstd_round_trip() {
         let data = vec![42u8; 1_000_000];
-        let mut c = Compressor::new(Vec::new(), Compression::Zstd).expect("new");
+        let mut c = Compressor::new(Vec::new(), Compression::Zstd, 3).expect("new");
         c.write_all(&data).expect("write");
         let out = c.finish().expect("finish");
         assert_eq!(zstd::decode_all(&out[..]).expect("decode"), data);
+    }
+
+    #[test]
+    fn levels_have_defaults_and_ranges_per_codec() {
+        assert_eq!(Compression::Gzip.default_level(), 6);
+        assert_eq!(Compression::Zstd.default_level(), 3);
+        assert_eq!(Compression::Zstd.check_level(19), Ok(19));
+        let e = Compression::Gzip.check_level(12).expect_err("too high");
+        assert!(e.contains("gzip takes levels 1 to 9"), "{e}");
+        assert!(Compression::None.check_level(1).is_err());
+        for codec in [Compression::Gzip, Compression::Zstd, Compression::None] {
+            assert!(codec.levels().contains(&codec.default_level()));
+        }
+    }
+
+    #[test]
+    fn a_higher_zstd_level_gives_a_smaller_stream_of_the_same_bytes() {
+        let data: Vec<u8> = (0..200_000u32)
+            .flat_map(|i| (i % 251).to_le_bytes())
+            .collect();
+        let pack = |level| {
+            let mut c = Compressor::new(Vec::new(), Compression::Zstd, level).expect("new");
+            c.write_all(&data).expect("write");
+            c.finish().expect("finish")
+        };
+        let (fast, small) = (pack(1), pack(19));
+        assert!(
+            small.len() <= fast.len(),
+            "{} > {}",
+            small.len(),
+            fast.len()
+        );
+        for z in [fast, small] {
+            assert_eq!(zstd::decode_all(&z[..]).expect("decodes"), data);
+        }
     }
 }

@@ -36,7 +36,7 @@ pub fn write_initrd<W: io::Write>(img: &Inputs, mut out: W) -> io::Result<W> {
     if let Some(u) = img.ucode {
         img.pack.copy_to(u, &mut out)?;
     }
-    let mut c = compress::Compressor::new(out, img.compression)?;
+    let mut c = compress::Compressor::new(out, img.compression, img.compression_level)?;
     cpio::write(
         img.tree,
         img.pack,

@@ -106,6 +106,8 @@ pub struct Inputs<'a> {
     pub cmdline: &'a str,
     pub mtime: u64,
     pub compression: Compression,
+    /// The codec's level (checked by [`Compression::check_level`]).
+    pub compression_level: u32,
     /// Files from the bootloader image, for formats that need them.
     pub bootloader: Option<&'a Bootloader>,
     pub arch: crate::platform::Arch,

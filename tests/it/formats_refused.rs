@@ -128,3 +128,28 @@ fn uki_without_a_usable_bootloader_fails_and_writes_nothing() {
     util::hull(&a.iter().map(String::as_str).collect::<Vec<_>>()).expect_code(0);
     assert!(out.join("minimal.efi").is_file(), "--bootloader wins");
 }
+
+#[test]
+fn a_compression_level_the_codec_does_not_take_is_refused_and_nothing_is_written() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let out = tmp.path().join("out");
+    for (codec, level, says) in [
+        ("gzip", "12", "gzip takes levels 1 to 9"),
+        ("zstd", "20", "zstd takes levels 1 to 19"),
+        ("none", "3", "none takes levels 0 to 0"),
+    ] {
+        let run = build(
+            "amd64",
+            &out,
+            &["--compression", codec, "--compression-level", level],
+        );
+        assert_eq!(run.code, Some(1), "{}", run.stderr);
+        assert!(
+            run.stderr
+                .contains(&format!("--compression-level {level}: {says}")),
+            "{}",
+            run.stderr
+        );
+    }
+    assert!(!out.exists(), "the output directory was made");
+}
