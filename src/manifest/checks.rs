@@ -181,6 +181,14 @@ pub fn check_config(c: &ImageConfig, cx: &mut Diagnostics) {
     if let Some(sc) = &c.seccomp {
         check_seccomp(sc, cx);
     }
+    if let Some(p) = &c.cgroups_path {
+        if Path::new(p).components().any(|x| x == Component::ParentDir) {
+            cx.error(
+                &c.pos,
+                format!("cgroupsPath: \"{p}\" climbs out of /sys/fs/cgroup (\"..\")"),
+            );
+        }
+    }
     if let Some(p) = &c.rootfs_propagation {
         if !PROPAGATIONS.contains(&p.as_str()) {
             cx.error(

@@ -48,14 +48,30 @@ pub fn spec(dir: &Path) -> Result<Spec, SetupError> {
         .map_err(|e| err(format!("{}/{}: {e}", dir.display(), layout::CONFIG_FILE)))
 }
 
-/// The container's cgroup directory under /sys/fs/cgroup.
-pub fn cgroup_dir(spec: &Spec, name: &str) -> PathBuf {
+/// The container's cgroup directory under /sys/fs/cgroup; a `cgroupsPath`
+/// that climbs out of it (`..`) is refused.
+pub fn cgroup_dir(spec: &Spec, name: &str) -> Result<PathBuf, SetupError> {
     let path = spec
         .linux()
         .as_ref()
         .and_then(|l| l.cgroups_path().clone())
         .unwrap_or_else(|| PathBuf::from(layout::default_cgroups_path(name)));
-    Path::new(layout::CGROUP_ROOT).join(path.strip_prefix("/").unwrap_or(&path))
+    let inside = path.components().all(|c| {
+        matches!(
+            c,
+            std::path::Component::RootDir
+                | std::path::Component::CurDir
+                | std::path::Component::Normal(_)
+        )
+    });
+    if !inside {
+        return Err(err(format!(
+            "cgroupsPath {} leaves {}: not started",
+            path.display(),
+            layout::CGROUP_ROOT
+        )));
+    }
+    Ok(Path::new(layout::CGROUP_ROOT).join(path.strip_prefix("/").unwrap_or(&path)))
 }
 
 fn write(path: &Path, value: &str) -> Result<(), SetupError> {
@@ -65,7 +81,7 @@ fn write(path: &Path, value: &str) -> Result<(), SetupError> {
 
 /// Creates the cgroup, applies limits, and moves this process into it.
 fn enter_cgroup(spec: &Spec, name: &str) -> Result<(), SetupError> {
-    let dir = cgroup_dir(spec, name);
+    let dir = cgroup_dir(spec, name)?;
     std::fs::create_dir_all(&dir)
         .map_err(|e| err(format!("create cgroup {}: {e}", dir.display())))?;
     // Enable the controllers on the way down (best effort: some may be missing).
@@ -622,4 +638,29 @@ fn apply_capabilities(process: &oci_spec::runtime::Process) -> Result<(), SetupE
     caps::set(None, caps::CapSet::Ambient, &cap_set(c.ambient()))
         .map_err(|e| cerr("ambient", e))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_cgroups_path(p: &str) -> Spec {
+        let mut spec = Spec::default();
+        if let Some(l) = spec.linux_mut().as_mut() {
+            l.set_cgroups_path(Some(PathBuf::from(p)));
+        }
+        spec
+    }
+
+    #[test]
+    fn cgroups_paths_stay_under_the_cgroup_root() {
+        let ok = cgroup_dir(&with_cgroups_path("/hull/web"), "web").expect("inside");
+        assert_eq!(ok, Path::new("/sys/fs/cgroup/hull/web"));
+        for bad in ["/hull/../../etc", "../x", "/a/.."] {
+            let e = cgroup_dir(&with_cgroups_path(bad), "web").expect_err(bad);
+            assert!(e.0.contains("leaves /sys/fs/cgroup"), "{}", e.0);
+        }
+        let default = cgroup_dir(&Spec::default(), "s").expect("default");
+        assert_eq!(default, Path::new("/sys/fs/cgroup/hull/s"));
+    }
 }

@@ -9,6 +9,7 @@
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 
 use hull_contract::{layout, Hull, Section};
 
@@ -31,32 +32,96 @@ pub fn settings(dir: &Path) -> Hull {
     }
 }
 
-/// Copies a container's output to the console (prefixed) and its log file.
-fn pump(name: String, stream: impl std::io::Read + Send + 'static) {
-    // A thread that cannot start loses this container's log, not the boot.
-    let _ = std::thread::Builder::new().spawn(move || {
-        let log_path = PathBuf::from(format!("/var/log/{name}.log"));
-        let mut log = std::fs::OpenOptions::new()
+/// Longest line kept whole; a longer one is passed on in pieces of this
+/// size, so a service printing without newlines costs PID1 no more memory.
+pub const LINE_MAX: usize = 16 << 10;
+
+/// A container's log file, rotated at [`LOG_MAX`] (one old file kept); one
+/// per container, shared by its stdout and stderr pumps so that only one
+/// writer rotates it.
+pub struct Log {
+    path: PathBuf,
+    file: Option<std::fs::File>,
+}
+
+impl Log {
+    pub fn open(path: PathBuf) -> Log {
+        let file = Log::append(&path);
+        Log { path, file }
+    }
+
+    fn append(path: &Path) -> Option<std::fs::File> {
+        std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(&log_path)
-            .ok();
-        for line in BufReader::new(stream).lines() {
-            let Ok(line) = line else { break };
+            .open(path)
+            .ok()
+    }
+
+    /// Appends one line; rotates when the file has grown past [`LOG_MAX`].
+    pub fn write_line(&mut self, line: &str) {
+        let Some(f) = self.file.as_mut() else { return };
+        let _ = writeln!(f, "{line}");
+        if f.metadata().map(|m| m.len()).unwrap_or(0) > LOG_MAX {
+            let _ = std::fs::rename(&self.path, self.path.with_extension("log.1"));
+            self.file = Log::append(&self.path);
+        }
+    }
+}
+
+/// Reads one line of at most `max` bytes into `buf` (without its newline);
+/// returns false at the end of the stream with nothing read.
+pub fn read_line_capped(
+    r: &mut impl BufRead,
+    buf: &mut Vec<u8>,
+    max: usize,
+) -> std::io::Result<bool> {
+    buf.clear();
+    loop {
+        let avail = match r.fill_buf() {
+            Ok(a) => a,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if avail.is_empty() {
+            return Ok(!buf.is_empty());
+        }
+        let room = max - buf.len();
+        let take = avail.len().min(room);
+        match avail[..take].iter().position(|&b| b == b'\n') {
+            Some(i) => {
+                buf.extend_from_slice(&avail[..i]);
+                r.consume(i + 1);
+                return Ok(true);
+            }
+            None => {
+                buf.extend_from_slice(&avail[..take]);
+                r.consume(take);
+                if buf.len() >= max {
+                    return Ok(true);
+                }
+            }
+        }
+    }
+}
+
+/// Copies a container's output to the console (prefixed) and its log, as
+/// bytes: a line that is not UTF-8 is shown with replacement characters,
+/// never the end of the copying (which would leave the service writing to a
+/// closed pipe).
+fn pump(name: String, stream: impl std::io::Read + Send + 'static, log: Arc<Mutex<Log>>) {
+    // A thread that cannot start loses this container's log, not the boot.
+    let _ = std::thread::Builder::new().spawn(move || {
+        let mut r = BufReader::new(stream);
+        let mut buf = Vec::with_capacity(1024);
+        while let Ok(true) = read_line_capped(&mut r, &mut buf, LINE_MAX) {
+            let line = String::from_utf8_lossy(&buf);
             {
                 let mut out = std::io::stdout().lock();
                 let _ = writeln!(out, "[{name}] {line}");
             }
-            if let Some(f) = log.as_mut() {
-                let _ = writeln!(f, "{line}");
-                if f.metadata().map(|m| m.len()).unwrap_or(0) > LOG_MAX {
-                    let _ = std::fs::rename(&log_path, log_path.with_extension("log.1"));
-                    log = std::fs::OpenOptions::new()
-                        .create(true)
-                        .append(true)
-                        .open(&log_path)
-                        .ok();
-                }
+            if let Ok(mut log) = log.lock() {
+                log.write_line(&line);
             }
         }
     });
@@ -74,11 +139,14 @@ pub fn start(dir: &Path, name: &str) -> Option<Child> {
         .spawn();
     match child {
         Ok(mut c) => {
+            let log = Arc::new(Mutex::new(Log::open(PathBuf::from(format!(
+                "/var/log/{name}.log"
+            )))));
             if let Some(o) = c.stdout.take() {
-                pump(name.to_string(), o);
+                pump(name.to_string(), o, log.clone());
             }
             if let Some(e) = c.stderr.take() {
-                pump(name.to_string(), e);
+                pump(name.to_string(), e, log);
             }
             Some(c)
         }
@@ -92,7 +160,9 @@ pub fn start(dir: &Path, name: &str) -> Option<Child> {
 /// Kills every process of a container (its cgroup).
 pub fn kill_all(dir: &Path, name: &str) {
     if let Ok(spec) = container::spec(dir) {
-        let _ = std::fs::write(container::cgroup_dir(&spec, name).join("cgroup.kill"), "1");
+        if let Ok(dir) = container::cgroup_dir(&spec, name) {
+            let _ = std::fs::write(dir.join("cgroup.kill"), "1");
+        }
     }
 }
 
@@ -107,4 +177,50 @@ pub fn list(section: Section) -> Vec<(String, PathBuf)> {
         .unwrap_or_default();
     v.sort();
     v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines(input: &[u8], max: usize) -> Vec<Vec<u8>> {
+        let mut r = BufReader::with_capacity(7, input);
+        let mut buf = Vec::new();
+        let mut out = Vec::new();
+        while read_line_capped(&mut r, &mut buf, max).expect("reads") {
+            out.push(buf.clone());
+        }
+        out
+    }
+
+    #[test]
+    fn lines_are_bytes_cut_at_the_cap_and_invalid_utf8_goes_on() {
+        let mut input = b"\xffabc\n".to_vec();
+        input.extend(std::iter::repeat_n(b'x', 25));
+        input.extend_from_slice(b"\nend");
+        let got = lines(&input, 10);
+        assert_eq!(got[0], b"\xffabc");
+        assert_eq!(got[1..4], [vec![b'x'; 10], vec![b'x'; 10], vec![b'x'; 5]]);
+        assert_eq!(got[4], b"end");
+        assert_eq!(got.len(), 5);
+        assert_eq!(String::from_utf8_lossy(&got[0]), "\u{fffd}abc");
+    }
+
+    #[test]
+    fn one_log_rotates_once_past_the_cap() {
+        let dir = std::env::temp_dir().join(format!("hull-init-log-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        let path = dir.join("svc.log");
+        let mut log = Log::open(path.clone());
+        let line = "y".repeat(1023);
+        for _ in 0..(LOG_MAX / 1024 + 2) {
+            log.write_line(&line);
+        }
+        let old = std::fs::metadata(dir.join("svc.log.1"))
+            .expect("rotated")
+            .len();
+        let new = std::fs::metadata(&path).expect("current").len();
+        assert!(old > LOG_MAX && new < LOG_MAX, "{old} {new}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
