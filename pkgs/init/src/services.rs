@@ -74,6 +74,9 @@ impl Service {
         self.kill_at = None;
         say(format!("service {name}: starting"));
         self.child = launch::start(&self.dir, name);
+        if self.child.is_none() {
+            self.retry_after_failed_start(name, Instant::now());
+        }
         let reply = match &self.child {
             Some(c) => Reply::ok(format!("{name}: started (pid {})\n", c.id())),
             None => Reply::error(format!("{name}: cannot start (see the console)\n")),
@@ -84,6 +87,22 @@ impl Service {
                 text: reply.text.clone(),
             });
         }
+    }
+
+    /// A start that failed (the shim could not even be spawned, e.g. EAGAIN
+    /// while something fork-bombs) counts as a failure and is tried again
+    /// after the backoff, unless the operator stopped the service.
+    fn retry_after_failed_start(&mut self, name: &str, now: Instant) {
+        if self.want == Want::Stop {
+            return;
+        }
+        self.failures += 1;
+        let wait = backoff(self.failures);
+        say(format!(
+            "service {name}: could not start; trying again in {} s",
+            wait.as_secs()
+        ));
+        self.restart_at = Some(now + wait);
     }
 
     /// SIGTERM now, SIGKILL of the cgroup after the grace period.
@@ -364,6 +383,35 @@ impl Table {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn service() -> Service {
+        Service {
+            dir: PathBuf::from("/nonexistent"),
+            settings: Hull::default(),
+            child: None,
+            failures: 0,
+            restarts: 0,
+            last_exit: None,
+            restart_at: None,
+            want: Want::Run,
+            kill_at: None,
+            waiters: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_failed_start_is_tried_again_with_growing_backoff() {
+        let now = Instant::now();
+        let mut s = service();
+        s.retry_after_failed_start("web", now);
+        assert_eq!(s.restart_at, Some(now + Duration::from_secs(2)));
+        s.retry_after_failed_start("web", now);
+        assert_eq!(s.restart_at, Some(now + Duration::from_secs(4)));
+        let mut stopped = service();
+        stopped.want = Want::Stop;
+        stopped.retry_after_failed_start("web", now);
+        assert_eq!(stopped.restart_at, None);
+    }
 
     #[test]
     fn backoff_doubles_up_to_a_minute() {
