@@ -12,7 +12,7 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use oci_spec::runtime::{LinuxNamespaceType, Spec};
+use oci_spec::runtime::{LinuxNamespaceType, PosixRlimitType, Spec};
 use rustix::mount::MountPropagationFlags;
 use rustix::thread::UnshareFlags;
 
@@ -374,7 +374,7 @@ fn spec_mount(root: &Path, m: &oci_spec::runtime::Mount, shared: bool) -> Result
 }
 
 /// The usual device nodes, from the host's /dev, and the spec's devices.
-fn device_nodes(spec: &Spec, root: &Path) {
+fn device_nodes(spec: &Spec, root: &Path) -> Result<(), SetupError> {
     let usual = ["null", "zero", "full", "random", "urandom", "tty"]
         .map(|d| PathBuf::from(format!("/dev/{d}")));
     let asked = spec
@@ -391,33 +391,39 @@ fn device_nodes(spec: &Spec, root: &Path) {
             continue;
         }
         ensure_target(&t, Some(Path::new("/dev/null")));
-        let _ = mounts::mount(&source.to_string_lossy(), &t, "bind", &["bind".into()]);
+        mounts::mount(&source.to_string_lossy(), &t, "bind", &["bind".into()])
+            .map_err(|e| err(format!("device {}: {e}", source.display())))?;
     }
+    Ok(())
 }
 
 /// Masked paths (a read-only tmpfs over a directory, /dev/null over a
-/// file) and read-only paths (bound onto themselves read-only).
-fn masked_and_readonly_paths(spec: &Spec, root: &Path) {
-    let Some(linux) = spec.linux() else { return };
+/// file) and read-only paths (bound onto themselves read-only); paths the
+/// container does not have are skipped, a mount that fails stops it.
+fn masked_and_readonly_paths(spec: &Spec, root: &Path) -> Result<(), SetupError> {
+    let Some(linux) = spec.linux() else {
+        return Ok(());
+    };
     for p in linux.masked_paths().clone().unwrap_or_default() {
         let t = root.join(p.trim_start_matches('/'));
-        if t.is_dir() {
-            let _ = mounts::mount("tmpfs", &t, "tmpfs", &["ro".into()]);
+        let done = if t.is_dir() {
+            mounts::mount("tmpfs", &t, "tmpfs", &["ro".into()])
         } else if t.exists() {
-            let _ = mounts::mount("/dev/null", &t, "bind", &["bind".into()]);
-        }
+            mounts::mount("/dev/null", &t, "bind", &["bind".into()])
+        } else {
+            Ok(())
+        };
+        done.map_err(|e| err(format!("masked path {p}: {e}")))?;
     }
     for p in linux.readonly_paths().clone().unwrap_or_default() {
         let t = root.join(p.trim_start_matches('/'));
         if t.exists() {
-            let _ = mounts::mount(
-                &t.to_string_lossy(),
-                &t,
-                "bind",
-                &["rbind".into(), "ro".into()],
-            );
+            let options = ["rbind".into(), "ro".into()];
+            mounts::mount(&t.to_string_lossy(), &t, "bind", &options)
+                .map_err(|e| err(format!("read-only path {p}: {e}")))?;
         }
     }
+    Ok(())
 }
 
 /// The hostname, in a new UTS namespace only.
@@ -438,40 +444,52 @@ fn set_hostname(spec: &Spec) -> Result<(), SetupError> {
     Ok(())
 }
 
-/// Sysctls, rlimits and the OOM score.
-fn apply_limits(spec: &Spec, process: &oci_spec::runtime::Process, name: &str) {
+/// The kernel's resource for an OCI rlimit: every kind the spec knows.
+fn rlimit_resource(typ: PosixRlimitType) -> rustix::process::Resource {
+    use rustix::process::Resource as R;
+    match typ {
+        PosixRlimitType::RlimitCpu => R::Cpu,
+        PosixRlimitType::RlimitFsize => R::Fsize,
+        PosixRlimitType::RlimitData => R::Data,
+        PosixRlimitType::RlimitStack => R::Stack,
+        PosixRlimitType::RlimitCore => R::Core,
+        PosixRlimitType::RlimitRss => R::Rss,
+        PosixRlimitType::RlimitNproc => R::Nproc,
+        PosixRlimitType::RlimitNofile => R::Nofile,
+        PosixRlimitType::RlimitMemlock => R::Memlock,
+        PosixRlimitType::RlimitAs => R::As,
+        PosixRlimitType::RlimitLocks => R::Locks,
+        PosixRlimitType::RlimitSigpending => R::Sigpending,
+        PosixRlimitType::RlimitMsgqueue => R::Msgqueue,
+        PosixRlimitType::RlimitNice => R::Nice,
+        PosixRlimitType::RlimitRtprio => R::Rtprio,
+        PosixRlimitType::RlimitRttime => R::Rttime,
+    }
+}
+
+/// Sysctls, rlimits and the OOM score; the first that cannot be applied
+/// stops the container, naming it.
+fn apply_limits(spec: &Spec, process: &oci_spec::runtime::Process) -> Result<(), SetupError> {
     if let Some(sysctl) = spec.linux().as_ref().and_then(|l| l.sysctl().clone()) {
         for (k, v) in sysctl {
             let path = format!("/proc/sys/{}", k.replace('.', "/"));
-            if let Err(e) = std::fs::write(&path, &v) {
-                eprintln!("hull-init: {name}: sysctl {k}={v}: {e}");
-            }
+            std::fs::write(&path, &v).map_err(|e| err(format!("sysctl {k}={v} ({path}): {e}")))?;
         }
     }
     for r in process.rlimits().clone().unwrap_or_default() {
-        let resource = match r.typ().to_string().as_str() {
-            "RLIMIT_NOFILE" => rustix::process::Resource::Nofile,
-            "RLIMIT_NPROC" => rustix::process::Resource::Nproc,
-            "RLIMIT_CORE" => rustix::process::Resource::Core,
-            "RLIMIT_MEMLOCK" => rustix::process::Resource::Memlock,
-            "RLIMIT_STACK" => rustix::process::Resource::Stack,
-            "RLIMIT_AS" => rustix::process::Resource::As,
-            "RLIMIT_FSIZE" => rustix::process::Resource::Fsize,
-            "RLIMIT_CPU" => rustix::process::Resource::Cpu,
-            _ => continue,
-        };
         let v = |n: u64| (n != u64::MAX).then_some(n);
-        let _ = rustix::process::setrlimit(
-            resource,
-            rustix::process::Rlimit {
-                current: v(r.soft()),
-                maximum: v(r.hard()),
-            },
-        );
+        let limit = rustix::process::Rlimit {
+            current: v(r.soft()),
+            maximum: v(r.hard()),
+        };
+        rustix::process::setrlimit(rlimit_resource(r.typ()), limit)
+            .ctx(|| format!("rlimit {} {}:{}", r.typ(), r.soft(), r.hard()))?;
     }
     if let Some(o) = process.oom_score_adj() {
-        let _ = std::fs::write("/proc/self/oom_score_adj", o.to_string());
+        std::fs::write("/proc/self/oom_score_adj", o.to_string())
+            .map_err(|e| err(format!("oomScoreAdj {o}: {e}")))?;
     }
+    Ok(())
 }
 
 /// Installs a seccomp profile, reporting syscalls this arch does not have.
@@ -539,8 +557,8 @@ pub fn exec(dir: &Path, name: &str) -> Result<(), SetupError> {
             eprintln!("hull-init: {name}: {e}");
         }
     }
-    device_nodes(&spec, &root);
-    masked_and_readonly_paths(&spec, &root);
+    device_nodes(&spec, &root)?;
+    masked_and_readonly_paths(&spec, &root)?;
     let readonly = spec
         .root()
         .as_ref()
@@ -549,7 +567,7 @@ pub fn exec(dir: &Path, name: &str) -> Result<(), SetupError> {
     std::env::set_current_dir(process.cwd())
         .map_err(|e| err(format!("cwd {}: {e}", process.cwd().display())))?;
     set_hostname(&spec)?;
-    apply_limits(&spec, &process, name);
+    apply_limits(&spec, &process)?;
     // Seccomp: with no_new_privs, last (after it is set); without, while
     // CAP_SYS_ADMIN is still effective, before the identity change (as runc).
     let seccomp = spec.linux().as_ref().and_then(|l| l.seccomp().clone());
@@ -650,6 +668,38 @@ mod tests {
             l.set_cgroups_path(Some(PathBuf::from(p)));
         }
         spec
+    }
+
+    #[test]
+    fn every_rlimit_kind_maps_to_its_own_resource() {
+        let kinds = [
+            "RLIMIT_CPU",
+            "RLIMIT_FSIZE",
+            "RLIMIT_DATA",
+            "RLIMIT_STACK",
+            "RLIMIT_CORE",
+            "RLIMIT_RSS",
+            "RLIMIT_NPROC",
+            "RLIMIT_NOFILE",
+            "RLIMIT_MEMLOCK",
+            "RLIMIT_AS",
+            "RLIMIT_LOCKS",
+            "RLIMIT_SIGPENDING",
+            "RLIMIT_MSGQUEUE",
+            "RLIMIT_NICE",
+            "RLIMIT_RTPRIO",
+            "RLIMIT_RTTIME",
+        ];
+        let mut seen = std::collections::HashSet::new();
+        for k in kinds {
+            let typ: PosixRlimitType =
+                serde_json::from_value(serde_json::Value::String(k.into())).expect(k);
+            assert!(
+                seen.insert(rlimit_resource(typ) as i32),
+                "{k} maps to a resource already used"
+            );
+        }
+        assert_eq!(seen.len(), 16);
     }
 
     #[test]
