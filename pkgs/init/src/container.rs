@@ -7,7 +7,6 @@
 //! toolchain without extra C libraries. Owns: applying `config.json` and
 //! `runtime.json`. Must not supervise: that is `supervisor`.
 
-use std::collections::HashSet;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -507,25 +506,6 @@ fn install_seccomp(
     Ok(())
 }
 
-/// Identity: keep capabilities across the uid change, then set them.
-fn become_user(process: &oci_spec::runtime::Process) -> Result<(), SetupError> {
-    let user = process.user();
-    rustix::thread::set_keep_capabilities(true).ctx(|| "keep capabilities".into())?;
-    let groups: Vec<rustix::process::Gid> = user
-        .additional_gids()
-        .clone()
-        .unwrap_or_default()
-        .into_iter()
-        .map(rustix::process::Gid::from_raw)
-        .collect();
-    rustix::thread::set_thread_groups(&groups).ctx(|| "setgroups".into())?;
-    rustix::thread::set_thread_gid(rustix::process::Gid::from_raw(user.gid()))
-        .ctx(|| format!("setgid {}", user.gid()))?;
-    rustix::thread::set_thread_uid(rustix::process::Uid::from_raw(user.uid()))
-        .ctx(|| format!("setuid {}", user.uid()))?;
-    apply_capabilities(process)
-}
-
 /// Replaces this process with the container's program; returns only on error.
 fn exec_program(process: &oci_spec::runtime::Process) -> SetupError {
     let args = process.args().clone().unwrap_or_default();
@@ -575,7 +555,7 @@ pub fn exec(dir: &Path, name: &str) -> Result<(), SetupError> {
     if let (Some(profile), false) = (&seccomp, no_new_privs) {
         install_seccomp(profile, name)?;
     }
-    become_user(&process)?;
+    crate::identity::become_user(&mut crate::identity::Linux, &process)?;
     if no_new_privs {
         rustix::thread::set_no_new_privs(true).ctx(|| "no_new_privs".into())?;
         if let Some(profile) = &seccomp {
@@ -621,40 +601,6 @@ fn enter_root(root: &Path, name: &str, readonly: bool) -> Result<(), SetupError>
         )
         .ctx(|| "remount / read-only".into())?;
     }
-    Ok(())
-}
-
-fn cap_set(names: &Option<HashSet<oci_spec::runtime::Capability>>) -> caps::CapsHashSet {
-    names
-        .iter()
-        .flatten()
-        .filter_map(|c| {
-            let name = serde_json::to_value(c).ok()?.as_str()?.to_string();
-            name.parse::<caps::Capability>().ok()
-        })
-        .collect()
-}
-
-fn apply_capabilities(process: &oci_spec::runtime::Process) -> Result<(), SetupError> {
-    let c = process.capabilities().clone().unwrap_or_default();
-    let bounding = cap_set(c.bounding());
-    let cerr = |what: &str, e: caps::errors::CapsError| err(format!("capabilities ({what}): {e}"));
-    for cap in caps::all() {
-        if !bounding.contains(&cap) {
-            caps::drop(None, caps::CapSet::Bounding, cap).map_err(|e| cerr("bounding", e))?;
-        }
-    }
-    // Only ever lowering: inheritable, then effective (within the current
-    // permitted set), then permitted (which must keep the new effective set),
-    // then ambient (within permitted and inheritable).
-    caps::set(None, caps::CapSet::Inheritable, &cap_set(c.inheritable()))
-        .map_err(|e| cerr("inheritable", e))?;
-    caps::set(None, caps::CapSet::Effective, &cap_set(c.effective()))
-        .map_err(|e| cerr("effective", e))?;
-    caps::set(None, caps::CapSet::Permitted, &cap_set(c.permitted()))
-        .map_err(|e| cerr("permitted", e))?;
-    caps::set(None, caps::CapSet::Ambient, &cap_set(c.ambient()))
-        .map_err(|e| cerr("ambient", e))?;
     Ok(())
 }
 

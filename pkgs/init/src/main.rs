@@ -8,6 +8,7 @@
 
 mod container;
 mod control;
+mod identity;
 mod launch;
 mod modules;
 mod mounts;

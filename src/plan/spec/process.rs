@@ -79,8 +79,11 @@ pub fn process(
             LinuxCapabilitiesBuilder::default()
                 .bounding(granted.clone())
                 .effective(granted.clone())
-                .permitted(granted.clone())
-                .inheritable(granted)
+                .permitted(granted)
+                // Inheritable only what ambient needs (it must hold them):
+                // a full inheritable set lets a file's inheritable
+                // capabilities raise a program's (CVE-2022-24769).
+                .inheritable(ambient.clone())
                 .ambient(ambient)
                 .build()?,
         )

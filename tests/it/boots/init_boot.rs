@@ -8,7 +8,8 @@
 //! enforced by the container's cgroup; runtime.json's interfaces (a veth
 //! pair, one end in the container), bindNS (a service joins that network
 //! namespace by path) and mkdir; seccomp filters (Hull's `seccomp:` extension)
-//! with and without no_new_privs; hullctl list/logs/restart/stop.
+//! with and without no_new_privs; a non-root container with one capability
+//! (bounding set 0x400, nothing inheritable); hullctl list/logs/restart/stop.
 
 use crate::util;
 
@@ -76,6 +77,13 @@ onboot:
           action: SCMP_ACT_ERRNO
           errnoRet: 13
     command: ["/bin/sh", "-c", "mkdir /tmp/y 2>&1; echo NNP-ALIVE"]
+  - name: nonroot
+    image: {busybox}
+    uid: 1000
+    gid: 1000
+    capabilities: [CAP_NET_BIND_SERVICE]
+    binds: []
+    command: ["/bin/sh", "-c", "awk '/^Cap(Bnd|Inh)/ {{ print \"NONROOT-\" $1 $2 }}' /proc/self/status; echo NONROOT-UID=$(id -u)"]
 services:
   - name: joiner
     image: {busybox}
@@ -168,6 +176,13 @@ fn hull_init_runs_onboot_services_and_sandboxes_on_both_arches() {
             "[001-sandbox] NETADMIN-DENIED",
             "[001-sandbox] RO-DENIED",
             "[001-sandbox] SANDBOX-PID=1",
+            // A non-root container with one capability starts (the
+            // bounding set is lowered before the uid change), with nothing
+            // inheritable.
+            "hull-init: onboot 006-nonroot: exited with status 0",
+            "[006-nonroot] NONROOT-CapBnd:0000000000000400",
+            "[006-nonroot] NONROOT-CapInh:0000000000000000",
+            "[006-nonroot] NONROOT-UID=1000",
             "[flaky] FLAKY-RUN-1",
             "service flaky: exited with status 1; restarting in 2 s",
             "service flaky: exited with status 1; restarting in 4 s",
