@@ -40,6 +40,22 @@ pub fn parse_options(options: &[String]) -> (MountFlags, String, bool, bool) {
     (flags, data.join(","), bind, recursive)
 }
 
+/// The flags a bind mount gets by a remount of its own (a bind ignores
+/// them at first): `ro`, `nosuid`, `nodev`, `noexec` and the atime ones, each
+/// as written, not only together with `ro`. `None` when there are none.
+pub fn bind_remount_flags(flags: MountFlags) -> Option<MountFlags> {
+    let per_mount = MountFlags::RDONLY
+        | MountFlags::NOSUID
+        | MountFlags::NODEV
+        | MountFlags::NOEXEC
+        | MountFlags::RELATIME
+        | MountFlags::NOATIME
+        | MountFlags::STRICTATIME;
+    flags
+        .intersects(per_mount)
+        .then_some(MountFlags::BIND | (flags & per_mount))
+}
+
 /// Mounts `fstype` from `source` at `target` with `options`.
 pub fn mount(
     source: &str,
@@ -55,9 +71,9 @@ pub fn mount(
         } else {
             rustix::mount::mount_bind(source, target).ctx(what)?;
         }
-        if flags.contains(MountFlags::RDONLY) {
-            rustix::mount::mount_remount(target, MountFlags::BIND | flags, "")
-                .ctx(|| format!("remount {} read-only", target.display()))?;
+        if let Some(remount) = bind_remount_flags(flags) {
+            rustix::mount::mount_remount(target, remount, "")
+                .ctx(|| format!("remount {} with {remount:?}", target.display()))?;
         }
         return Ok(());
     }
@@ -189,6 +205,23 @@ pub fn unmount_disks() -> Vec<SysError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bind_options_are_applied_as_written_not_only_with_ro() {
+        let flags = |o: &[&str]| {
+            let o: Vec<String> = o.iter().map(|s| s.to_string()).collect();
+            bind_remount_flags(parse_options(&o).0)
+        };
+        assert_eq!(
+            flags(&["rbind", "nosuid", "nodev", "rw"]),
+            Some(MountFlags::BIND | MountFlags::NOSUID | MountFlags::NODEV)
+        );
+        assert_eq!(
+            flags(&["rbind", "ro"]),
+            Some(MountFlags::BIND | MountFlags::RDONLY)
+        );
+        assert_eq!(flags(&["rbind", "rw", "rshared"]), None);
+    }
 
     #[test]
     fn options_split_into_flags_and_data() {

@@ -82,8 +82,8 @@ onboot:
     uid: 1000
     gid: 1000
     capabilities: [CAP_NET_BIND_SERVICE]
-    binds: []
-    command: ["/bin/sh", "-c", "awk '/^Cap(Bnd|Inh)/ {{ print \"NONROOT-\" $1 $2 }}' /proc/self/status; echo NONROOT-UID=$(id -u)"]
+    binds: ["/var/log:/mnt/log:nosuid,nodev"]
+    command: ["/bin/sh", "-c", "awk '/^Cap(Bnd|Inh)/ {{ print \"NONROOT-\" $1 $2 }}' /proc/self/status; awk '$5 == \"/mnt/log\" {{ print \"NONROOT-BIND=\" $6 }}' /proc/self/mountinfo; echo NONROOT-UID=$(id -u)"]
 services:
   - name: joiner
     image: {busybox}
@@ -183,6 +183,8 @@ fn hull_init_runs_onboot_services_and_sandboxes_on_both_arches() {
             "[006-nonroot] NONROOT-CapBnd:0000000000000400",
             "[006-nonroot] NONROOT-CapInh:0000000000000000",
             "[006-nonroot] NONROOT-UID=1000",
+            // Its bind with nosuid,nodev (and no ro) is mounted so.
+            "[006-nonroot] NONROOT-BIND=rw,nosuid,nodev",
             "[flaky] FLAKY-RUN-1",
             "service flaky: exited with status 1; restarting in 2 s",
             "service flaky: exited with status 1; restarting in 4 s",
