@@ -83,7 +83,9 @@ fn enter_cgroup(spec: &Spec, name: &str) -> Result<(), SetupError> {
     let dir = cgroup_dir(spec, name)?;
     std::fs::create_dir_all(&dir)
         .map_err(|e| err(format!("create cgroup {}: {e}", dir.display())))?;
-    // Enable the controllers on the way down (best effort: some may be missing).
+    // Enable the controllers on the way down. Best effort: a controller the
+    // kernel lacks is simply absent, and a limit asked of it then fails below
+    // (its file is missing), which stops the container.
     let mut p = PathBuf::from("/sys/fs/cgroup");
     for part in dir
         .strip_prefix("/sys/fs/cgroup")
@@ -98,7 +100,11 @@ fn enter_cgroup(spec: &Spec, name: &str) -> Result<(), SetupError> {
     if let Some(r) = spec.linux().as_ref().and_then(|l| l.resources().as_ref()) {
         if let Some(limit) = r.memory().as_ref().and_then(|m| m.limit()) {
             write(&dir.join("memory.max"), &limit.to_string())?;
-            let _ = std::fs::write(dir.join("memory.swap.max"), "0");
+            // No swap beyond the limit; the file exists only with swap accounting.
+            let swap = dir.join("memory.swap.max");
+            if swap.exists() {
+                write(&swap, "0")?;
+            }
         }
         if let Some(pids) = r.pids().as_ref() {
             write(&dir.join("pids.max"), &pids.limit().to_string())?;
@@ -533,9 +539,8 @@ pub fn exec(dir: &Path, name: &str) -> Result<(), SetupError> {
     let shared = set_root_propagation(&spec)?;
     let root = overlay_root(dir, name)?;
     for m in spec.mounts().clone().unwrap_or_default() {
-        if let Err(e) = spec_mount(&root, &m, shared) {
-            eprintln!("hull-init: {name}: {e}");
-        }
+        spec_mount(&root, &m, shared)
+            .map_err(|e| err(format!("mount {}: {e}", m.destination().display())))?;
     }
     device_nodes(&spec, &root)?;
     masked_and_readonly_paths(&spec, &root)?;
