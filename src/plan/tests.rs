@@ -155,3 +155,35 @@ fn an_image_missing_from_the_facts_is_an_error_naming_it() {
     let e = plan(&m, &BTreeMap::new(), Path::new(".")).expect_err("not pulled");
     assert!(e.to_string().contains("image i:1 was not pulled"), "{e}");
 }
+
+#[test]
+fn masked_and_readonly_paths_are_runcs_unless_the_entry_lists_its_own() {
+    use crate::plan::spec::linux::{DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS};
+    let m = manifest(
+        "onboot:\n  - name: bare\n    image: i:1\n  - name: none\n    image: i:1\n    maskedPaths: []\n    readonlyPaths: []\n  - name: own\n    image: i:1\n    readonlyPaths: [/proc/sysrq-trigger]\n",
+    );
+    let p = plan(&m, &infos(&m), Path::new(".")).expect("plans");
+    let paths = |i: usize| {
+        let linux = p.containers[i].config.linux().clone().expect("linux");
+        (
+            linux.masked_paths().clone().expect("masked paths written"),
+            linux
+                .readonly_paths()
+                .clone()
+                .expect("read-only paths written"),
+        )
+    };
+    let (masked, readonly) = paths(0);
+    assert_eq!(masked, DEFAULT_MASKED_PATHS);
+    assert_eq!(readonly, DEFAULT_READONLY_PATHS);
+    for must in ["/proc/kcore", "/sys/firmware", "/proc/keys"] {
+        assert!(masked.iter().any(|p| p == must), "{must} not masked");
+    }
+    for must in ["/proc/sys", "/proc/sysrq-trigger"] {
+        assert!(readonly.iter().any(|p| p == must), "{must} not read-only");
+    }
+    assert_eq!(paths(1), (vec![], vec![]));
+    let (masked, readonly) = paths(2);
+    assert_eq!(masked, DEFAULT_MASKED_PATHS);
+    assert_eq!(readonly, ["/proc/sysrq-trigger"]);
+}

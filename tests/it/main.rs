@@ -28,6 +28,7 @@ mod boots {
     mod boot;
     mod disk;
     mod examples;
+    mod hostile;
     mod init_boot;
     mod iso;
     mod uki;

@@ -17,6 +17,8 @@ use rustix::thread::UnshareFlags;
 
 use hull_contract::layout;
 
+use crate::inroot::{Make, Opened, Root};
+use crate::mounts::Target;
 use crate::runtime::HostSide;
 use crate::sys::{self, Context, SysError};
 use crate::{mounts, runtime, seccomp};
@@ -267,35 +269,32 @@ pub fn shim(dir: &Path, name: &str) -> Result<i32, SetupError> {
         .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)))
 }
 
-fn ensure_target(target: &Path, like: Option<&Path>) {
-    if target.exists() {
-        return;
-    }
-    // A bind of a file (or device node) needs a file to mount on; anything
-    // else a directory.
-    let is_file = like.is_some_and(|s| std::fs::metadata(s).is_ok_and(|m| !m.is_dir()));
-    if is_file {
-        if let Some(p) = target.parent() {
-            let _ = std::fs::create_dir_all(p);
-        }
-        let _ = std::fs::write(target, b"");
+/// What a bind from `source` needs to be mounted on: a file for a file or
+/// device node, a directory for anything else.
+fn make_for(source: &Path) -> Make {
+    if std::fs::metadata(source).is_ok_and(|m| !m.is_dir()) {
+        Make::File
     } else {
-        let _ = std::fs::create_dir_all(target);
+        Make::Dir
     }
 }
 
-/// True when `target` is already the device node `source` (a bound /dev).
-fn same_node(source: &Path, target: &Path) -> bool {
+/// True when the opened target already is the device node `source` (a bound /dev).
+fn same_node(source: &Path, target: &Opened) -> bool {
     use std::os::unix::fs::{FileTypeExt, MetadataExt};
-    match (std::fs::metadata(source), std::fs::metadata(target)) {
-        (Ok(a), Ok(b)) => {
-            let dev = |m: &std::fs::Metadata| {
-                m.file_type().is_char_device() || m.file_type().is_block_device()
-            };
-            dev(&a) && dev(&b) && a.rdev() == b.rdev()
-        }
-        _ => false,
-    }
+    let Ok(a) = std::fs::metadata(source) else {
+        return false;
+    };
+    let Ok(b) = rustix::fs::fstat(target.fd()) else {
+        return false;
+    };
+    let dev = a.file_type().is_char_device() || a.file_type().is_block_device();
+    let kind = rustix::fs::FileType::from_raw_mode(b.st_mode);
+    let b_dev = matches!(
+        kind,
+        rustix::fs::FileType::CharacterDevice | rustix::fs::FileType::BlockDevice
+    );
+    dev && b_dev && a.rdev() == b.st_rdev
 }
 
 /// Nothing mounted in the container reaches the host (rslave, runc's
@@ -323,8 +322,11 @@ fn set_root_propagation(spec: &Spec) -> Result<bool, SetupError> {
 }
 
 /// The container's root: always an overlay (the image below, a tmpfs
-/// above), so mount points can be made; a read-only container's root is
-/// remounted read-only once its mounts are in place. Returns its path.
+/// above), so mount points can be made; `nodev`, so a block node shipped in
+/// an image opens nothing (not `nosuid`: set-uid programs of images work as
+/// under Docker; `noNewPrivileges` is the switch against them). A read-only
+/// container's root is remounted read-only once its mounts are in place.
+/// Returns its path.
 fn overlay_root(dir: &Path, name: &str) -> Result<PathBuf, SetupError> {
     let image = std::fs::canonicalize(dir.join(layout::ROOTFS))
         .map_err(|e| err(format!("{}/{}: {e}", dir.display(), layout::ROOTFS)))?;
@@ -333,7 +335,14 @@ fn overlay_root(dir: &Path, name: &str) -> Result<PathBuf, SetupError> {
     std::fs::create_dir_all(&root).map_err(|e| err(format!("mkdir {}: {e}", root.display())))?;
     let rw = work.join("rw");
     std::fs::create_dir_all(&rw).map_err(|e| err(format!("mkdir {}: {e}", rw.display())))?;
-    mounts::mount("tmpfs", &rw, "tmpfs", &["mode=0755".into()])?;
+    // Device nodes in the image or made in the container open nothing: the
+    // nodes a container may use are binds from the host's /dev.
+    mounts::mount(
+        "tmpfs",
+        &rw,
+        "tmpfs",
+        &["nosuid".into(), "nodev".into(), "mode=0755".into()],
+    )?;
     for d in ["upper", "work"] {
         std::fs::create_dir_all(rw.join(d)).map_err(|e| err(format!("mkdir: {e}")))?;
     }
@@ -343,17 +352,15 @@ fn overlay_root(dir: &Path, name: &str) -> Result<PathBuf, SetupError> {
         rw.join("upper").display(),
         rw.join("work").display()
     );
-    mounts::mount("overlay", &root, "overlay", &[data])?;
+    mounts::mount("overlay", &root, "overlay", &["nodev".into(), data])?;
     Ok(root)
 }
 
-/// One mount of the spec, inside the new root, with the propagation it asks
-/// for (in a shared container only binds marked shared stay the host's
-/// peers; others become slaves, so mounts on them, devpts on a bound /dev,
-/// stay in the container).
-fn spec_mount(root: &Path, m: &oci_spec::runtime::Mount, shared: bool) -> Result<(), String> {
-    let dest = m.destination();
-    let target = root.join(dest.strip_prefix("/").unwrap_or(dest));
+/// One mount of the spec, inside the new root (its target resolved there,
+/// see `inroot`), with the propagation it asks for (in a shared container
+/// only binds marked shared stay the host's peers; others become slaves, so
+/// mounts on them, devpts on a bound /dev, stay in the container).
+fn spec_mount(root: &Root, m: &oci_spec::runtime::Mount, shared: bool) -> Result<(), SysError> {
     let typ = m.typ().clone().unwrap_or_else(|| "bind".into());
     let source = m
         .source()
@@ -362,9 +369,14 @@ fn spec_mount(root: &Path, m: &oci_spec::runtime::Mount, shared: bool) -> Result
         .unwrap_or_else(|| typ.clone());
     let options = m.options().clone().unwrap_or_default();
     let bind = typ == "bind" || options.iter().any(|o| o == "bind" || o == "rbind");
-    ensure_target(&target, bind.then(|| Path::new(&source)));
+    let make = if bind {
+        make_for(Path::new(&source))
+    } else {
+        Make::Dir
+    };
+    let target = Target::InRoot(root, m.destination(), make);
     let fstype = if typ == "cgroup" { "cgroup2" } else { &typ };
-    mounts::mount(&source, &target, fstype, &options).map_err(|e| e.to_string())?;
+    mounts::mount_at(&source, &target, fstype, &options)?;
     let mut asked: Vec<_> = options
         .iter()
         .filter_map(|o| mounts::propagation(o))
@@ -373,13 +385,14 @@ fn spec_mount(root: &Path, m: &oci_spec::runtime::Mount, shared: bool) -> Result
         asked.push(MountPropagationFlags::REC | MountPropagationFlags::DOWNSTREAM);
     }
     for flags in asked {
-        mounts::set_propagation(&target, flags).map_err(|e| e.to_string())?;
+        mounts::set_propagation_at(&target, flags)?;
     }
     Ok(())
 }
 
-/// The usual device nodes, from the host's /dev, and the spec's devices.
-fn device_nodes(spec: &Spec, root: &Path) -> Result<(), SetupError> {
+/// The usual device nodes, from the host's /dev, and the spec's devices,
+/// bound on files made inside the root.
+fn device_nodes(spec: &Spec, root: &Root) -> Result<(), SetupError> {
     let usual = ["null", "zero", "full", "random", "urandom", "tty"]
         .map(|d| PathBuf::from(format!("/dev/{d}")));
     let asked = spec
@@ -390,41 +403,45 @@ fn device_nodes(spec: &Spec, root: &Path) -> Result<(), SetupError> {
         .into_iter()
         .map(|d| d.path().clone());
     for source in usual.into_iter().chain(asked) {
-        let t = root.join(source.strip_prefix("/").unwrap_or(&source));
+        let fail = |e: SysError| err(format!("device {}: {e}", source.display()));
         // With the host's /dev bound in, the node is already there.
-        if same_node(&source, &t) {
+        let opened = root.open_at(&source, Make::File).map_err(fail)?;
+        if same_node(&source, &opened) {
             continue;
         }
-        ensure_target(&t, Some(Path::new("/dev/null")));
-        mounts::mount(&source.to_string_lossy(), &t, "bind", &["bind".into()])
-            .map_err(|e| err(format!("device {}: {e}", source.display())))?;
+        drop(opened);
+        let target = Target::InRoot(root, &source, Make::File);
+        mounts::mount_at(&source.to_string_lossy(), &target, "bind", &["bind".into()])
+            .map_err(fail)?;
     }
     Ok(())
 }
 
 /// Masked paths (a read-only tmpfs over a directory, /dev/null over a
 /// file) and read-only paths (bound onto themselves read-only); paths the
-/// container does not have are skipped, a mount that fails stops it.
-fn masked_and_readonly_paths(spec: &Spec, root: &Path) -> Result<(), SetupError> {
+/// container does not have are skipped, a mount that fails stops it. Done
+/// once the container's root is `/`, so a path resolves as the container
+/// would resolve it, symlinks included.
+fn masked_and_readonly_paths(spec: &Spec) -> Result<(), SetupError> {
     let Some(linux) = spec.linux() else {
         return Ok(());
     };
     for p in linux.masked_paths().clone().unwrap_or_default() {
-        let t = root.join(p.trim_start_matches('/'));
+        let t = Path::new(&p);
         let done = if t.is_dir() {
-            mounts::mount("tmpfs", &t, "tmpfs", &["ro".into()])
+            mounts::mount("tmpfs", t, "tmpfs", &["ro".into()])
         } else if t.exists() {
-            mounts::mount("/dev/null", &t, "bind", &["bind".into()])
+            mounts::mount("/dev/null", t, "bind", &["bind".into()])
         } else {
             Ok(())
         };
         done.map_err(|e| err(format!("masked path {p}: {e}")))?;
     }
     for p in linux.readonly_paths().clone().unwrap_or_default() {
-        let t = root.join(p.trim_start_matches('/'));
+        let t = Path::new(&p);
         if t.exists() {
             let options = ["rbind".into(), "ro".into()];
-            mounts::mount(&t.to_string_lossy(), &t, "bind", &options)
+            mounts::mount(&p, t, "bind", &options)
                 .map_err(|e| err(format!("read-only path {p}: {e}")))?;
         }
     }
@@ -472,15 +489,28 @@ fn rlimit_resource(typ: PosixRlimitType) -> rustix::process::Resource {
     }
 }
 
-/// Sysctls, rlimits and the OOM score; the first that cannot be applied
-/// stops the container, naming it.
-fn apply_limits(spec: &Spec, process: &oci_spec::runtime::Process) -> Result<(), SetupError> {
-    if let Some(sysctl) = spec.linux().as_ref().and_then(|l| l.sysctl().clone()) {
-        for (k, v) in sysctl {
-            let path = format!("/proc/sys/{}", k.replace('.', "/"));
-            std::fs::write(&path, &v).map_err(|e| err(format!("sysctl {k}={v} ({path}): {e}")))?;
-        }
+/// The spec's sysctls, through the container's /proc (so those of a new
+/// network namespace are its own), before /proc/sys becomes read-only; the
+/// first that cannot be written stops the container.
+fn apply_sysctls(spec: &Spec) -> Result<(), SetupError> {
+    let mut sysctl: Vec<_> = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.sysctl().clone())
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    sysctl.sort();
+    for (k, v) in sysctl {
+        let path = format!("/proc/sys/{}", k.replace('.', "/"));
+        std::fs::write(&path, &v).map_err(|e| err(format!("sysctl {k}={v} ({path}): {e}")))?;
     }
+    Ok(())
+}
+
+/// Rlimits and the OOM score; the first that cannot be applied stops the
+/// container, naming it.
+fn apply_limits(process: &oci_spec::runtime::Process) -> Result<(), SetupError> {
     for r in process.rlimits().clone().unwrap_or_default() {
         let v = |n: u64| (n != u64::MAX).then_some(n);
         let limit = rustix::process::Rlimit {
@@ -537,22 +567,35 @@ pub fn exec(dir: &Path, name: &str) -> Result<(), SetupError> {
         .clone()
         .ok_or_else(|| err("config.json has no process"))?;
     let shared = set_root_propagation(&spec)?;
-    let root = overlay_root(dir, name)?;
+    let root_dir = overlay_root(dir, name)?;
+    let root = Root::open(&root_dir)?;
     for m in spec.mounts().clone().unwrap_or_default() {
         spec_mount(&root, &m, shared)
             .map_err(|e| err(format!("mount {}: {e}", m.destination().display())))?;
     }
     device_nodes(&spec, &root)?;
-    masked_and_readonly_paths(&spec, &root)?;
+    drop(root);
+    enter_root(&root_dir, name)?;
+    apply_sysctls(&spec)?;
+    masked_and_readonly_paths(&spec)?;
     let readonly = spec
         .root()
         .as_ref()
         .is_some_and(|r| r.readonly().unwrap_or(false));
-    enter_root(&root, name, readonly)?;
+    if readonly {
+        rustix::mount::mount_remount(
+            "/",
+            rustix::mount::MountFlags::BIND
+                | rustix::mount::MountFlags::RDONLY
+                | rustix::mount::MountFlags::NODEV,
+            "",
+        )
+        .ctx(|| "remount / read-only".into())?;
+    }
     std::env::set_current_dir(process.cwd())
         .map_err(|e| err(format!("cwd {}: {e}", process.cwd().display())))?;
     set_hostname(&spec)?;
-    apply_limits(&spec, &process)?;
+    apply_limits(&process)?;
     // Seccomp: with no_new_privs, last (after it is set); without, while
     // CAP_SYS_ADMIN is still effective, before the identity change (as runc).
     let seccomp = spec.linux().as_ref().and_then(|l| l.seccomp().clone());
@@ -570,43 +613,55 @@ pub fn exec(dir: &Path, name: &str) -> Result<(), SetupError> {
     Err(exec_program(&process))
 }
 
-/// Makes `root` the container's `/`: pivot_root, the old root made a slave
-/// (so that letting it go unmounts nothing of the host's) and detached, then
-/// `/` made read-only when asked. On the initramfs (when PID1 could not move
-/// to a tmpfs) pivot_root is impossible and chroot is what is left.
-fn enter_root(root: &Path, name: &str, readonly: bool) -> Result<(), SetupError> {
-    const OLD: &str = ".hull-old-root";
-    let put_old = root.join(OLD);
-    std::fs::create_dir_all(&put_old)
-        .map_err(|e| err(format!("mkdir {}: {e}", put_old.display())))?;
-    match rustix::process::pivot_root(root, &put_old) {
+/// True when the mount namespace's root is the kernel's `rootfs` (the
+/// initramfs PID1 could not leave), which `pivot_root` cannot move.
+fn root_is_initramfs() -> bool {
+    let table = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    table.lines().any(|l| {
+        let mut fields = l.split(' ');
+        let mount_point = fields.nth(4);
+        let fstype = l.split(" - ").nth(1).and_then(|t| t.split(' ').next());
+        mount_point == Some("/") && fstype == Some("rootfs")
+    })
+}
+
+/// Makes `root` the container's `/` with `pivot_root(".", ".")`, nothing
+/// named inside the image: the old root, stacked on the new one, is made a
+/// slave (so letting it go unmounts nothing of the host's) and detached.
+/// A failure stops the container; `chroot` only where the system still
+/// runs from the initramfs, which no `pivot_root` can leave.
+fn enter_root(root: &Path, name: &str) -> Result<(), SetupError> {
+    let old = rustix::fs::open(
+        "/",
+        rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .ctx(|| "open the old root".into())?;
+    std::env::set_current_dir(root).map_err(|e| err(format!("cd {}: {e}", root.display())))?;
+    match rustix::process::pivot_root(".", ".") {
         Ok(()) => {
-            let old = Path::new("/").join(OLD);
+            rustix::process::fchdir(&old).ctx(|| "cd to the old root".into())?;
             mounts::set_propagation(
-                &old,
+                Path::new("."),
                 MountPropagationFlags::REC | MountPropagationFlags::DOWNSTREAM,
             )?;
-            rustix::mount::unmount(&old, rustix::mount::UnmountFlags::DETACH)
+            rustix::mount::unmount(".", rustix::mount::UnmountFlags::DETACH)
                 .ctx(|| "detach the old root".into())?;
-            let _ = std::fs::remove_dir(&old);
-            std::env::set_current_dir("/").map_err(|e| err(format!("cd /: {e}")))?;
+        }
+        Err(e) if root_is_initramfs() => {
+            eprintln!(
+                "hull-init: {name}: pivot_root: {e}: the system runs from the initramfs; using chroot"
+            );
+            rustix::process::chroot(".").ctx(|| format!("chroot {}", root.display()))?;
         }
         Err(e) => {
-            eprintln!("hull-init: {name}: pivot_root: {e}; using chroot");
-            let _ = std::fs::remove_dir(&put_old);
-            rustix::process::chroot(root).ctx(|| format!("chroot {}", root.display()))?;
-            std::env::set_current_dir("/").map_err(|e| err(format!("cd /: {e}")))?;
+            return Err(err(format!(
+                "pivot_root into {}: {e}: not started",
+                root.display()
+            )))
         }
     }
-    if readonly {
-        rustix::mount::mount_remount(
-            "/",
-            rustix::mount::MountFlags::BIND | rustix::mount::MountFlags::RDONLY,
-            "",
-        )
-        .ctx(|| "remount / read-only".into())?;
-    }
-    Ok(())
+    std::env::set_current_dir("/").map_err(|e| err(format!("cd /: {e}")))
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@
 mod container;
 mod control;
 mod identity;
+mod inroot;
 mod launch;
 mod modules;
 mod mounts;

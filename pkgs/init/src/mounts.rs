@@ -1,14 +1,16 @@
 //! Mounting: the system's early mounts and a container's mounts from its spec.
 //!
 //! Owns: translating mount option strings (`nosuid`, `ro`, `mode=755`, ...)
-//! into flags and data, bind mounts, read-only remounts, and the early boot
-//! mounts. Must not know about containers' lifecycles.
+//! into flags and data, bind mounts (whose remount never loosens the flags
+//! they came with), read-only remounts, and the early boot mounts; targets
+//! on the host or inside a container root (see `inroot`). Must not know about containers' lifecycles.
 
 use std::ffi::CString;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use rustix::mount::{MountFlags, MountPropagationFlags};
 
+use crate::inroot::{Make, Opened, Root};
 use crate::sys::{Context, SysError};
 
 /// Flags and the remaining data string for mount(2).
@@ -56,6 +58,67 @@ pub fn bind_remount_flags(flags: MountFlags) -> Option<MountFlags> {
         .then_some(MountFlags::BIND | (flags & per_mount))
 }
 
+/// Where a mount goes: a path as PID1 sees it, or a path inside a
+/// container's root, resolved inside it afresh each time it is used.
+pub enum Target<'a> {
+    Host(&'a Path),
+    InRoot(&'a Root, &'a Path, Make),
+}
+
+/// A target opened for one step: the path to give the kernel, and what
+/// keeps it valid.
+struct Reached {
+    path: PathBuf,
+    _held: Option<Opened>,
+}
+
+impl Target<'_> {
+    fn reach(&self, make: bool) -> Result<Reached, SysError> {
+        match self {
+            Target::Host(p) => Ok(Reached {
+                path: p.to_path_buf(),
+                _held: None,
+            }),
+            Target::InRoot(root, p, m) => {
+                let opened = root.open_at(p, if make { *m } else { Make::Nothing })?;
+                Ok(Reached {
+                    path: opened.path(),
+                    _held: Some(opened),
+                })
+            }
+        }
+    }
+
+    /// The target as errors show it.
+    pub fn show(&self) -> String {
+        match self {
+            Target::Host(p) => p.display().to_string(),
+            Target::InRoot(root, p, _) => root.show(p),
+        }
+    }
+}
+
+/// The per-mount flags a mount has now (`statvfs`), which a remount of a
+/// bind keeps: a remount never loosens what the source mount had.
+fn current_flags(path: &Path) -> MountFlags {
+    use rustix::fs::StatVfsMountFlags as S;
+    let Ok(st) = rustix::fs::statvfs(path) else {
+        return MountFlags::empty();
+    };
+    let mut flags = MountFlags::empty();
+    for (have, keep) in [
+        (S::RDONLY, MountFlags::RDONLY),
+        (S::NOSUID, MountFlags::NOSUID),
+        (S::NODEV, MountFlags::NODEV),
+        (S::NOEXEC, MountFlags::NOEXEC),
+    ] {
+        if st.f_flag.contains(have) {
+            flags |= keep;
+        }
+    }
+    flags
+}
+
 /// Mounts `fstype` from `source` at `target` with `options`.
 pub fn mount(
     source: &str,
@@ -63,25 +126,40 @@ pub fn mount(
     fstype: &str,
     options: &[String],
 ) -> Result<(), SysError> {
+    mount_at(source, &Target::Host(target), fstype, options)
+}
+
+/// Mounts `fstype` from `source` at `target` with `options`; a bind gets
+/// its options by a remount that keeps the flags it came with.
+pub fn mount_at(
+    source: &str,
+    target: &Target<'_>,
+    fstype: &str,
+    options: &[String],
+) -> Result<(), SysError> {
     let (flags, data, bind, recursive) = parse_options(options);
-    let what = || format!("mount {source} ({fstype}) on {}", target.display());
+    let what = || format!("mount {source} ({fstype}) on {}", target.show());
+    let at = target.reach(true)?;
     if bind || fstype == "bind" {
         if recursive {
-            rustix::mount::mount_bind_recursive(source, target).ctx(what)?;
+            rustix::mount::mount_bind_recursive(source, &at.path).ctx(what)?;
         } else {
-            rustix::mount::mount_bind(source, target).ctx(what)?;
+            rustix::mount::mount_bind(source, &at.path).ctx(what)?;
         }
         if let Some(remount) = bind_remount_flags(flags) {
-            rustix::mount::mount_remount(target, remount, "")
-                .ctx(|| format!("remount {} with {remount:?}", target.display()))?;
+            // The new mount, not the directory under it.
+            let new = target.reach(false)?;
+            let remount = remount | current_flags(&new.path);
+            rustix::mount::mount_remount(&new.path, remount, "")
+                .ctx(|| format!("remount {} with {remount:?}", target.show()))?;
         }
         return Ok(());
     }
     let data = CString::new(data).unwrap_or_default();
-    match rustix::mount::mount(source, target, fstype, flags, data.as_c_str()) {
+    match rustix::mount::mount(source, &at.path, fstype, flags, data.as_c_str()) {
         // The filesystem may be a module nobody has loaded yet.
         Err(rustix::io::Errno::NODEV) if crate::modules::load_named(fstype) => {
-            rustix::mount::mount(source, target, fstype, flags, data.as_c_str()).ctx(what)
+            rustix::mount::mount(source, &at.path, fstype, flags, data.as_c_str()).ctx(what)
         }
         other => other.ctx(what),
     }
@@ -109,8 +187,17 @@ pub fn propagation(option: &str) -> Option<MountPropagationFlags> {
 
 /// Changes the propagation of the mount at `target`.
 pub fn set_propagation(target: &Path, flags: MountPropagationFlags) -> Result<(), SysError> {
-    rustix::mount::mount_change(target, flags)
-        .ctx(|| format!("set propagation {flags:?} on {}", target.display()))
+    set_propagation_at(&Target::Host(target), flags)
+}
+
+/// Changes the propagation of the mount at `target` (the mount on top).
+pub fn set_propagation_at(
+    target: &Target<'_>,
+    flags: MountPropagationFlags,
+) -> Result<(), SysError> {
+    let at = target.reach(false)?;
+    rustix::mount::mount_change(&at.path, flags)
+        .ctx(|| format!("set propagation {flags:?} on {}", target.show()))
 }
 
 /// The system's mounts, made once by PID1. A mount that is already there is fine.

@@ -1,7 +1,8 @@
 //! `linux` of a container's runtime spec: namespaces (the host's, except a
 //! new pid and mount namespace, unless the entry says otherwise), the cgroup
 //! and its resources with a device allowlist, device nodes, sysctls, masked
-//! and read-only paths, propagation, seccomp and id mappings.
+//! and read-only paths (runc's unless the entry lists its own), propagation,
+//! seccomp and id mappings.
 
 use std::collections::HashMap;
 
@@ -17,6 +18,39 @@ use super::{from_name, SpecError};
 use crate::manifest::types::{Device, IdMapping, Seccomp, SeccompArg, SeccompSyscall};
 use crate::manifest::values::Namespace;
 use crate::manifest::ImageConfig;
+
+/// Paths hidden from every container that does not list its own
+/// `maskedPaths` (runc's and containerd's defaults): a directory gets a
+/// read-only tmpfs over it, a file `/dev/null`.
+pub const DEFAULT_MASKED_PATHS: &[&str] = &[
+    "/proc/acpi",
+    "/proc/asound",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/sys/devices/virtual/powercap",
+    "/sys/firmware",
+];
+
+/// Paths read-only in every container that does not list its own
+/// `readonlyPaths` (runc's defaults); sysctls are written before.
+pub const DEFAULT_READONLY_PATHS: &[&str] = &[
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+];
+
+fn listed_or(written: Option<&Vec<String>>, default: &[&str]) -> Vec<String> {
+    written
+        .cloned()
+        .unwrap_or_else(|| default.iter().map(|p| p.to_string()).collect())
+}
 
 /// The seccomp action for a profile that names none.
 pub const DEFAULT_SECCOMP_ACTION: &str = "SCMP_ACT_ALLOW";
@@ -52,9 +86,15 @@ pub fn linux(name: &str, c: &ImageConfig) -> Result<Linux, SpecError> {
         b = b.gid_mappings(id_mappings(maps)?);
     }
     let mut linux = b.build()?;
-    // Only what the entry asks for: the builder's defaults are runc's.
-    linux.set_masked_paths(c.masked_paths.clone());
-    linux.set_readonly_paths(c.readonly_paths.clone());
+    // The defaults unless the entry lists its own (an empty list: none).
+    linux.set_masked_paths(Some(listed_or(
+        c.masked_paths.as_ref(),
+        DEFAULT_MASKED_PATHS,
+    )));
+    linux.set_readonly_paths(Some(listed_or(
+        c.readonly_paths.as_ref(),
+        DEFAULT_READONLY_PATHS,
+    )));
     linux.set_sysctl(c.sysctl.as_ref().map(|s| {
         s.iter()
             .map(|(k, v)| (k.clone(), v.clone()))

@@ -1,0 +1,157 @@
+//! Hostile containers (tier 3): the probe image (`tests/pkgs/probe`: block
+//! nodes for the virtio disk, symlinks aimed at host paths) boots under QEMU
+//! TCG on x86_64 and aarch64 with a blank disk attached, and the console
+//! shows the sandbox holding: a default container (no capabilities, uid 0)
+//! cannot write `core_pattern` or `sysrq-trigger`, read `/proc/kcore`, list
+//! `/sys/firmware`, `mknod` the disk or open the node its image ships; with
+//! CAP_MKNOD a node made where it can write opens nothing; binds onto the
+//! image's symlinks land inside its root, which is a real `pivot_root` (no
+//! host mounts in its mountinfo); and the host, seen afterwards, has neither
+//! the files the symlinks aimed at nor a changed `core_pattern`.
+
+use crate::util;
+
+use util::hull_cached as hull;
+use util::repo;
+
+fn manifest(kernel: &str, init: &str, getty: &str, probe: &str) -> String {
+    format!(
+        r#"kernel:
+  image: {kernel}
+  cmdline: "console=ttyS0 console=ttyAMA0"
+init:
+  - {init}
+onboot:
+  - name: probe
+    image: {probe}
+    capabilities: []
+    binds: []
+  - name: mknod
+    image: {probe}
+    capabilities: [CAP_MKNOD]
+    binds: ["/run:/run"]
+    command: ["/bin/probe-mknod"]
+  - name: links
+    image: {probe}
+    capabilities: []
+    binds: ["/etc/resolv.conf:/etc/resolv.conf", "/run:/data/x"]
+    command: ["/bin/probe-links"]
+  - name: host
+    image: {getty}
+    capabilities: []
+    binds: ["/:/host:ro"]
+    command: ["/bin/sh", "-c", "[ -e /host/pwned ] && echo HOST-PWNED-EXISTS; [ -e /host/etc/x ] && echo HOST-ETC-X-EXISTS; echo HOST-CORE-PATTERN=$(cat /proc/sys/kernel/core_pattern); echo HOST-DONE"]
+"#
+    )
+}
+
+#[test]
+fn hostile_containers_reach_nothing_of_the_host_on_both_arches() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let cache = tmp.path().join("cache");
+    let dirs = [
+        "kernels/debian-cloud",
+        "pkgs/init",
+        "pkgs/getty",
+        "tests/pkgs/probe",
+    ]
+    .map(|d| repo().join(d));
+    let args: Vec<&str> = ["pkg", "build"]
+        .into_iter()
+        .chain(dirs.iter().map(|d| d.to_str().expect("utf-8")))
+        .collect();
+    let out = hull(&cache, &repo(), &args).expect_code(0);
+    let refs: Vec<&str> = out
+        .stdout
+        .lines()
+        .filter_map(|l| l.split('\t').next())
+        .collect();
+    std::fs::write(
+        tmp.path().join("h.yml"),
+        manifest(refs[0], refs[1], refs[2], refs[3]),
+    )
+    .expect("write");
+    let disk = tmp.path().join("disk.img");
+    std::fs::File::create(&disk)
+        .and_then(|f| f.set_len(16 << 20))
+        .expect("blank disk");
+    for arch in ["amd64", "arm64"] {
+        let dir = tmp.path().join(format!("out-{arch}"));
+        hull(
+            &cache,
+            tmp.path(),
+            &[
+                "build",
+                "--pull",
+                "never",
+                "--arch",
+                arch,
+                "--dir",
+                dir.to_str().expect("utf-8"),
+                "h.yml",
+            ],
+        )
+        .expect_code(0);
+        let prefix = dir.join("h");
+        let run = hull(
+            &cache,
+            tmp.path(),
+            &[
+                "run",
+                "qemu",
+                "--arch",
+                arch,
+                "--disk",
+                disk.to_str().expect("utf-8"),
+                "--expect",
+                "HOST-DONE",
+                "--timeout",
+                "300",
+                prefix.to_str().expect("utf-8"),
+            ],
+        );
+        let console = format!("{}{}", run.stdout, run.stderr);
+        assert_eq!(
+            run.code,
+            Some(0),
+            "{arch}: no HOST-DONE on the console:\n{console}"
+        );
+        for want in [
+            "[000-probe] PROBE-CORE-PATTERN-DENIED",
+            "[000-probe] PROBE-SYSRQ-DENIED",
+            "[000-probe] PROBE-KCORE-BYTES=0",
+            "[000-probe] PROBE-FIRMWARE-ENTRIES=0",
+            // The disk is there, and the probe found the node for it.
+            "[000-probe] PROBE-SHIPPED-NODE-DENIED",
+            "[000-probe] PROBE-MKNOD-DENIED",
+            "[001-mknod] MKNOD-NODE-DENIED-IN-/tmp",
+            "[001-mknod] MKNOD-NODE-DENIED-IN-/run",
+            "[001-mknod] MKNOD-NODE-DENIED-IN-/dev/shm",
+            "[002-links] LINKS-OUTSIDE-MOUNTS=0",
+            "[002-links] LINKS-ROOT=overlay",
+            "[002-links] LINKS-BIND-INSIDE",
+            "[002-links] LINKS-RESOLV-INSIDE",
+            "hull-init: onboot 002-links: exited with status 0",
+            "[003-host] HOST-CORE-PATTERN=core",
+        ] {
+            assert!(
+                console.contains(want),
+                "{arch}: \"{want}\" missing from the console:\n{console}"
+            );
+        }
+        for never in [
+            "WRITTEN",
+            "READ-IN",
+            "SHIPPED-NODE-READ",
+            "MKNOD-ALLOWED",
+            "HOST-PWNED-EXISTS",
+            "HOST-ETC-X-EXISTS",
+        ] {
+            assert!(
+                !console.contains(never),
+                "{arch}: \"{never}\" on the console:\n{console}"
+            );
+        }
+        println!("{arch}: the hostile containers reached nothing of the host");
+    }
+}
