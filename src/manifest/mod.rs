@@ -221,7 +221,7 @@ mod tests {
             lines,
             vec![
                 "org.mobyproject.config label of example.org/dhcpcd:1:1:18: capabilities: unknown capability \"CAP_NET_ADMN\", did you mean \"CAP_NET_ADMIN\"?",
-                "org.mobyproject.config label of example.org/dhcpcd:1:1:34: unknown field \"image\" in a container entry (known fields: capabilities, capabilities.add, ambient, mounts, binds, binds.add, tmpfs, devices, command, env, cwd, net, pid, ipc, uts, userns, hostname, readonly, maskedPaths, readonlyPaths, uid, gid, additionalGids, noNewPrivileges, oomScoreAdj, rootfsPropagation, cgroupsPath, resources, sysctl, rlimits, uidMappings, gidMappings, annotations, runtime, restart, timeout, seccomp)",
+                "org.mobyproject.config label of example.org/dhcpcd:1:1:34: unknown field \"image\" in a container entry (known fields: capabilities, capabilities.add, ambient, mounts, binds, binds.add, tmpfs, devices, command, env, cwd, net, pid, ipc, uts, userns, hostname, readonly, maskedPaths, readonlyPaths, uid, gid, additionalGids, noNewPrivileges, oomScoreAdj, rootfsPropagation, cgroupsPath, resources, sysctl, rlimits, uidMappings, gidMappings, annotations, runtime, restart, timeout, seccomp, control)",
             ]
         );
     }

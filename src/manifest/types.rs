@@ -10,7 +10,8 @@ use serde::Serialize;
 
 use super::decode::{manifest_struct, Decode, Diagnostics, Spanned};
 use super::values::{
-    Bind, Capability, FileMode, Id, ImageRef, Namespace, RestartPolicy, Rlimit, Seconds, Tmpfs,
+    Bind, Capability, ControlAccess, FileMode, Id, ImageRef, Namespace, RestartPolicy, Rlimit,
+    Seconds, Tmpfs,
 };
 use super::yaml::{Node, Pos};
 
@@ -125,6 +126,8 @@ manifest_struct! {
         timeout: Spanned<Seconds> => "timeout",
         /// Hull extension: a seccomp filter, OCI runtime-spec `linux.seccomp` fields.
         seccomp: Seccomp => "seccomp",
+        /// Hull extension: what it may ask over the control socket, default `none`.
+        control: Spanned<ControlAccess> => "control",
     }
 }
 

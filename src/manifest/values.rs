@@ -423,6 +423,10 @@ impl Serialize for Id {
 pub use hull_contract::RestartPolicy;
 decode_from_str!(RestartPolicy);
 
+/// Hull extension: what a container may ask over the control socket.
+pub use hull_contract::ControlAccess;
+decode_from_str!(ControlAccess);
+
 /// Hull extension: a duration in whole seconds, written as a number of seconds
 /// or with a unit: `90`, `90s`, `5m`, `1h`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

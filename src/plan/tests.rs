@@ -187,3 +187,19 @@ fn masked_and_readonly_paths_are_runcs_unless_the_entry_lists_its_own() {
     assert_eq!(masked, DEFAULT_MASKED_PATHS);
     assert_eq!(readonly, ["/proc/sysrq-trigger"]);
 }
+
+#[test]
+fn every_container_gets_a_pids_limit_unless_it_sets_its_own() {
+    use crate::plan::spec::linux::DEFAULT_PIDS_LIMIT;
+    let m = manifest(
+        "services:\n  - name: a\n    image: i:1\n  - name: b\n    image: i:1\n    resources:\n      pids:\n        limit: 50000\n",
+    );
+    let p = plan(&m, &infos(&m), Path::new(".")).expect("plans");
+    let limit = |i: usize| {
+        let linux = p.containers[i].config.linux().clone().expect("linux");
+        let r = linux.resources().clone().expect("resources");
+        r.pids().as_ref().map(|p| p.limit())
+    };
+    assert_eq!(limit(0), Some(DEFAULT_PIDS_LIMIT));
+    assert_eq!(limit(1), Some(50000));
+}

@@ -31,5 +31,6 @@ mod boots {
     mod hostile;
     mod init_boot;
     mod iso;
+    mod stress;
     mod uki;
 }

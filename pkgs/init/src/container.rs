@@ -80,6 +80,15 @@ fn write(path: &Path, value: &str) -> Result<(), SetupError> {
         .map_err(|e| err(format!("write {value:?} to {}: {e}", path.display())))
 }
 
+/// `pids.max` for a spec's limit, as runc: none for 0, `max` when negative.
+fn pids_max(limit: i64) -> Option<String> {
+    match limit {
+        0 => None,
+        l if l < 0 => Some("max".into()),
+        l => Some(l.to_string()),
+    }
+}
+
 /// Creates the cgroup, applies limits, and moves this process into it.
 fn enter_cgroup(spec: &Spec, name: &str) -> Result<(), SetupError> {
     let dir = cgroup_dir(spec, name)?;
@@ -108,8 +117,8 @@ fn enter_cgroup(spec: &Spec, name: &str) -> Result<(), SetupError> {
                 write(&swap, "0")?;
             }
         }
-        if let Some(pids) = r.pids().as_ref() {
-            write(&dir.join("pids.max"), &pids.limit().to_string())?;
+        if let Some(max) = r.pids().as_ref().and_then(|p| pids_max(p.limit())) {
+            write(&dir.join("pids.max"), &max)?;
         }
         if let Some(cpu) = r.cpu().as_ref() {
             if let Some(q) = cpu.quota() {
@@ -706,6 +715,13 @@ mod tests {
             );
         }
         assert_eq!(seen.len(), 16);
+    }
+
+    #[test]
+    fn pids_limits_are_written_as_runc_writes_them() {
+        assert_eq!(pids_max(1024).as_deref(), Some("1024"));
+        assert_eq!(pids_max(-1).as_deref(), Some("max"));
+        assert_eq!(pids_max(0), None);
     }
 
     #[test]

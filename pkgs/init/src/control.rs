@@ -1,7 +1,8 @@
 //! `hullctl`: talking to the running PID1 over a unix socket.
 //!
 //! Owns: the socket at [`SOCKET`], the one-line request / status-line reply
-//! protocol, the server thread inside PID1 (it only carries requests to the
+//! protocol, the server thread inside PID1 (it checks who asks, by the
+//! peer's cgroup, against the grants, and only carries requests to the
 //! supervisor's loop and the answers back) and the `hullctl` client (this
 //! binary run under that name). Must not act on containers itself: the
 //! supervisor does.
@@ -15,6 +16,8 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::time::Duration;
+
+use hull_contract::ControlAccess;
 
 /// Where PID1 listens. Containers that should use `hullctl` bind its directory.
 pub const SOCKET: &str = "/run/hullctl/control.sock";
@@ -53,6 +56,42 @@ impl Verb {
     }
 }
 
+impl Verb {
+    /// The access a container needs to ask this.
+    pub fn needs(&self) -> ControlAccess {
+        match self {
+            Verb::List | Verb::Logs(_) => ControlAccess::Read,
+            _ => ControlAccess::Full,
+        }
+    }
+}
+
+/// Who may ask what: the cgroup of a peer (as in `/proc/PID/cgroup`, e.g.
+/// `/hull/getty`) to its access. The host's own processes (the root cgroup)
+/// get [`ControlAccess::Full`] without asking.
+pub type Grants = fn(&str) -> ControlAccess;
+
+/// The cgroup v2 path of process `pid`.
+fn cgroup_of(pid: i32) -> Option<String> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .map(str::to_string)
+}
+
+/// The access of the process at the other end of `conn`, from its
+/// credentials as the kernel gives them (SO_PEERCRED) and its cgroup.
+fn access_of(conn: &UnixStream, grants: Grants) -> ControlAccess {
+    let Ok(cred) = rustix::net::sockopt::socket_peercred(conn) else {
+        return ControlAccess::None;
+    };
+    match cgroup_of(cred.pid.as_raw_nonzero().get()) {
+        Some(cgroup) if cgroup == "/" => ControlAccess::Full,
+        Some(cgroup) => grants(&cgroup),
+        None => ControlAccess::None,
+    }
+}
+
 /// A request from a client, with the way back to it.
 pub struct Request {
     pub verb: Verb,
@@ -86,7 +125,7 @@ const USAGE: &str =
 
 /// Starts listening; requests arrive on the returned channel. A failure
 /// leaves the system without hullctl, nothing more.
-pub fn serve() -> Result<Receiver<Request>, String> {
+pub fn serve(grants: Grants) -> Result<Receiver<Request>, String> {
     let dir = Path::new(SOCKET).parent().unwrap_or(Path::new("/run"));
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let _ = std::fs::remove_file(SOCKET);
@@ -97,15 +136,16 @@ pub fn serve() -> Result<Receiver<Request>, String> {
             for conn in listener.incoming().flatten() {
                 let tx = tx.clone();
                 // One thread a connection: a slow client holds up nobody.
-                let _ = std::thread::Builder::new().spawn(move || answer(conn, &tx));
+                let _ = std::thread::Builder::new().spawn(move || answer(conn, &tx, grants));
             }
         })
         .map_err(|e| format!("control thread: {e}"))?;
     Ok(rx)
 }
 
-fn answer(conn: UnixStream, requests: &Sender<Request>) {
+fn answer(conn: UnixStream, requests: &Sender<Request>, grants: Grants) {
     let _ = conn.set_read_timeout(Some(Duration::from_secs(10)));
+    let access = access_of(&conn, grants);
     let mut line = String::new();
     let Ok(mut write) = conn.try_clone() else {
         return;
@@ -114,6 +154,12 @@ fn answer(conn: UnixStream, requests: &Sender<Request>) {
         Err(e) => Reply::error(format!("reading the request: {e}")),
         Ok(_) => match Verb::parse(&line) {
             Err(e) => Reply::error(e),
+            Ok(verb) if access < verb.needs() => Reply::error(format!(
+                "this container may not ask that of hull-init (its control access is {access}, \
+                 {} needs {}; see `control:` in the manifest)\n",
+                line.trim(),
+                verb.needs()
+            )),
             Ok(verb) => {
                 let (tx, rx) = mpsc::channel();
                 if requests.send(Request { verb, reply: tx }).is_err() {
@@ -192,5 +238,20 @@ mod tests {
         assert!(Verb::parse("list x").is_err());
         assert!(Verb::parse("frobnicate").is_err());
         assert!(Verb::parse("").is_err());
+    }
+
+    #[test]
+    fn reading_needs_read_access_and_the_rest_full() {
+        assert_eq!(Verb::List.needs(), ControlAccess::Read);
+        assert_eq!(Verb::Logs("a".into()).needs(), ControlAccess::Read);
+        for v in [
+            Verb::Start("a".into()),
+            Verb::Stop("a".into()),
+            Verb::Restart("a".into()),
+            Verb::Poweroff,
+            Verb::Reboot,
+        ] {
+            assert_eq!(v.needs(), ControlAccess::Full, "{v:?}");
+        }
     }
 }

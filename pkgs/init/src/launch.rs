@@ -1,6 +1,7 @@
 //! Starting one container process and collecting what it prints.
 //!
-//! Owns: running `hull-init shim DIR NAME` for a container directory, reading
+//! Owns: running `hull-init shim DIR NAME` for a container directory (never
+//! waiting for it: that is `reaper`), reading
 //! its `runtime.json` "hull" settings, copying its output to the console and
 //! /var/log/NAME.log (capped, one old file kept), and killing a container's
 //! whole cgroup. Must not decide when containers run: the supervisor and the
@@ -8,11 +9,12 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 
-use hull_contract::{layout, Hull, Section};
+use hull_contract::{layout, ControlAccess, Hull, Section};
 
+use crate::reaper::Proc;
 use crate::supervisor::say;
 use crate::{container, runtime};
 
@@ -58,10 +60,14 @@ impl Log {
             .ok()
     }
 
-    /// Appends one line; rotates when the file has grown past [`LOG_MAX`].
-    pub fn write_line(&mut self, line: &str) {
+    /// Appends bytes of a line, and its newline when `end`; rotates when
+    /// the file has grown past [`LOG_MAX`].
+    pub fn write(&mut self, bytes: &[u8], end: bool) {
         let Some(f) = self.file.as_mut() else { return };
-        let _ = writeln!(f, "{line}");
+        let _ = f.write_all(bytes);
+        if end {
+            let _ = f.write_all(b"\n");
+        }
         if f.metadata().map(|m| m.len()).unwrap_or(0) > LOG_MAX {
             let _ = std::fs::rename(&self.path, self.path.with_extension("log.1"));
             self.file = Log::append(&self.path);
@@ -69,13 +75,23 @@ impl Log {
     }
 }
 
-/// Reads one line of at most `max` bytes into `buf` (without its newline);
-/// returns false at the end of the stream with nothing read.
+/// What one read of a capped line gave.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Chunk {
+    /// The rest of a line, up to its newline (not kept).
+    End,
+    /// `max` bytes of a line that goes on.
+    Piece,
+    /// The stream is over.
+    Eof,
+}
+
+/// Reads at most `max` bytes of a line into `buf` (without its newline).
 pub fn read_line_capped(
     r: &mut impl BufRead,
     buf: &mut Vec<u8>,
     max: usize,
-) -> std::io::Result<bool> {
+) -> std::io::Result<Chunk> {
     buf.clear();
     loop {
         let avail = match r.fill_buf() {
@@ -84,7 +100,11 @@ pub fn read_line_capped(
             Err(e) => return Err(e),
         };
         if avail.is_empty() {
-            return Ok(!buf.is_empty());
+            return Ok(if buf.is_empty() {
+                Chunk::Eof
+            } else {
+                Chunk::End
+            });
         }
         let room = max - buf.len();
         let take = avail.len().min(room);
@@ -92,13 +112,13 @@ pub fn read_line_capped(
             Some(i) => {
                 buf.extend_from_slice(&avail[..i]);
                 r.consume(i + 1);
-                return Ok(true);
+                return Ok(Chunk::End);
             }
             None => {
                 buf.extend_from_slice(&avail[..take]);
                 r.consume(take);
                 if buf.len() >= max {
-                    return Ok(true);
+                    return Ok(Chunk::Piece);
                 }
             }
         }
@@ -108,27 +128,50 @@ pub fn read_line_capped(
 /// Copies a container's output to the console (prefixed) and its log, as
 /// bytes: a line that is not UTF-8 is shown with replacement characters,
 /// never the end of the copying (which would leave the service writing to a
-/// closed pipe).
+/// closed pipe). A line longer than [`LINE_MAX`] goes whole to the log, in
+/// pieces, and to the console only its first piece and its length, so a
+/// service printing without newlines floods neither PID1's memory nor the
+/// console.
 fn pump(name: String, stream: impl std::io::Read + Send + 'static, log: Arc<Mutex<Log>>) {
     // A thread that cannot start loses this container's log, not the boot.
     let _ = std::thread::Builder::new().spawn(move || {
         let mut r = BufReader::new(stream);
         let mut buf = Vec::with_capacity(1024);
-        while let Ok(true) = read_line_capped(&mut r, &mut buf, LINE_MAX) {
-            let line = String::from_utf8_lossy(&buf);
-            {
+        // Bytes of the current line so far, when it is longer than a piece.
+        let mut long: usize = 0;
+        loop {
+            let chunk = match read_line_capped(&mut r, &mut buf, LINE_MAX) {
+                Ok(Chunk::Eof) | Err(_) => break,
+                Ok(c) => c,
+            };
+            if let Ok(mut log) = log.lock() {
+                log.write(&buf, chunk == Chunk::End);
+            }
+            let console = match (chunk, long) {
+                (Chunk::End, 0) => Some(String::from_utf8_lossy(&buf).into_owned()),
+                (Chunk::Piece, 0) => Some(format!("{} [...]", String::from_utf8_lossy(&buf))),
+                (Chunk::End, n) => Some(format!(
+                    "[...] (a line of {} bytes, cut to {LINE_MAX} here)",
+                    n + buf.len()
+                )),
+                _ => None,
+            };
+            long = if chunk == Chunk::Piece {
+                long + buf.len()
+            } else {
+                0
+            };
+            if let Some(line) = console {
                 let mut out = std::io::stdout().lock();
                 let _ = writeln!(out, "[{name}] {line}");
-            }
-            if let Ok(mut log) = log.lock() {
-                log.write_line(&line);
             }
         }
     });
 }
 
-/// Starts the container in `dir` as `name`.
-pub fn start(dir: &Path, name: &str) -> Option<Child> {
+/// Starts the container in `dir` as `name`; its exit comes through
+/// `reaper::reap`.
+pub fn start(dir: &Path, name: &str) -> Option<Proc> {
     let child = Command::new("/proc/self/exe")
         .arg("shim")
         .arg(dir)
@@ -148,7 +191,7 @@ pub fn start(dir: &Path, name: &str) -> Option<Child> {
             if let Some(e) = c.stderr.take() {
                 pump(name.to_string(), e, log);
             }
-            Some(c)
+            Proc::from_child(c)
         }
         Err(e) => {
             say(format!("{name}: cannot start: {e}"));
@@ -164,6 +207,47 @@ pub fn kill_all(dir: &Path, name: &str) {
             let _ = std::fs::write(dir.join("cgroup.kill"), "1");
         }
     }
+}
+
+/// The control access of the container whose cgroup is `cgroup` (a path
+/// under the cgroup root, as `/proc/PID/cgroup` shows it) or is below it;
+/// none for a cgroup no container has.
+pub fn control_access(cgroup: &str) -> ControlAccess {
+    let mut known = Vec::new();
+    for section in Section::ALL {
+        for (name, dir) in list(section) {
+            let Ok(spec) = container::spec(&dir) else {
+                continue;
+            };
+            let Ok(path) = container::cgroup_dir(&spec, &name) else {
+                continue;
+            };
+            let rel = path
+                .strip_prefix(layout::CGROUP_ROOT)
+                .map(|p| format!("/{}", p.display()))
+                .unwrap_or_default();
+            let access = runtime::load(&dir)
+                .map(|r| r.hull.control)
+                .unwrap_or_default();
+            known.push((rel, access));
+        }
+    }
+    grant_for(cgroup, &known)
+}
+
+/// The access of the container (cgroup, access) that holds `cgroup`.
+fn grant_for(cgroup: &str, known: &[(String, ControlAccess)]) -> ControlAccess {
+    known
+        .iter()
+        .find(|(path, _)| {
+            !path.is_empty()
+                && (cgroup == path
+                    || cgroup
+                        .strip_prefix(path.as_str())
+                        .is_some_and(|rest| rest.starts_with('/')))
+        })
+        .map(|(_, access)| *access)
+        .unwrap_or_default()
 }
 
 /// The containers of a section, sorted by name.
@@ -183,14 +267,16 @@ pub fn list(section: Section) -> Vec<(String, PathBuf)> {
 mod tests {
     use super::*;
 
-    fn lines(input: &[u8], max: usize) -> Vec<Vec<u8>> {
+    fn lines(input: &[u8], max: usize) -> Vec<(Vec<u8>, bool)> {
         let mut r = BufReader::with_capacity(7, input);
         let mut buf = Vec::new();
         let mut out = Vec::new();
-        while read_line_capped(&mut r, &mut buf, max).expect("reads") {
-            out.push(buf.clone());
+        loop {
+            match read_line_capped(&mut r, &mut buf, max).expect("reads") {
+                Chunk::Eof => return out,
+                c => out.push((buf.clone(), c == Chunk::End)),
+            }
         }
-        out
     }
 
     #[test]
@@ -199,11 +285,34 @@ mod tests {
         input.extend(std::iter::repeat_n(b'x', 25));
         input.extend_from_slice(b"\nend");
         let got = lines(&input, 10);
-        assert_eq!(got[0], b"\xffabc");
-        assert_eq!(got[1..4], [vec![b'x'; 10], vec![b'x'; 10], vec![b'x'; 5]]);
-        assert_eq!(got[4], b"end");
+        assert_eq!(got[0], (b"\xffabc".to_vec(), true));
+        assert_eq!(
+            got[1..4],
+            [
+                (vec![b'x'; 10], false),
+                (vec![b'x'; 10], false),
+                (vec![b'x'; 5], true)
+            ]
+        );
+        assert_eq!(got[4], (b"end".to_vec(), true));
         assert_eq!(got.len(), 5);
-        assert_eq!(String::from_utf8_lossy(&got[0]), "\u{fffd}abc");
+        assert_eq!(String::from_utf8_lossy(&got[0].0), "\u{fffd}abc");
+    }
+
+    #[test]
+    fn a_peer_gets_the_access_of_the_container_holding_its_cgroup() {
+        let known = [
+            ("/hull/getty".to_string(), ControlAccess::Full),
+            ("/hull/web".to_string(), ControlAccess::None),
+            ("/hull/mon".to_string(), ControlAccess::Read),
+        ];
+        assert_eq!(grant_for("/hull/getty", &known), ControlAccess::Full);
+        assert_eq!(grant_for("/hull/getty/sub", &known), ControlAccess::Full);
+        assert_eq!(grant_for("/hull/mon", &known), ControlAccess::Read);
+        assert_eq!(grant_for("/hull/web", &known), ControlAccess::None);
+        // A prefix of a name is another container.
+        assert_eq!(grant_for("/hull/gettyx", &known), ControlAccess::None);
+        assert_eq!(grant_for("/elsewhere", &known), ControlAccess::None);
     }
 
     #[test]
@@ -214,7 +323,7 @@ mod tests {
         let mut log = Log::open(path.clone());
         let line = "y".repeat(1023);
         for _ in 0..(LOG_MAX / 1024 + 2) {
-            log.write_line(&line);
+            log.write(line.as_bytes(), true);
         }
         let old = std::fs::metadata(dir.join("svc.log.1"))
             .expect("rotated")

@@ -15,6 +15,7 @@ mod modules;
 mod mounts;
 mod netlink;
 mod newroot;
+mod reaper;
 mod runtime;
 mod seccomp;
 mod services;

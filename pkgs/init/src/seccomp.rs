@@ -9,7 +9,10 @@
 //! sending every named syscall to "allow" and the rest to the default. The
 //! kernel applies the strictest answer of the stack, which is the profile's.
 //! Syscall names this arch does not have are skipped (as runc does), and said.
-//! Must not decide when: `container` calls it.
+//! x32 syscalls (x86_64 only) are answered ENOSYS by a guard filter first.
+//! Installing does not set `no_new_privs` (only the spec's
+//! `noNewPrivileges` does, as in runc). Must not decide when: `container`
+//! calls it.
 
 use std::collections::BTreeMap;
 
@@ -111,14 +114,54 @@ pub fn compile_json(profile: &LinuxSeccomp) -> Result<(Value, Vec<String>), Stri
     Ok((Value::Object(filters), skipped))
 }
 
-/// Compiles and installs `profile` for this thread and what it execs.
-/// Needs no_new_privs or CAP_SYS_ADMIN. Returns the skipped names.
+/// `AUDIT_ARCH_X86_64`: x86_64's and x32's syscalls both come with it.
+const AUDIT_ARCH_X86_64: u32 = 62 | 0x8000_0000 | 0x4000_0000;
+/// The bit that marks an x32 syscall number.
+const X32_SYSCALL_BIT: u32 = 0x4000_0000;
+
+/// A filter answering every x32 syscall ENOSYS, as a kernel without x32
+/// does: seccompiler's filters check the audit arch, which x32 shares with
+/// x86_64, and then match syscall numbers without the x32 bit, so an x32
+/// call would otherwise pass a deny-list untouched. Empty on other arches.
+pub fn x32_guard() -> Vec<seccompiler::sock_filter> {
+    if !cfg!(target_arch = "x86_64") {
+        return Vec::new();
+    }
+    // Classic BPF opcodes, as <linux/bpf_common.h> builds them:
+    // BPF_LD | BPF_W | BPF_ABS, BPF_JMP | BPF_JEQ | BPF_K,
+    // BPF_JMP | BPF_JSET | BPF_K, BPF_RET | BPF_K.
+    const LD_W_ABS: u16 = 0x20;
+    const JEQ_K: u16 = 0x15;
+    const JSET_K: u16 = 0x45;
+    const RET_K: u16 = 0x06;
+    let op = |code, jt, jf, k| seccompiler::sock_filter { code, jt, jf, k };
+    let enosys = libc::SECCOMP_RET_ERRNO | u32::try_from(libc::ENOSYS).unwrap_or(38);
+    vec![
+        // seccomp_data.arch, at offset 4.
+        op(LD_W_ABS, 0, 0, 4),
+        op(JEQ_K, 0, 3, AUDIT_ARCH_X86_64),
+        // seccomp_data.nr, at offset 0.
+        op(LD_W_ABS, 0, 0, 0),
+        op(JSET_K, 0, 1, X32_SYSCALL_BIT),
+        op(RET_K, 0, 0, enosys),
+        op(RET_K, 0, 0, libc::SECCOMP_RET_ALLOW),
+    ]
+}
+
+/// Compiles and installs `profile` for this thread and what it execs,
+/// behind the x32 guard. Sets no `no_new_privs` (the spec's
+/// `noNewPrivileges` does): without it the caller needs CAP_SYS_ADMIN.
+/// Returns the skipped names.
 pub fn install(profile: &LinuxSeccomp) -> Result<Vec<String>, String> {
     let (filters, skipped) = compile_json(profile)?;
     let programs = seccompiler::compile_from_json(filters.to_string().as_bytes(), target())
         .map_err(|e| format!("seccomp: {e}"))?;
+    let guard = x32_guard();
+    if !guard.is_empty() {
+        crate::sys::seccomp_filter(&guard).map_err(|e| format!("seccomp (x32 guard): {e}"))?;
+    }
     for (name, program) in &programs {
-        seccompiler::apply_filter(program).map_err(|e| format!("seccomp ({name}): {e}"))?;
+        crate::sys::seccomp_filter(program).map_err(|e| format!("seccomp ({name}): {e}"))?;
     }
     Ok(skipped)
 }
@@ -145,6 +188,44 @@ mod tests {
         assert_eq!(f["match_action"], json!({"errno": 13}));
         assert_eq!(f["filter"].as_array().map(Vec::len), Some(2));
         seccompiler::compile_from_json(v.to_string().as_bytes(), target()).expect("BPF");
+    }
+
+    #[test]
+    fn installed_without_no_new_privs_and_enforced() {
+        if !rustix::process::geteuid().is_root() {
+            println!("skipped: installing a filter without no_new_privs needs CAP_SYS_ADMIN");
+            return;
+        }
+        // A thread of its own: the filter binds only it.
+        let result = std::thread::spawn(|| {
+            let p = profile(
+                r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[
+                    {"names":["getcwd"],"action":"SCMP_ACT_ERRNO","errnoRet":77}]}"#,
+            );
+            install(&p).expect("installs");
+            let nnp = rustix::thread::no_new_privs().expect("prctl");
+            let cwd = std::env::current_dir().map_err(|e| e.raw_os_error());
+            (nnp, cwd)
+        })
+        .join()
+        .expect("thread");
+        assert_eq!(result, (false, Err(Some(77))));
+        // This thread is not filtered.
+        assert!(std::env::current_dir().is_ok());
+    }
+
+    #[test]
+    fn x32_calls_are_guarded_on_x86_64() {
+        let g = x32_guard();
+        if cfg!(target_arch = "x86_64") {
+            assert_eq!(g.len(), 6);
+            assert_eq!(g[1].k, AUDIT_ARCH_X86_64);
+            assert_eq!((g[3].code, g[3].k), (0x45, X32_SYSCALL_BIT));
+            assert_eq!(g[4].k, libc::SECCOMP_RET_ERRNO | 38);
+            assert_eq!(g[5].k, libc::SECCOMP_RET_ALLOW);
+        } else {
+            assert!(g.is_empty());
+        }
     }
 
     #[test]

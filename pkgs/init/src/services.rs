@@ -9,7 +9,6 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::process::Child;
 use std::sync::mpsc::Sender;
 use std::time::{Duration, Instant};
 
@@ -17,6 +16,7 @@ use crate::control::{Reply, Verb};
 use hull_contract::{Hull, Section};
 
 use crate::launch;
+use crate::reaper::{Exit, Proc};
 use crate::supervisor::say;
 
 /// How long a stopped service has between SIGTERM and SIGKILL.
@@ -33,7 +33,7 @@ enum Want {
 struct Service {
     dir: PathBuf,
     settings: Hull,
-    child: Option<Child>,
+    child: Option<Proc>,
     /// Exits with a non-zero status since the last manual (re)start.
     failures: u32,
     /// Starts after the first one.
@@ -62,12 +62,6 @@ fn backoff(failures: u32) -> Duration {
     Duration::from_secs((1u64 << failures.min(6)).min(60))
 }
 
-fn signal(child: &Child, sig: rustix::process::Signal) {
-    if let Some(p) = rustix::process::Pid::from_raw(i32::try_from(child.id()).unwrap_or(0)) {
-        let _ = rustix::process::kill_process(p, sig);
-    }
-}
-
 impl Service {
     fn start(&mut self, name: &str) {
         self.restart_at = None;
@@ -78,7 +72,7 @@ impl Service {
             self.retry_after_failed_start(name, Instant::now());
         }
         let reply = match &self.child {
-            Some(c) => Reply::ok(format!("{name}: started (pid {})\n", c.id())),
+            Some(c) => Reply::ok(format!("{name}: started (pid {})\n", c.pid())),
             None => Reply::error(format!("{name}: cannot start (see the console)\n")),
         };
         for w in self.waiters.drain(..) {
@@ -109,9 +103,9 @@ impl Service {
     fn begin_stop(&mut self, name: &str, want: Want, now: Instant) {
         self.want = want;
         self.restart_at = None;
-        if let Some(c) = &self.child {
+        if let Some(c) = self.child {
             say(format!("service {name}: stopping"));
-            signal(c, rustix::process::Signal::TERM);
+            c.signal(rustix::process::Signal::TERM);
             self.kill_at.get_or_insert(now + GRACE);
         }
     }
@@ -157,8 +151,7 @@ impl Table {
         self.services.keys().cloned().collect()
     }
 
-    /// Starts what is due, notices exits, applies restart policies and
-    /// enforces stop deadlines.
+    /// Starts what is due and enforces stop deadlines.
     pub fn tick(&mut self, now: Instant) {
         for (name, s) in self.services.iter_mut() {
             if s.child.is_none() && s.restart_at.is_some_and(|t| t <= now) {
@@ -173,47 +166,57 @@ impl Table {
                     GRACE.as_secs()
                 ));
                 launch::kill_all(&s.dir, name);
-                if let Some(c) = s.child.as_mut() {
-                    let _ = c.kill();
+                if let Some(c) = s.child {
+                    c.signal(rustix::process::Signal::KILL);
                 }
                 s.kill_at = None;
             }
-            let Some(c) = s.child.as_mut() else { continue };
-            let Ok(Some(st)) = c.try_wait() else { continue };
-            let code = st.code().unwrap_or(-1);
-            s.child = None;
-            s.kill_at = None;
-            s.last_exit = Some(code);
-            match s.want {
-                Want::Stop => {
-                    say(format!("service {name}: stopped (status {code})"));
-                    for w in s.waiters.drain(..) {
-                        let _ = w.send(Reply::ok(format!("{name}: stopped (status {code})\n")));
-                    }
+        }
+    }
+
+    /// A reaped exit: when it is a service's, its restart policy applies.
+    /// Returns whether it was one.
+    pub fn exited(&mut self, exit: Exit, now: Instant) -> bool {
+        let Some((name, s)) = self
+            .services
+            .iter_mut()
+            .find(|(_, s)| s.child.is_some_and(|c| c.pid() == exit.pid))
+        else {
+            return false;
+        };
+        let code = exit.code;
+        s.child = None;
+        s.kill_at = None;
+        s.last_exit = Some(code);
+        match s.want {
+            Want::Stop => {
+                say(format!("service {name}: stopped (status {code})"));
+                for w in s.waiters.drain(..) {
+                    let _ = w.send(Reply::ok(format!("{name}: stopped (status {code})\n")));
                 }
-                Want::Restart => {
-                    s.want = Want::Run;
-                    s.failures = 0;
-                    s.restart_at = Some(now);
+            }
+            Want::Restart => {
+                s.want = Want::Run;
+                s.failures = 0;
+                s.restart_at = Some(now);
+            }
+            Want::Run => {
+                if code != 0 {
+                    s.failures += 1;
                 }
-                Want::Run => {
-                    if code != 0 {
-                        s.failures += 1;
-                    }
-                    let again = s.settings.restart_policy().restarts_after(code);
-                    if again {
-                        let wait = backoff(s.failures);
-                        say(format!(
-                            "service {name}: exited with status {code}; restarting in {} s",
-                            wait.as_secs()
-                        ));
-                        s.restart_at = Some(now + wait);
-                    } else {
-                        say(format!("service {name}: exited with status {code}"));
-                    }
+                if s.settings.restart_policy().restarts_after(code) {
+                    let wait = backoff(s.failures);
+                    say(format!(
+                        "service {name}: exited with status {code}; restarting in {} s",
+                        wait.as_secs()
+                    ));
+                    s.restart_at = Some(now + wait);
+                } else {
+                    say(format!("service {name}: exited with status {code}"));
                 }
             }
         }
+        true
     }
 
     /// Answers a hullctl request now, or keeps the way back to answer once
@@ -297,7 +300,7 @@ impl Table {
                 name.clone(),
                 "service".into(),
                 s.state().into(),
-                s.child.as_ref().map_or("-".into(), |c| c.id().to_string()),
+                s.child.as_ref().map_or("-".into(), |c| c.pid().to_string()),
                 s.restarts.to_string(),
                 s.last_exit.map_or("-".into(), |c| c.to_string()),
             ]);
@@ -361,21 +364,31 @@ impl Table {
             }
         }
         let deadline = now + GRACE;
-        while Instant::now() < deadline
-            && self.services.values_mut().any(|s| {
-                s.child
-                    .as_mut()
-                    .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
-            })
-        {
+        while Instant::now() < deadline && self.any_running() {
+            self.collect_exits();
             std::thread::sleep(Duration::from_millis(100));
         }
         for (name, s) in self.services.iter_mut() {
-            if let Some(c) = s.child.as_mut() {
+            if let Some(c) = s.child {
                 launch::kill_all(&s.dir, name);
-                let _ = c.kill();
-                let _ = c.wait();
+                c.signal(rustix::process::Signal::KILL);
             }
+        }
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while Instant::now() < deadline && self.any_running() {
+            self.collect_exits();
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn any_running(&self) -> bool {
+        self.services.values().any(|s| s.child.is_some())
+    }
+
+    fn collect_exits(&mut self) {
+        let now = Instant::now();
+        for e in crate::reaper::reap() {
+            self.exited(e, now);
         }
     }
 }
@@ -411,6 +424,34 @@ mod tests {
         stopped.want = Want::Stop;
         stopped.retry_after_failed_start("web", now);
         assert_eq!(stopped.restart_at, None);
+    }
+
+    #[test]
+    fn each_reaped_exit_goes_to_the_service_with_that_pid() {
+        let now = Instant::now();
+        let mut table = Table {
+            services: BTreeMap::new(),
+            onboot: Vec::new(),
+        };
+        for (name, pid) in [("a", 4001), ("b", 4002)] {
+            let mut s = service();
+            s.child = Proc::with_pid(pid);
+            table.services.insert(name.into(), s);
+        }
+        // An orphan's exit is nobody's.
+        assert!(!table.exited(Exit { pid: 999, code: 0 }, now));
+        assert!(table.exited(Exit { pid: 4002, code: 1 }, now));
+        let (a, b) = (&table.services["a"], &table.services["b"]);
+        assert_eq!(a.child.map(Proc::pid), Some(4001));
+        assert_eq!(a.last_exit, None);
+        // b failed: no process, its restart due after the backoff.
+        assert_eq!(b.child, None);
+        assert_eq!(b.last_exit, Some(1));
+        assert_eq!(b.failures, 1);
+        assert_eq!(b.restart_at, Some(now + Duration::from_secs(2)));
+        assert_eq!(b.state(), "waiting");
+        // The same pid again (reused later by someone else) is not b's.
+        assert!(!table.exited(Exit { pid: 4002, code: 0 }, now));
     }
 
     #[test]

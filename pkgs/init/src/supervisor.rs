@@ -3,8 +3,9 @@
 //!
 //! Owns: the order of things (early mounts, hostname, loopback, module
 //! coldplug, onboot with timeouts, services, hullctl requests, shutdown),
-//! reaping orphans, and reacting to signals: SIGTERM/SIGUSR2/SIGPWR and the
-//! power button power off, SIGINT (ctrl-alt-del) reboots. Must never panic:
+//! handing reaped exits on, and reacting to signals: SIGTERM/SIGUSR2/SIGPWR and the
+//! power button power off, SIGINT (ctrl-alt-del) reboots. Every exit is
+//! reaped in one place (`reaper`) and handed on by pid. Must never panic:
 //! every failure is reported on the console and boot goes on. Services' own
 //! states live in `services`; starting a container in `launch`.
 
@@ -18,6 +19,7 @@ use hull_contract::Section;
 
 use crate::control::{self, Reply, Verb};
 use crate::launch;
+use crate::reaper::{self, Proc};
 use crate::services::{Finished, Table};
 use crate::{modules, mounts};
 
@@ -27,37 +29,41 @@ pub fn say(msg: impl AsRef<str>) {
     let _ = writeln!(out, "hull-init: {}", msg.as_ref());
 }
 
+/// Waits for `proc` to exit, reaping orphans meanwhile; after `timeout`
+/// kills its cgroup and it. `None` when it had to be killed.
+fn wait_or_kill(proc: Proc, timeout: Duration, kill: impl Fn()) -> Option<i32> {
+    let deadline = Instant::now() + timeout;
+    let mut killed = false;
+    loop {
+        if let Some(e) = reaper::reap().into_iter().find(|e| e.pid == proc.pid()) {
+            return (!killed).then_some(e.code);
+        }
+        if !killed && Instant::now() >= deadline {
+            kill();
+            proc.signal(rustix::process::Signal::KILL);
+            killed = true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// Runs containers one after another, each killed after its timeout.
 fn run_in_order(section: Section) -> Vec<Finished> {
     let mut done = Vec::new();
     for (name, dir) in launch::list(section) {
         let s = launch::settings(&dir);
         say(format!("{section} {name}: starting"));
-        let Some(mut child) = launch::start(&dir, &name) else {
+        let Some(proc) = launch::start(&dir, &name) else {
             done.push(Finished { name, status: None });
             continue;
         };
-        let deadline = Instant::now() + s.timeout();
-        let status = loop {
-            match child.try_wait() {
-                Ok(Some(st)) => break st.code().or(Some(-1)),
-                Ok(None) if Instant::now() >= deadline => {
-                    say(format!(
-                        "{section} {name}: still running after {} s: killed",
-                        s.timeout().as_secs()
-                    ));
-                    launch::kill_all(&dir, &name);
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    break None;
-                }
-                Ok(None) => std::thread::sleep(Duration::from_millis(50)),
-                Err(e) => {
-                    say(format!("{section} {name}: {e}"));
-                    break None;
-                }
-            }
-        };
+        let status = wait_or_kill(proc, s.timeout(), || {
+            say(format!(
+                "{section} {name}: still running after {} s: killed",
+                s.timeout().as_secs()
+            ));
+            launch::kill_all(&dir, &name);
+        });
         if let Some(code) = status {
             say(format!("{section} {name}: exited with status {code}"));
         }
@@ -148,7 +154,7 @@ pub fn run() -> ! {
     let term = shutdown_requests();
     let onboot = run_in_order(Section::Onboot);
     say("onboot done");
-    let requests = match control::serve() {
+    let requests = match control::serve(launch::control_access) {
         Ok(rx) => Some(rx),
         Err(e) => {
             say(format!("hullctl: {e}"));
@@ -163,8 +169,11 @@ pub fn run() -> ! {
         while let Some(req) = requests.as_ref().and_then(|rx| rx.try_recv().ok()) {
             answer(req, &mut services, &term);
         }
-        // Reap orphans.
-        while let Ok(Some(_)) = rustix::process::wait(rustix::process::WaitOptions::NOHANG) {}
+        // Every exit: a service's goes to the table, an orphan's is done.
+        let now = Instant::now();
+        for exit in reaper::reap() {
+            services.exited(exit, now);
+        }
         match term.load(Ordering::SeqCst) {
             0 => std::thread::sleep(Duration::from_millis(100)),
             how => shutdown(&mut services, how == 2),

@@ -1,6 +1,7 @@
 //! The few system calls hull-init makes that need care, with their context.
 //!
-//! Owns: every `unsafe` block of hull-init (one: `unshare`), and error values
+//! Owns: every `unsafe` block of hull-init (`unshare`, the seccomp filter,
+//! the loopback ioctls), and error values
 //! that name the path or resource involved. Must not decide policy.
 
 use std::fmt;
@@ -44,6 +45,44 @@ pub fn unshare(flags: rustix::thread::UnshareFlags) -> Result<(), SysError> {
     // callers are single-threaded processes (shim, exec) and never pass
     // CLONE_FILES or CLONE_FS.
     unsafe { rustix::thread::unshare_unsafe(flags) }.ctx(|| format!("unshare({flags:?})"))
+}
+
+/// Installs a seccomp BPF program for this thread and what it execs,
+/// leaving `no_new_privs` as it is: without it the kernel asks for
+/// CAP_SYS_ADMIN, which the caller still has (runc's order).
+pub fn seccomp_filter(program: &[seccompiler::sock_filter]) -> Result<(), SysError> {
+    let fprog = libc::sock_fprog {
+        len: u16::try_from(program.len()).map_err(|_| SysError {
+            what: format!("seccomp filter of {} instructions", program.len()),
+            errno: rustix::io::Errno::TOOBIG,
+        })?,
+        // seccompiler's `sock_filter` is `#[repr(C)]` with the kernel's
+        // layout (u16, u8, u8, u32), the same as libc's.
+        filter: program.as_ptr().cast_mut().cast::<libc::sock_filter>(),
+    };
+    // SAFETY: SECCOMP_SET_MODE_FILTER reads `fprog` and the `len`
+    // instructions it points to (copied by the kernel before it returns);
+    // both outlive the call.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            libc::SECCOMP_SET_MODE_FILTER,
+            0 as libc::c_ulong,
+            &fprog as *const libc::sock_fprog,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        let errno = std::io::Error::last_os_error().raw_os_error().map_or(
+            rustix::io::Errno::INVAL,
+            rustix::io::Errno::from_raw_os_error,
+        );
+        Err(SysError {
+            what: "seccomp(SECCOMP_SET_MODE_FILTER)".into(),
+            errno,
+        })
+    }
 }
 
 /// `struct ifreq` as far as SIOCGIFFLAGS/SIOCSIFFLAGS use it.

@@ -1,6 +1,6 @@
 //! `linux` of a container's runtime spec: namespaces (the host's, except a
 //! new pid and mount namespace, unless the entry says otherwise), the cgroup
-//! and its resources with a device allowlist, device nodes, sysctls, masked
+//! and its resources with a device allowlist and a default pids limit, device nodes, sysctls, masked
 //! and read-only paths (runc's unless the entry lists its own), propagation,
 //! seccomp and id mappings.
 
@@ -9,9 +9,9 @@ use std::collections::HashMap;
 use oci_spec::runtime::{
     Linux, LinuxBuilder, LinuxDevice, LinuxDeviceBuilder, LinuxDeviceCgroup,
     LinuxDeviceCgroupBuilder, LinuxDeviceType, LinuxIdMapping, LinuxIdMappingBuilder,
-    LinuxNamespace, LinuxNamespaceBuilder, LinuxNamespaceType, LinuxResources, LinuxSeccomp,
-    LinuxSeccompAction, LinuxSeccompArgBuilder, LinuxSeccompBuilder, LinuxSeccompOperator,
-    LinuxSyscall, LinuxSyscallBuilder,
+    LinuxNamespace, LinuxNamespaceBuilder, LinuxNamespaceType, LinuxPidsBuilder, LinuxResources,
+    LinuxSeccomp, LinuxSeccompAction, LinuxSeccompArgBuilder, LinuxSeccompBuilder,
+    LinuxSeccompOperator, LinuxSyscall, LinuxSyscallBuilder,
 };
 
 use super::{from_name, SpecError};
@@ -45,6 +45,11 @@ pub const DEFAULT_READONLY_PATHS: &[&str] = &[
     "/proc/sys",
     "/proc/sysrq-trigger",
 ];
+
+/// The most processes (and threads) a container's cgroup may hold unless
+/// its `resources.pids.limit` says otherwise: enough for any service, and
+/// what keeps a fork bomb from taking the device down.
+pub const DEFAULT_PIDS_LIMIT: i64 = 1024;
 
 fn listed_or(written: Option<&Vec<String>>, default: &[&str]) -> Vec<String> {
     written
@@ -189,7 +194,8 @@ fn device_rules(
 }
 
 /// `resources` as written (the manifest's type mirrors the runtime spec's
-/// field for field, so serde carries it over) with the device rules.
+/// field for field, so serde carries it over) with the device rules, and
+/// the default pids limit unless it has one.
 fn resources(c: &ImageConfig) -> Result<LinuxResources, SpecError> {
     let mut r: LinuxResources = match &c.resources {
         None => LinuxResources::default(),
@@ -202,6 +208,13 @@ fn resources(c: &ImageConfig) -> Result<LinuxResources, SpecError> {
     };
     let own = r.devices().clone().unwrap_or_default();
     r.set_devices(Some(device_rules(c, own)?));
+    if r.pids().is_none() {
+        r.set_pids(Some(
+            LinuxPidsBuilder::default()
+                .limit(DEFAULT_PIDS_LIMIT)
+                .build()?,
+        ));
+    }
     Ok(r)
 }
 

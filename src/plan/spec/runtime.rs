@@ -18,13 +18,16 @@ pub fn runtime_json(c: &ImageConfig, section: Section, image_dir: &str) -> Runti
         interfaces: written.interfaces.iter().flatten().map(interface).collect(),
         bind_ns: written.bind_ns.as_ref().map(bind_ns).unwrap_or_default(),
         namespace: written.namespace,
-        hull: Hull::new(
-            section,
-            image_dir.to_string(),
-            c.readonly.unwrap_or(false),
-            c.restart.as_ref().map(|r| r.value),
-            c.timeout.as_ref().map(|t| t.value.0),
-        ),
+        hull: Hull {
+            control: c.control.as_ref().map(|a| a.value).unwrap_or_default(),
+            ..Hull::new(
+                section,
+                image_dir.to_string(),
+                c.readonly.unwrap_or(false),
+                c.restart.as_ref().map(|r| r.value),
+                c.timeout.as_ref().map(|t| t.value.0),
+            )
+        },
     }
 }
 

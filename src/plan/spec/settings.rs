@@ -82,7 +82,8 @@ pub fn merge(label: &ImageConfig, entry: &ImageConfig) -> ImageConfig {
         runtime,
         restart,
         timeout,
-        seccomp
+        seccomp,
+        control
     );
     for add in [&label.capabilities_add, &entry.capabilities_add]
         .into_iter()

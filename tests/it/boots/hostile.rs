@@ -7,7 +7,9 @@
 //! CAP_MKNOD a node made where it can write opens nothing; binds onto the
 //! image's symlinks land inside its root, which is a real `pivot_root` (no
 //! host mounts in its mountinfo); and the host, seen afterwards, has neither
-//! the files the symlinks aimed at nor a changed `core_pattern`.
+//! the files the symlinks aimed at nor a changed `core_pattern`. A service
+//! without a grant is refused by the control socket; one granted `read`
+//! lists but cannot stop.
 
 use crate::util;
 
@@ -41,6 +43,18 @@ onboot:
     capabilities: []
     binds: ["/:/host:ro"]
     command: ["/bin/sh", "-c", "[ -e /host/pwned ] && echo HOST-PWNED-EXISTS; [ -e /host/etc/x ] && echo HOST-ETC-X-EXISTS; echo HOST-CORE-PATTERN=$(cat /proc/sys/kernel/core_pattern); echo HOST-DONE"]
+services:
+  - name: nogrant
+    image: {probe}
+    restart: "no"
+    binds: ["/run:/run", "/usr/bin/hullctl:/usr/bin/hullctl"]
+    command: ["/bin/sh", "-c", "hullctl list; echo NOGRANT-RC=$?; echo > /run/nogrant-done"]
+  - name: reader
+    image: {probe}
+    restart: "no"
+    control: read
+    binds: ["/run:/run", "/usr/bin/hullctl:/usr/bin/hullctl"]
+    command: ["/bin/sh", "-c", "until [ -e /run/nogrant-done ]; do sleep 1; done; hullctl list | grep -q '^nogrant ' && echo READER-LISTED; hullctl stop nogrant; echo READER-STOP-RC=$?; echo GRANTS-DONE"]
 "#
     )
 }
@@ -104,7 +118,7 @@ fn hostile_containers_reach_nothing_of_the_host_on_both_arches() {
                 "--disk",
                 disk.to_str().expect("utf-8"),
                 "--expect",
-                "HOST-DONE",
+                "GRANTS-DONE",
                 "--timeout",
                 "300",
                 prefix.to_str().expect("utf-8"),
@@ -114,7 +128,7 @@ fn hostile_containers_reach_nothing_of_the_host_on_both_arches() {
         assert_eq!(
             run.code,
             Some(0),
-            "{arch}: no HOST-DONE on the console:\n{console}"
+            "{arch}: no GRANTS-DONE on the console:\n{console}"
         );
         for want in [
             "[000-probe] PROBE-CORE-PATTERN-DENIED",
@@ -133,6 +147,12 @@ fn hostile_containers_reach_nothing_of_the_host_on_both_arches() {
             "[002-links] LINKS-RESOLV-INSIDE",
             "hull-init: onboot 002-links: exited with status 0",
             "[003-host] HOST-CORE-PATTERN=core",
+            // The control socket: refused without a grant, reading only with `read`.
+            "[nogrant] hullctl: this container may not ask that of hull-init (its control access is none, list needs read",
+            "[nogrant] NOGRANT-RC=1",
+            "[reader] READER-LISTED",
+            "[reader] hullctl: this container may not ask that of hull-init (its control access is read, stop nogrant needs full",
+            "[reader] READER-STOP-RC=1",
         ] {
             assert!(
                 console.contains(want),

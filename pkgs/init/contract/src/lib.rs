@@ -19,4 +19,6 @@ pub use layout::Section;
 
 /// `PATH` for a container (and a package image) whose settings give none.
 pub const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-pub use runtime::{BindNs, Hull, IdMapping, Interface, Mount, RestartPolicy, Runtime};
+pub use runtime::{
+    BindNs, ControlAccess, Hull, IdMapping, Interface, Mount, RestartPolicy, Runtime,
+};

@@ -2,7 +2,7 @@
 //! the OCI runtime spec cannot say. LinuxKit's `runtime:` section (cgroups,
 //! mounts, mkdir, interfaces, bindNS, namespace) and Hull's own `hull`
 //! section (which list the container is in, its image, restart policy,
-//! timeout), with the defaults both sides use.
+//! timeout, access to the control socket), with the defaults both sides use.
 //!
 //! Unknown keys are refused, so a `runtime.json` written by a newer builder
 //! fails clearly in an older `hull-init` instead of losing a setting.
@@ -157,6 +157,58 @@ pub struct Hull {
         skip_serializing_if = "Option::is_none"
     )]
     pub timeout_seconds: Option<u64>,
+    /// What the container may ask of PID1 over the control socket.
+    #[serde(default, skip_serializing_if = "ControlAccess::is_none")]
+    pub control: ControlAccess,
+}
+
+/// What a container may ask of PID1 over the control socket (Hull extension
+/// `control:`); the host's own processes may ask anything.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ControlAccess {
+    /// Nothing: the socket refuses it (the default).
+    #[default]
+    None,
+    /// `list` and `logs`.
+    Read,
+    /// Everything `hullctl` does: also start, stop, restart, poweroff, reboot.
+    Full,
+}
+
+impl ControlAccess {
+    fn is_none(&self) -> bool {
+        *self == ControlAccess::None
+    }
+
+    /// The access written as in a manifest.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        match text {
+            "none" => Ok(ControlAccess::None),
+            "read" => Ok(ControlAccess::Read),
+            "full" => Ok(ControlAccess::Full),
+            other => Err(format!(
+                "invalid control access \"{other}\": expected \"none\", \"read\" or \"full\""
+            )),
+        }
+    }
+}
+
+impl FromStr for ControlAccess {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        ControlAccess::parse(s)
+    }
+}
+
+impl fmt::Display for ControlAccess {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ControlAccess::None => "none",
+            ControlAccess::Read => "read",
+            ControlAccess::Full => "full",
+        })
+    }
 }
 
 impl Default for Hull {
@@ -183,6 +235,7 @@ impl Hull {
             readonly,
             restart: (!ordered).then(|| restart.unwrap_or_default()),
             timeout_seconds: ordered.then(|| timeout_seconds.unwrap_or(DEFAULT_TIMEOUT_SECONDS)),
+            control: ControlAccess::None,
         }
     }
 
@@ -322,6 +375,26 @@ mod tests {
         assert!(keys.windows(2).all(|w| w[0] < w[1]), "{text}");
         assert!(text.contains("\"restart\": \"on-failure\""), "{text}");
         assert_eq!(Runtime::from_json(text.as_bytes()).expect("reads"), r);
+    }
+
+    #[test]
+    fn control_access_is_none_unless_granted_and_ordered() {
+        assert_eq!(Hull::default().control, ControlAccess::None);
+        assert_eq!(ControlAccess::parse("read"), Ok(ControlAccess::Read));
+        assert!(ControlAccess::parse("all").is_err());
+        assert!(ControlAccess::None < ControlAccess::Read);
+        assert!(ControlAccess::Read < ControlAccess::Full);
+        let granted = Runtime {
+            hull: Hull {
+                control: ControlAccess::Full,
+                ..Hull::default()
+            },
+            ..Runtime::default()
+        };
+        let text = String::from_utf8(granted.to_json().expect("writes")).expect("utf-8");
+        assert!(text.contains("\"control\": \"full\""), "{text}");
+        let none = String::from_utf8(Runtime::default().to_json().expect("writes")).expect("utf-8");
+        assert!(!none.contains("control"), "{none}");
     }
 
     #[test]
