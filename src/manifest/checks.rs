@@ -223,19 +223,34 @@ pub fn check_config(c: &ImageConfig, cx: &mut Diagnostics) {
         }
     }
     for device in c.devices.iter().flatten() {
+        // LinuxKit's `path: all`: every device of the type, no node.
+        let all = device.path.as_ref().is_some_and(|p| p.value == "all");
         match &device.path {
-            Some(p) if p.starts_with("/dev/") => {}
+            Some(p) if all || p.starts_with("/dev/") => {}
             Some(p) => cx.error(
                 &p.pos,
-                format!("path: device \"{}\" must be under /dev/", p.value),
+                format!(
+                    "path: device \"{}\" must be under /dev/ (or \"all\": every device of the type)",
+                    p.value
+                ),
             ),
             None => cx.error(&device.pos, "device: \"path\" is required"),
         }
+        let types: &[&str] = if all {
+            &["a", "b", "c"]
+        } else {
+            &["c", "b", "u", "p"]
+        };
         match &device.device_type {
-            Some(t) if ["c", "b", "u", "p"].contains(&t.as_str()) => {}
+            Some(t) if types.contains(&t.as_str()) => {}
             Some(t) => cx.error(
                 &t.pos,
-                format!("type: device type \"{}\" is not one of c, b, u, p", t.value),
+                format!(
+                    "type: device type \"{}\" is not one of {}{}",
+                    t.value,
+                    types.join(", "),
+                    if all { " (for path: all)" } else { "" }
+                ),
             ),
             None => cx.error(&device.pos, "device: \"type\" is required"),
         }

@@ -203,3 +203,72 @@ fn every_container_gets_a_pids_limit_unless_it_sets_its_own() {
     assert_eq!(limit(0), Some(DEFAULT_PIDS_LIMIT));
     assert_eq!(limit(1), Some(50000));
 }
+
+/// A device rule as (allow, type, major, minor, access).
+type Shown = (
+    bool,
+    Option<oci_spec::runtime::LinuxDeviceType>,
+    Option<i64>,
+    Option<i64>,
+    String,
+);
+
+#[test]
+fn device_rules_deny_all_but_the_default_list_and_what_the_entry_names() {
+    use crate::plan::spec::linux::DEFAULT_ALLOWED_DEVICES;
+    use oci_spec::runtime::LinuxDeviceType;
+    let m = manifest(
+        "onboot:\n  - name: f\n    image: i:1\n    devices:\n      - path: all\n        type: b\n      - path: /dev/console\n        type: c\n        major: 5\n        minor: 1\n",
+    );
+    let p = plan(&m, &infos(&m), Path::new(".")).expect("plans");
+    let linux = p.containers[0].config.linux().clone().expect("linux");
+    let rules = linux
+        .resources()
+        .clone()
+        .and_then(|r| r.devices().clone())
+        .expect("device rules");
+    let shown: Vec<Shown> = rules
+        .iter()
+        .map(|r| {
+            (
+                r.allow(),
+                r.typ(),
+                r.major(),
+                r.minor(),
+                r.access().clone().unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(shown[0], (false, None, None, None, "rwm".into()));
+    assert_eq!(shown.len(), 1 + DEFAULT_ALLOWED_DEVICES.len() + 2);
+    assert!(shown.contains(&(
+        true,
+        Some(LinuxDeviceType::C),
+        Some(1),
+        Some(3),
+        "rwm".into()
+    )));
+    // `path: all`: every block device, and no node made.
+    assert_eq!(
+        shown[shown.len() - 2],
+        (true, Some(LinuxDeviceType::B), None, None, "rwm".into())
+    );
+    assert_eq!(
+        shown[shown.len() - 1],
+        (
+            true,
+            Some(LinuxDeviceType::C),
+            Some(5),
+            Some(1),
+            "rwm".into()
+        )
+    );
+    let nodes: Vec<_> = linux
+        .devices()
+        .clone()
+        .unwrap_or_default()
+        .iter()
+        .map(|d| d.path().clone())
+        .collect();
+    assert_eq!(nodes, [PathBuf::from("/dev/console")]);
+}

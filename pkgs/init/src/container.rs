@@ -89,7 +89,8 @@ fn pids_max(limit: i64) -> Option<String> {
     }
 }
 
-/// Creates the cgroup, applies limits, and moves this process into it.
+/// Creates the cgroup, attaches its device filter, applies limits, and
+/// moves this process into it.
 fn enter_cgroup(spec: &Spec, name: &str) -> Result<(), SetupError> {
     let dir = cgroup_dir(spec, name)?;
     std::fs::create_dir_all(&dir)
@@ -108,6 +109,14 @@ fn enter_cgroup(spec: &Spec, name: &str) -> Result<(), SetupError> {
         }
         p.push(part);
     }
+    // The device filter: the spec's rules, or none allowed when it has none.
+    let rules = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.resources().as_ref())
+        .and_then(|r| r.devices().clone())
+        .unwrap_or_default();
+    crate::devfilter::attach(&dir, &rules).map_err(|e| err(format!("{e}: not started")))?;
     if let Some(r) = spec.linux().as_ref().and_then(|l| l.resources().as_ref()) {
         if let Some(limit) = r.memory().as_ref().and_then(|m| m.limit()) {
             write(&dir.join("memory.max"), &limit.to_string())?;

@@ -8,6 +8,7 @@
 
 mod container;
 mod control;
+mod devfilter;
 mod identity;
 mod inroot;
 mod launch;

@@ -1,7 +1,7 @@
 //! The few system calls hull-init makes that need care, with their context.
 //!
 //! Owns: every `unsafe` block of hull-init (`unshare`, the seccomp filter,
-//! the loopback ioctls), and error values
+//! the device filter's `bpf` calls, the loopback ioctls), and error values
 //! that name the path or resource involved. Must not decide policy.
 
 use std::fmt;
@@ -81,6 +81,152 @@ pub fn seccomp_filter(program: &[seccompiler::sock_filter]) -> Result<(), SysErr
         Err(SysError {
             what: "seccomp(SECCOMP_SET_MODE_FILTER)".into(),
             errno,
+        })
+    }
+}
+
+fn last_errno() -> rustix::io::Errno {
+    std::io::Error::last_os_error().raw_os_error().map_or(
+        rustix::io::Errno::INVAL,
+        rustix::io::Errno::from_raw_os_error,
+    )
+}
+
+/// `union bpf_attr` as BPF_PROG_LOAD reads it, up to the fields used.
+#[repr(C)]
+#[derive(Default)]
+struct BpfProgLoad {
+    prog_type: u32,
+    insn_cnt: u32,
+    insns: u64,
+    license: u64,
+    log_level: u32,
+    log_size: u32,
+    log_buf: u64,
+    kern_version: u32,
+    prog_flags: u32,
+    prog_name: [u8; 16],
+    prog_ifindex: u32,
+    expected_attach_type: u32,
+}
+
+/// `union bpf_attr` as BPF_PROG_ATTACH reads it.
+#[repr(C)]
+#[derive(Default)]
+struct BpfProgAttach {
+    target_fd: u32,
+    attach_bpf_fd: u32,
+    attach_type: u32,
+    attach_flags: u32,
+    replace_bpf_fd: u32,
+}
+
+const BPF_PROG_LOAD: libc::c_long = 5;
+const BPF_PROG_ATTACH: libc::c_long = 8;
+const BPF_PROG_TYPE_CGROUP_DEVICE: u32 = 15;
+const BPF_CGROUP_DEVICE: u32 = 6;
+
+/// One BPF_PROG_LOAD of a device program, with the verifier's log in `log`
+/// when there is one.
+fn bpf_prog_load(program: &[crate::devfilter::Insn], log: &mut [u8]) -> libc::c_long {
+    let license = b"Apache-2.0\0";
+    let mut name = [0u8; 16];
+    name[..10].copy_from_slice(b"hull_devcg");
+    let attr = BpfProgLoad {
+        prog_type: BPF_PROG_TYPE_CGROUP_DEVICE,
+        insn_cnt: u32::try_from(program.len()).unwrap_or(u32::MAX),
+        insns: program.as_ptr() as u64,
+        license: license.as_ptr() as u64,
+        log_level: u32::from(!log.is_empty()),
+        log_size: u32::try_from(log.len()).unwrap_or(0),
+        log_buf: if log.is_empty() {
+            0
+        } else {
+            log.as_mut_ptr() as u64
+        },
+        prog_name: name,
+        expected_attach_type: BPF_CGROUP_DEVICE,
+        ..BpfProgLoad::default()
+    };
+    // SAFETY: BPF_PROG_LOAD reads `size_of::<BpfProgLoad>()` bytes of
+    // `attr` (a prefix of `union bpf_attr`, the rest zero as the kernel
+    // wants), and through it the instructions (`Insn` has `struct
+    // bpf_insn`'s layout) and the license string, and writes at most
+    // `log.len()` bytes of log into `log`; all outlive the call.
+    unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_PROG_LOAD,
+            &attr as *const BpfProgLoad,
+            std::mem::size_of::<BpfProgLoad>(),
+        )
+    }
+}
+
+/// Loads a `BPF_PROG_TYPE_CGROUP_DEVICE` program; returns its descriptor.
+/// A program the kernel refuses is loaded once more for the verifier's
+/// reason, which the error then ends with.
+pub fn bpf_load_cgroup_device(
+    program: &[crate::devfilter::Insn],
+) -> Result<std::os::fd::OwnedFd, SysError> {
+    let fd = bpf_prog_load(program, &mut []);
+    if fd < 0 {
+        let errno = last_errno();
+        let mut log = vec![0u8; 16 << 10];
+        let _ = bpf_prog_load(program, &mut log);
+        let text = String::from_utf8_lossy(&log);
+        let reason = text
+            .trim_end_matches('\0')
+            .lines()
+            .rfind(|l| !l.trim().is_empty())
+            .unwrap_or("")
+            .to_string();
+        return Err(SysError {
+            what: format!(
+                "bpf(BPF_PROG_LOAD) of {} instructions (verifier: {reason})",
+                program.len()
+            ),
+            errno,
+        });
+    }
+    let fd = i32::try_from(fd).map_err(|_| SysError {
+        what: "bpf(BPF_PROG_LOAD) returned no descriptor".into(),
+        errno: rustix::io::Errno::BADF,
+    })?;
+    // SAFETY: the kernel just returned `fd` as a new descriptor owned by
+    // nobody else.
+    Ok(unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) })
+}
+
+/// Attaches a device program to a cgroup, replacing any attached before
+/// (no flags: one program per cgroup, which a new attach replaces).
+pub fn bpf_attach_cgroup_device(
+    cgroup: std::os::fd::BorrowedFd<'_>,
+    program: std::os::fd::BorrowedFd<'_>,
+) -> Result<(), SysError> {
+    use std::os::fd::AsRawFd;
+    let attr = BpfProgAttach {
+        target_fd: u32::try_from(cgroup.as_raw_fd()).unwrap_or(u32::MAX),
+        attach_bpf_fd: u32::try_from(program.as_raw_fd()).unwrap_or(u32::MAX),
+        attach_type: BPF_CGROUP_DEVICE,
+        ..BpfProgAttach::default()
+    };
+    // SAFETY: BPF_PROG_ATTACH reads `attr` (a prefix of `union bpf_attr`)
+    // and writes nothing; the descriptors are borrowed for the call.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_PROG_ATTACH,
+            &attr as *const BpfProgAttach,
+            std::mem::size_of::<BpfProgAttach>(),
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(SysError {
+            what: "bpf(BPF_PROG_ATTACH) to the cgroup".into(),
+            errno: last_errno(),
         })
     }
 }

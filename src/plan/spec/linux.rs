@@ -149,11 +149,19 @@ fn device_type(d: &Device) -> Result<LinuxDeviceType, SpecError> {
     from_name("devices", "device type", written)
 }
 
-/// Device nodes made in the container.
+/// LinuxKit's `path: all`: no node, every device of the entry's type allowed.
+const ALL_DEVICES: &str = "all";
+
+fn is_all(d: &Device) -> bool {
+    d.path.as_ref().is_some_and(|p| p.value == ALL_DEVICES)
+}
+
+/// Device nodes made in the container (not for `path: all`).
 fn devices(c: &ImageConfig) -> Result<Vec<LinuxDevice>, SpecError> {
     c.devices
         .iter()
         .flatten()
+        .filter(|d| !is_all(d))
         .map(|d| {
             let mut b = LinuxDeviceBuilder::default()
                 .path(d.path.as_ref().map(|p| p.value.clone()).unwrap_or_default())
@@ -168,8 +176,46 @@ fn devices(c: &ImageConfig) -> Result<Vec<LinuxDevice>, SpecError> {
         .collect()
 }
 
-/// The device cgroup rules: everything denied, then each of the entry's
-/// devices allowed, then the entry's own `resources.devices` rules.
+/// The devices every container may use (runc's default allowlist): making
+/// any node (opening it is another matter), `/dev/null`, `zero`, `full`,
+/// `random`, `urandom`, `tty`, `ptmx` and the pseudo-terminals:
+/// `(type, major, minor, access)`, `None` for any.
+pub const DEFAULT_ALLOWED_DEVICES: &[(LinuxDeviceType, Option<i64>, Option<i64>, &str)] = &[
+    (LinuxDeviceType::C, None, None, "m"),
+    (LinuxDeviceType::B, None, None, "m"),
+    (LinuxDeviceType::C, Some(1), Some(3), "rwm"),
+    (LinuxDeviceType::C, Some(1), Some(5), "rwm"),
+    (LinuxDeviceType::C, Some(1), Some(7), "rwm"),
+    (LinuxDeviceType::C, Some(1), Some(8), "rwm"),
+    (LinuxDeviceType::C, Some(1), Some(9), "rwm"),
+    (LinuxDeviceType::C, Some(5), Some(0), "rwm"),
+    (LinuxDeviceType::C, Some(5), Some(2), "rwm"),
+    (LinuxDeviceType::C, Some(136), None, "rwm"),
+];
+
+fn allow_rule(
+    typ: LinuxDeviceType,
+    major: Option<i64>,
+    minor: Option<i64>,
+    access: &str,
+) -> Result<LinuxDeviceCgroup, SpecError> {
+    let mut b = LinuxDeviceCgroupBuilder::default()
+        .allow(true)
+        .typ(typ)
+        .access(access);
+    if let Some(m) = major {
+        b = b.major(m);
+    }
+    if let Some(m) = minor {
+        b = b.minor(m);
+    }
+    Ok(b.build()?)
+}
+
+/// The device cgroup rules: everything denied, the default allowlist, then
+/// each of the entry's devices allowed (all of a type for `path: all`), then
+/// the entry's own `resources.devices` rules, a later rule overriding an
+/// earlier one.
 fn device_rules(
     c: &ImageConfig,
     own: Vec<LinuxDeviceCgroup>,
@@ -178,16 +224,21 @@ fn device_rules(
         .allow(false)
         .access("rwm")
         .build()?];
+    for (typ, major, minor, access) in DEFAULT_ALLOWED_DEVICES {
+        rules.push(allow_rule(*typ, *major, *minor, access)?);
+    }
     for d in c.devices.iter().flatten() {
-        rules.push(
-            LinuxDeviceCgroupBuilder::default()
-                .allow(true)
-                .typ(device_type(d)?)
-                .major(d.major.unwrap_or(0))
-                .minor(d.minor.unwrap_or(0))
-                .access("rwm")
-                .build()?,
-        );
+        let rule = if is_all(d) {
+            allow_rule(device_type(d)?, None, None, "rwm")?
+        } else {
+            allow_rule(
+                device_type(d)?,
+                Some(d.major.unwrap_or(0)),
+                Some(d.minor.unwrap_or(0)),
+                "rwm",
+            )?
+        };
+        rules.push(rule);
     }
     rules.extend(own);
     Ok(rules)

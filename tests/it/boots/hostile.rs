@@ -7,7 +7,9 @@
 //! CAP_MKNOD a node made where it can write opens nothing; binds onto the
 //! image's symlinks land inside its root, which is a real `pivot_root` (no
 //! host mounts in its mountinfo); and the host, seen afterwards, has neither
-//! the files the symlinks aimed at nor a changed `core_pattern`. A service
+//! the files the symlinks aimed at nor a changed `core_pattern`. With the
+//! host's `/dev` bound in, the device filter keeps a container from the
+//! disk unless its entry allows block devices (`path: all`). A service
 //! without a grant is refused by the control socket; one granted `read`
 //! lists but cannot stop.
 
@@ -43,18 +45,31 @@ onboot:
     capabilities: []
     binds: ["/:/host:ro"]
     command: ["/bin/sh", "-c", "[ -e /host/pwned ] && echo HOST-PWNED-EXISTS; [ -e /host/etc/x ] && echo HOST-ETC-X-EXISTS; echo HOST-CORE-PATTERN=$(cat /proc/sys/kernel/core_pattern); echo HOST-DONE"]
+  - name: devbind
+    image: {probe}
+    capabilities: []
+    binds: ["/dev:/dev"]
+    command: ["/bin/probe-dev", "BIND"]
+  - name: devall
+    image: {probe}
+    capabilities: []
+    binds: ["/dev:/dev"]
+    devices:
+      - path: all
+        type: b
+    command: ["/bin/probe-dev", "ALL"]
 services:
   - name: nogrant
     image: {probe}
     restart: "no"
     binds: ["/run:/run", "/usr/bin/hullctl:/usr/bin/hullctl"]
-    command: ["/bin/sh", "-c", "hullctl list; echo NOGRANT-RC=$?; echo > /run/nogrant-done"]
+    command: ["/bin/sh", "-c", "hullctl list 2>&1; echo NOGRANT-RC=$?; echo > /run/nogrant-done"]
   - name: reader
     image: {probe}
     restart: "no"
     control: read
     binds: ["/run:/run", "/usr/bin/hullctl:/usr/bin/hullctl"]
-    command: ["/bin/sh", "-c", "until [ -e /run/nogrant-done ]; do sleep 1; done; hullctl list | grep -q '^nogrant ' && echo READER-LISTED; hullctl stop nogrant; echo READER-STOP-RC=$?; echo GRANTS-DONE"]
+    command: ["/bin/sh", "-c", "until [ -e /run/nogrant-done ]; do sleep 1; done; hullctl list | grep -q '^nogrant ' && echo READER-LISTED; hullctl stop nogrant 2>&1; echo READER-STOP-RC=$?; echo GRANTS-DONE"]
 "#
     )
 }
@@ -147,6 +162,12 @@ fn hostile_containers_reach_nothing_of_the_host_on_both_arches() {
             "[002-links] LINKS-RESOLV-INSIDE",
             "hull-init: onboot 002-links: exited with status 0",
             "[003-host] HOST-CORE-PATTERN=core",
+            // The device filter: the host's /dev bound in opens no disk
+            // unless the entry allows block devices.
+            "[004-devbind] DEV-BIND-DISK-DENIED",
+            "[004-devbind] DEV-BIND-NULL-OK",
+            "[005-devall] DEV-ALL-DISK-READ",
+            "[005-devall] DEV-ALL-NULL-OK",
             // The control socket: refused without a grant, reading only with `read`.
             "[nogrant] hullctl: this container may not ask that of hull-init (its control access is none, list needs read",
             "[nogrant] NOGRANT-RC=1",
@@ -166,6 +187,7 @@ fn hostile_containers_reach_nothing_of_the_host_on_both_arches() {
             "MKNOD-ALLOWED",
             "HOST-PWNED-EXISTS",
             "HOST-ETC-X-EXISTS",
+            "DEV-BIND-DISK-READ",
         ] {
             assert!(
                 !console.contains(never),

@@ -60,4 +60,10 @@ echo "LINKS-ROOT=$(awk '$5 == "/" { print $9 }' /proc/self/mountinfo)"
 [ -d /etc/x ] && echo LINKS-BIND-INSIDE
 [ -f /pwned ] && echo LINKS-RESOLV-INSIDE
 SH
-chmod 0755 "$ROOTFS/bin/probe" "$ROOTFS/bin/probe-mknod" "$ROOTFS/bin/probe-links"
+cat > "$ROOTFS/bin/probe-dev" <<'SH'
+#!/bin/sh
+# Run with the host's /dev bound in: what the device filter lets through.
+head -c 512 /dev/vda >/dev/null 2>&1 && echo "DEV-$1-DISK-READ" || echo "DEV-$1-DISK-DENIED"
+echo x > /dev/null && echo "DEV-$1-NULL-OK"
+SH
+chmod 0755 "$ROOTFS/bin/probe" "$ROOTFS/bin/probe-mknod" "$ROOTFS/bin/probe-links" "$ROOTFS/bin/probe-dev"
