@@ -7,6 +7,7 @@
 //! toolchain without extra C libraries. Owns: applying `config.json` and
 //! `runtime.json`. Must not supervise: that is `supervisor`.
 
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -339,39 +340,75 @@ fn set_root_propagation(spec: &Spec) -> Result<bool, SetupError> {
     Ok(shared)
 }
 
+/// The container's working directory, `/run/hull/containers/NAME`, made
+/// without following a symlink (a container that binds `/run` may have put
+/// one there) and covered by a tmpfs of this mount namespace alone; an open
+/// descriptor of that tmpfs, through which everything else is reached. A
+/// directory swapped in between the mount and the open is refused.
+fn work_dir(name: &str) -> Result<OwnedFd, SetupError> {
+    let host = Root::open_no_symlinks(Path::new("/"))?;
+    let parent = Path::new("/run/hull/containers");
+    let path = parent.join(name);
+    let parent_dev = rustix::fs::fstat(host.open_at(parent, Make::Dir)?.fd())
+        .ctx(|| format!("stat {}", parent.display()))?
+        .st_dev;
+    // Device nodes made in the container open nothing: the nodes a
+    // container may use are binds from the host's /dev.
+    mounts::mount_at(
+        "tmpfs",
+        &Target::InRoot(&host, &path, Make::Dir),
+        "tmpfs",
+        &["nosuid".into(), "nodev".into(), "mode=0700".into()],
+    )?;
+    let work = host.open_at(&path, Make::Nothing)?.into_fd();
+    let ours = rustix::fs::fstat(&work).is_ok_and(|st| st.st_dev != parent_dev)
+        && rustix::fs::fstatfs(&work).is_ok_and(|st| {
+            // f_type's integer type differs between C libraries and arches.
+            #[allow(clippy::useless_conversion)]
+            let t = i64::from(st.f_type);
+            t == TMPFS_MAGIC
+        });
+    if !ours {
+        return Err(err(format!(
+            "{} was replaced while being set up: not started",
+            path.display()
+        )));
+    }
+    Ok(work)
+}
+
+const TMPFS_MAGIC: i64 = 0x0102_1994;
+
+/// The container's root, an overlay mounted in its working directory,
+/// reached through that directory's descriptor.
+struct OverlayRoot {
+    _work: OwnedFd,
+    path: PathBuf,
+}
+
 /// The container's root: always an overlay (the image below, a tmpfs
 /// above), so mount points can be made; `nodev`, so a block node shipped in
 /// an image opens nothing (not `nosuid`: set-uid programs of images work as
 /// under Docker; `noNewPrivileges` is the switch against them). A read-only
 /// container's root is remounted read-only once its mounts are in place.
-/// Returns its path.
-fn overlay_root(dir: &Path, name: &str) -> Result<PathBuf, SetupError> {
+fn overlay_root(dir: &Path, name: &str) -> Result<OverlayRoot, SetupError> {
     let image = std::fs::canonicalize(dir.join(layout::ROOTFS))
         .map_err(|e| err(format!("{}/{}: {e}", dir.display(), layout::ROOTFS)))?;
-    let work = PathBuf::from(format!("/run/hull/containers/{name}"));
-    let root = work.join("root");
-    std::fs::create_dir_all(&root).map_err(|e| err(format!("mkdir {}: {e}", root.display())))?;
-    let rw = work.join("rw");
-    std::fs::create_dir_all(&rw).map_err(|e| err(format!("mkdir {}: {e}", rw.display())))?;
-    // Device nodes in the image or made in the container open nothing: the
-    // nodes a container may use are binds from the host's /dev.
-    mounts::mount(
-        "tmpfs",
-        &rw,
-        "tmpfs",
-        &["nosuid".into(), "nodev".into(), "mode=0755".into()],
-    )?;
-    for d in ["upper", "work"] {
-        std::fs::create_dir_all(rw.join(d)).map_err(|e| err(format!("mkdir: {e}")))?;
+    let work = work_dir(name)?;
+    for d in ["upper", "work", "root"] {
+        rustix::fs::mkdirat(&work, d, rustix::fs::Mode::from_raw_mode(0o755))
+            .ctx(|| format!("mkdir {d} in the working directory of {name}"))?;
     }
+    let base = PathBuf::from(format!("/proc/self/fd/{}", work.as_raw_fd()));
     let data = format!(
         "lowerdir={},upperdir={},workdir={}",
         image.display(),
-        rw.join("upper").display(),
-        rw.join("work").display()
+        base.join("upper").display(),
+        base.join("work").display()
     );
-    mounts::mount("overlay", &root, "overlay", &["nodev".into(), data])?;
-    Ok(root)
+    let path = base.join("root");
+    mounts::mount("overlay", &path, "overlay", &["nodev".into(), data])?;
+    Ok(OverlayRoot { _work: work, path })
 }
 
 /// One mount of the spec, inside the new root (its target resolved there,
@@ -585,7 +622,8 @@ pub fn exec(dir: &Path, name: &str) -> Result<(), SetupError> {
         .clone()
         .ok_or_else(|| err("config.json has no process"))?;
     let shared = set_root_propagation(&spec)?;
-    let root_dir = overlay_root(dir, name)?;
+    let overlay = overlay_root(dir, name)?;
+    let root_dir = overlay.path.clone();
     let root = Root::open(&root_dir)?;
     for m in spec.mounts().clone().unwrap_or_default() {
         spec_mount(&root, &m, shared)

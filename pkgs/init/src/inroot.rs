@@ -47,6 +47,10 @@ impl Opened {
     pub fn fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
     }
+
+    pub fn into_fd(self) -> OwnedFd {
+        self.fd
+    }
 }
 
 /// A container's root, open: paths are resolved inside it.
@@ -54,6 +58,7 @@ impl Opened {
 pub struct Root {
     fd: OwnedFd,
     shown: PathBuf,
+    resolve: ResolveFlags,
 }
 
 /// `path` made relative (`/etc/x` → `etc/x`); `.` for the root itself.
@@ -74,21 +79,37 @@ const RESOLVE: ResolveFlags = ResolveFlags::IN_ROOT.union(ResolveFlags::NO_MAGIC
 impl Root {
     /// Opens the directory `dir` as a root.
     pub fn open(dir: &Path) -> Result<Self, SysError> {
+        Root::open_with(dir, RESOLVE)
+    }
+
+    /// Opens `dir` as a root in which no symlink is followed at all: for
+    /// PID1's own state in directories a container may write (a bound `/run`).
+    pub fn open_no_symlinks(dir: &Path) -> Result<Self, SysError> {
+        Root::open_with(dir, RESOLVE | ResolveFlags::NO_SYMLINKS)
+    }
+
+    fn open_with(dir: &Path, resolve: ResolveFlags) -> Result<Self, SysError> {
         let fd = rustix::fs::open(
             dir,
             OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
             Mode::empty(),
         )
-        .ctx(|| format!("open the container root {}", dir.display()))?;
+        .ctx(|| format!("open the root {}", dir.display()))?;
         Ok(Root {
             fd,
             shown: dir.to_path_buf(),
+            resolve,
         })
     }
 
     /// How `path` inside this root is shown in errors.
     pub fn show(&self, path: &Path) -> String {
-        format!("{}/{}", self.shown.display(), relative(path).display())
+        let base = self.shown.to_string_lossy();
+        format!(
+            "{}/{}",
+            base.trim_end_matches('/'),
+            relative(path).display()
+        )
     }
 
     fn resolve(&self, path: &Path, flags: OFlags) -> rustix::io::Result<OwnedFd> {
@@ -97,7 +118,7 @@ impl Root {
             relative(path),
             flags | OFlags::PATH | OFlags::CLOEXEC,
             Mode::empty(),
-            RESOLVE,
+            self.resolve,
         )
     }
 
@@ -153,8 +174,13 @@ impl Root {
             match make_one(&dir, name, wanted) {
                 Ok(()) => {}
                 Err(Errno::EXIST) => {
-                    // A symlink to nowhere (or made meanwhile: then go on).
-                    if let Ok(link) = rustix::fs::readlinkat(&dir, name, Vec::new()) {
+                    // A symlink to nowhere (or made meanwhile: then go on);
+                    // never followed in a root without symlinks.
+                    let follow = !self.resolve.contains(ResolveFlags::NO_SYMLINKS);
+                    if let Some(link) = follow
+                        .then(|| rustix::fs::readlinkat(&dir, name, Vec::new()).ok())
+                        .flatten()
+                    {
                         let link = PathBuf::from(std::ffi::OsStr::from_bytes(link.as_bytes()));
                         let mut next = if link.is_absolute() {
                             relative(&link)
@@ -242,6 +268,23 @@ mod tests {
         let data = r.open_at(Path::new("/data/x"), Make::Dir).expect("data");
         assert_eq!(real(&data), root.join("etc/x"));
         assert!(!outside.join("x").exists(), "made outside the root");
+        std::fs::remove_dir_all(&base).expect("clean");
+    }
+
+    #[test]
+    fn a_root_without_symlinks_refuses_every_link() {
+        let base = tmp();
+        std::fs::create_dir_all(base.join("run")).expect("mkdir");
+        std::os::unix::fs::symlink("/etc", base.join("run/hull")).expect("ln");
+        let r = Root::open_no_symlinks(&base).expect("root");
+        let e = r
+            .open_at(Path::new("/run/hull/containers/x"), Make::Dir)
+            .expect_err("through a symlink");
+        assert_eq!(e.errno, Errno::LOOP, "{e}");
+        assert!(!base.join("etc").exists());
+        r.open_at(Path::new("/run/other/x"), Make::Dir)
+            .expect("plain dirs");
+        assert!(base.join("run/other/x").is_dir());
         std::fs::remove_dir_all(&base).expect("clean");
     }
 

@@ -9,7 +9,9 @@
 //! host mounts in its mountinfo); and the host, seen afterwards, has neither
 //! the files the symlinks aimed at nor a changed `core_pattern`. With the
 //! host's `/dev` bound in, the device filter keeps a container from the
-//! disk unless its entry allows block devices (`path: all`). A service
+//! disk unless its entry allows block devices (`path: all`). A symlink a
+//! container plants where PID1 keeps another's working directory stops that
+//! one from starting and touches nothing of the host. A service
 //! without a grant is refused by the control socket; one granted `read`
 //! lists but cannot stop.
 
@@ -58,6 +60,21 @@ onboot:
       - path: all
         type: b
     command: ["/bin/probe-dev", "ALL"]
+  - name: planter
+    image: {probe}
+    capabilities: []
+    binds: ["/run:/run"]
+    command: ["/bin/sh", "-c", "mkdir -p /run/hull/containers && rm -rf /run/hull/containers/007-victim && ln -s /etc /run/hull/containers/007-victim && echo PLANTED"]
+  - name: victim
+    image: {probe}
+    capabilities: []
+    binds: []
+    command: ["/bin/sh", "-c", "echo VICTIM-RAN"]
+  - name: hostafter
+    image: {getty}
+    capabilities: []
+    binds: ["/:/host:ro"]
+    command: ["/bin/sh", "-c", "ls /host/etc/rw /host/etc/root /host/etc/upper >/dev/null 2>&1 && echo HOSTAFTER-ETC-TOUCHED; echo HOSTAFTER-DONE"]
 services:
   - name: nogrant
     image: {probe}
@@ -168,6 +185,12 @@ fn hostile_containers_reach_nothing_of_the_host_on_both_arches() {
             "[004-devbind] DEV-BIND-NULL-OK",
             "[005-devall] DEV-ALL-DISK-READ",
             "[005-devall] DEV-ALL-NULL-OK",
+            // A symlink planted where PID1 keeps a container's working
+            // directory: that container is not started, the host untouched.
+            "[006-planter] PLANTED",
+            "hull-init: 007-victim: resolve /run/hull/containers/007-victim: ",
+            "hull-init: onboot 007-victim: exited with status 126",
+            "[008-hostafter] HOSTAFTER-DONE",
             // The control socket: refused without a grant, reading only with `read`.
             "[nogrant] hullctl: this container may not ask that of hull-init (its control access is none, list needs read",
             "[nogrant] NOGRANT-RC=1",
@@ -188,6 +211,8 @@ fn hostile_containers_reach_nothing_of_the_host_on_both_arches() {
             "HOST-PWNED-EXISTS",
             "HOST-ETC-X-EXISTS",
             "DEV-BIND-DISK-READ",
+            "VICTIM-RAN",
+            "HOSTAFTER-ETC-TOUCHED",
         ] {
             assert!(
                 !console.contains(never),

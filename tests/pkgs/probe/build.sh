@@ -3,7 +3,7 @@
 # for mknod, as the tests run.
 set -euo pipefail
 . ../../../pkgs/lib/busybox.sh
-install_busybox sh echo cat head wc ls awk mknod mkdir readlink grep test tr id sleep
+install_busybox sh echo cat head wc ls awk mknod mkdir readlink grep test tr id sleep rm ln
 # Block nodes as an image could ship them: the dynamic majors the kernel
 # gives virtio disks first.
 mkdir -p "$ROOTFS/hostile" "$ROOTFS/etc"
