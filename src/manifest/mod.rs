@@ -205,6 +205,27 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_label_with_nested_aliases_is_refused_naming_the_image() {
+        // A label is YAML-parsed (JSON is YAML), so aliases work in it too.
+        let mut text = String::from("{a0: &a0 [x, x, x, x, x, x, x, x, x, x],\n");
+        for i in 1..8 {
+            let p = i - 1;
+            let refs = vec![format!("*a{p}"); 10].join(", ");
+            text.push_str(&format!("a{i}: &a{i} [{refs}],\n"));
+        }
+        text.push('}');
+        let started = std::time::Instant::now();
+        let e = parse_label("example.org/bomb:1", &text).expect_err("refused");
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+        let shown = e.to_string();
+        assert!(
+            shown.contains("org.mobyproject.config label of example.org/bomb:1:")
+                && shown.contains("more than 100000 nodes"),
+            "{shown}"
+        );
+    }
+
+    #[test]
     fn a_label_takes_the_container_fields_with_positions_in_the_label() {
         let json = r#"{"capabilities":["CAP_NET_ADMIN"],"binds":["/etc/resolv.conf:/etc/resolv.conf"],"net":"host","restart":"always"}"#;
         let config = parse_label("example.org/dhcpcd:1", json).expect("valid label");

@@ -94,6 +94,12 @@ pub struct SyntaxError {
     pub message: String,
 }
 
+/// The most nodes one document may expand to, each alias counting the
+/// nodes it copies: far beyond any real manifest or label, and what stops a
+/// few hundred bytes of nested aliases ("billion laughs") from taking
+/// gigabytes of memory.
+pub const MAX_NODES: usize = 100_000;
+
 /// Parses `text` (named `file` in positions) into its first document's root node.
 /// An empty document gives a null scalar.
 pub fn parse(file: &str, text: &str) -> Result<Node, SyntaxError> {
@@ -104,6 +110,7 @@ pub fn parse(file: &str, text: &str) -> Result<Node, SyntaxError> {
         anchors: HashMap::new(),
         root: None,
         error: None,
+        produced: 0,
     };
     let mut parser = Parser::new_from_str(text);
     parser.load(&mut builder, false).map_err(|e| SyntaxError {
@@ -134,15 +141,50 @@ enum Open {
 struct Builder {
     file: Arc<str>,
     stack: Vec<Open>,
-    anchors: HashMap<usize, Node>,
+    /// Anchored nodes and how many nodes each holds.
+    anchors: HashMap<usize, (Node, usize)>,
     root: Option<Node>,
     error: Option<SyntaxError>,
+    /// Nodes made so far, aliases counted with what they copy.
+    produced: usize,
+}
+
+/// How many nodes `node` holds, itself included.
+fn count(node: &Node) -> usize {
+    match &node.kind {
+        NodeKind::Scalar { .. } => 1,
+        NodeKind::Seq(items) => 1 + items.iter().map(count).sum::<usize>(),
+        NodeKind::Map(entries) => {
+            1 + entries
+                .iter()
+                .map(|(k, v)| count(k) + count(v))
+                .sum::<usize>()
+        }
+    }
 }
 
 impl Builder {
+    /// Counts `n` more nodes; false (and the error set) past [`MAX_NODES`].
+    fn produce(&mut self, n: usize, pos: &Pos) -> bool {
+        self.produced = self.produced.saturating_add(n);
+        if self.produced <= MAX_NODES {
+            return true;
+        }
+        if self.error.is_none() {
+            self.error = Some(SyntaxError {
+                pos: pos.clone(),
+                message: format!(
+                    "the document expands to more than {MAX_NODES} nodes (aliases counted with what they copy): refused"
+                ),
+            });
+        }
+        false
+    }
+
     fn finish(&mut self, node: Node, anchor: usize) {
         if anchor != 0 {
-            self.anchors.insert(anchor, node.clone());
+            let n = count(&node);
+            self.anchors.insert(anchor, (node.clone(), n));
         }
         match self.stack.last_mut() {
             None => {
@@ -178,6 +220,14 @@ impl Builder {
 impl MarkedEventReceiver for Builder {
     fn on_event(&mut self, ev: Event, mark: Marker) {
         let pos = Pos::from_marker(&self.file, mark);
+        let new_node = matches!(
+            ev,
+            Event::Scalar(..) | Event::SequenceStart(..) | Event::MappingStart(..)
+        );
+        // Past the limit nothing more is built: the error stands.
+        if self.produced > MAX_NODES || (new_node && !self.produce(1, &pos)) {
+            return;
+        }
         match ev {
             Event::Scalar(value, style, anchor, _tag) => {
                 let plain = matches!(style, TScalarStyle::Plain);
@@ -212,8 +262,14 @@ impl MarkedEventReceiver for Builder {
                     self.finish(node, anchor);
                 }
             }
-            Event::Alias(id) => match self.anchors.get(&id) {
-                Some(node) => {
+            Event::Alias(id) => match self.anchors.get(&id).map(|(_, n)| *n) {
+                Some(n) => {
+                    if !self.produce(n, &pos) {
+                        return;
+                    }
+                    let Some((node, _)) = self.anchors.get(&id) else {
+                        return;
+                    };
                     let mut node = node.clone();
                     node.pos = pos;
                     self.finish(node, 0);
@@ -274,6 +330,26 @@ mod tests {
             panic!("list is not a list")
         };
         assert_eq!((items[0].pos.line, items[0].pos.col), (2, 5));
+    }
+
+    #[test]
+    fn nested_aliases_are_refused_past_the_node_limit_quickly() {
+        // Nine levels of nine aliases: 9^9 nodes if expanded.
+        let mut text = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..10 {
+            let p = i - 1;
+            text.push_str(&format!(
+                "a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n"
+            ));
+        }
+        let started = std::time::Instant::now();
+        let e = parse("bomb.yml", &text).expect_err("refused");
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+        assert!(e.message.contains("more than 100000 nodes"), "{e}");
+        assert_eq!(e.pos.file.as_ref(), "bomb.yml");
+        assert!(e.pos.line >= 5, "{e}");
+        // Aliases below the limit still copy.
+        parse("ok.yml", "a: &a [1, 2]\nb: [*a, *a, *a]\n").expect("small aliases");
     }
 
     #[test]

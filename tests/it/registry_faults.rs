@@ -1,5 +1,6 @@
 //! Faults between Hull and a real registry, injected by a proxy: a connection
-//! cut mid-blob, 500s, a flipped byte. Each ends in a successful retry or a
+//! cut mid-blob, 500s, a flipped byte, a blob longer than its descriptor, a
+//! manifest without end. Each ends in a successful retry or a
 //! clear error naming the image, the digest and the URL, and the cache never
 //! holds a bad blob (`hull cache verify`).
 
@@ -107,6 +108,69 @@ fn persistent_corruption_is_a_clear_error_and_leaves_no_bad_blob() {
     assert!(out.stderr.contains("digest mismatch"), "{}", out.stderr);
     s.assert_cache_clean();
     // Nothing names the image: it was not half-added.
+    let ls = s.hull(&["cache", "ls"]).expect_code(0);
+    assert!(ls.stdout.is_empty(), "{}", ls.stdout);
+}
+
+#[test]
+fn a_blob_longer_than_its_descriptor_is_stopped_at_once_and_not_retried() {
+    let s = setup(Fault::Oversized, u32::MAX);
+    let started = std::time::Instant::now();
+    let out = s.pull().expect_code(1);
+    let took = started.elapsed();
+    assert!(
+        out.stderr.contains("more than the") && out.stderr.contains("bytes the descriptor gives"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("cannot download blob sha256:") && out.stderr.contains(&s.image),
+        "{}",
+        out.stderr
+    );
+    // One request per blob: not a transient fault, so not tried again.
+    let gets = s.log().len();
+    assert!(gets <= 2, "{gets} blob requests: {:#?}", s.log());
+    assert!(
+        took < std::time::Duration::from_secs(5),
+        "took {took:?}:\n{}",
+        out.stderr
+    );
+    s.assert_cache_clean();
+}
+
+#[test]
+fn an_endless_manifest_is_cut_at_4_mib_and_refused_in_little_memory() {
+    let s = setup(Fault::EndlessManifest, u32::MAX);
+    let cache = s.tmp.path().join("cache");
+    let started = std::time::Instant::now();
+    let (out, peak_kib) = util::hull_peak(
+        s.tmp.path(),
+        &[
+            "--cache",
+            cache.to_str().expect("utf-8"),
+            "cache",
+            "pull",
+            "--arch",
+            "amd64",
+            &s.image,
+        ],
+        &[("DOCKER_CONFIG", "/nonexistent")],
+    );
+    let took = started.elapsed();
+    assert_eq!(out.code, Some(1), "{}", out.stderr);
+    let url = format!("http://{}/v2/test/faults/manifests/1", s.proxy.addr);
+    assert!(
+        out.stderr
+            .contains(&format!("cannot fetch the manifest of {}", s.image))
+            && out.stderr.contains(&url)
+            && out.stderr.contains("more than 4194304 bytes"),
+        "{}",
+        out.stderr
+    );
+    assert!(took < std::time::Duration::from_secs(5), "took {took:?}");
+    assert!(peak_kib < 256 << 10, "peak RSS {peak_kib} KiB");
+    println!("endless manifest refused in {took:?}, peak RSS {peak_kib} KiB");
     let ls = s.hull(&["cache", "ls"]).expect_code(0);
     assert!(ls.stdout.is_empty(), "{}", ls.stdout);
 }

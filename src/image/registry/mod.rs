@@ -6,6 +6,7 @@
 //! layout itself: it goes through `cache`.
 
 pub mod auth;
+pub mod fetch;
 pub mod pull;
 pub mod push;
 
@@ -68,6 +69,8 @@ pub enum RegistryError {
     },
     #[error(transparent)]
     Auth(#[from] auth::AuthError),
+    #[error("cannot set up HTTP: {0}")]
+    Http(String),
     #[error("{what} {reference}: {url}")]
     Request {
         what: &'static str,
@@ -92,6 +95,8 @@ pub fn is_loopback(host: &str) -> bool {
 pub struct Registry {
     options: Options,
     certs: Vec<Certificate>,
+    /// For the requests Hull makes itself (bounded manifest fetches).
+    http: reqwest::Client,
     clients: Mutex<HashMap<String, (Arc<Client>, &'static str)>>,
     authed: Mutex<HashSet<(String, String, bool)>>,
 }
@@ -99,19 +104,30 @@ pub struct Registry {
 impl Registry {
     pub fn new(options: Options) -> Result<Self, RegistryError> {
         let mut certs = Vec::new();
+        let mut http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .read_timeout(Duration::from_secs(60));
         for path in &options.ca_certs {
-            let data = std::fs::read(path).map_err(|source| RegistryError::Ca {
+            let ca = |source| RegistryError::Ca {
                 path: path.clone(),
                 source,
-            })?;
+            };
+            let data = std::fs::read(path).map_err(ca)?;
+            let cert =
+                reqwest::Certificate::from_pem(&data).map_err(|e| ca(std::io::Error::other(e)))?;
+            http = http.add_root_certificate(cert);
             certs.push(Certificate {
                 encoding: CertificateEncoding::Pem,
                 data,
             });
         }
+        let http = http
+            .build()
+            .map_err(|e| RegistryError::Http(e.to_string()))?;
         Ok(Registry {
             options,
             certs,
+            http,
             clients: Mutex::new(HashMap::new()),
             authed: Mutex::new(HashSet::new()),
         })
@@ -119,6 +135,11 @@ impl Registry {
 
     pub fn options(&self) -> &Options {
         &self.options
+    }
+
+    /// The HTTP client for Hull's own requests.
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
     }
 
     fn config(&self, protocol: ClientProtocol) -> ClientConfig {

@@ -63,6 +63,13 @@ pub enum PullError {
     #[error(transparent)]
     Cache(#[from] CacheError),
     #[error("cannot fetch the manifest of {image} from {url}")]
+    ManifestTooLarge {
+        image: String,
+        url: String,
+        #[source]
+        source: super::fetch::TooLarge,
+    },
+    #[error("cannot fetch the manifest of {image} from {url}")]
     Manifest {
         image: String,
         url: String,
@@ -120,6 +127,10 @@ pub enum BlobFault {
     Verify(#[from] crate::image::cache::blob::BlobError),
     #[error(transparent)]
     Cache(#[from] CacheError),
+    /// More bytes than the descriptor says: stopped at the first one past
+    /// it, and not tried again (a registry that does this is not flaky).
+    #[error("the registry sent more than the {declared} bytes the descriptor gives: stopped")]
+    Oversized { declared: u64 },
 }
 
 impl From<crate::image::digest::DigestError> for BlobFault {
@@ -279,10 +290,17 @@ async fn fetch_manifest(
         r.resolve_registry(),
         r.repository()
     );
-    let (bytes, _) = registry
-        .retry(|| client.pull_manifest_raw(&r, auth, oci::MANIFEST_TYPES))
+    let bytes = registry
+        .retry(|| {
+            super::fetch::manifest(client, registry.http(), &url, &r, auth, oci::MANIFEST_TYPES)
+        })
         .await
         .map_err(|source| PullError::Manifest {
+            image: image.to_string(),
+            url: url.clone(),
+            source,
+        })?
+        .map_err(|source| PullError::ManifestTooLarge {
             image: image.to_string(),
             url: url.clone(),
             source,
@@ -344,6 +362,9 @@ async fn stream_into(
         .await
         .map_err(|e| BlobFault::Stream(writer.written(), e))?
     {
+        if writer.written() + chunk.len() as u64 > d.size {
+            return Err(BlobFault::Oversized { declared: d.size });
+        }
         writer.write(&chunk)?;
         task.advance(chunk.len() as u64);
         progress.advance_total(chunk.len() as u64);

@@ -42,6 +42,61 @@ pub fn hull_in(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
     Run::from(cmd.output().expect("the hull binary runs"))
 }
 
+/// Runs `hull ARGS` in `dir` with `env` added, watching its memory: the
+/// run and its peak resident set (VmHWM, read every few milliseconds until
+/// it exits) in KiB.
+pub fn hull_peak(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> (Run, u64) {
+    use std::io::Read;
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_hull"));
+    cmd.args(args)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("the hull binary runs");
+    let (mut out, mut err) = (child.stdout.take(), child.stderr.take());
+    let read = |s: &mut Option<std::process::ChildStdout>| {
+        let mut text = String::new();
+        if let Some(s) = s.as_mut() {
+            let _ = s.read_to_string(&mut text);
+        }
+        text
+    };
+    let err_reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        if let Some(e) = err.as_mut() {
+            let _ = e.read_to_string(&mut text);
+        }
+        text
+    });
+    let status_path = format!("/proc/{}/status", child.id());
+    let watcher = std::thread::spawn(move || {
+        let mut peak = 0u64;
+        while let Ok(status) = std::fs::read_to_string(&status_path) {
+            if let Some(kb) = status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            {
+                peak = peak.max(kb);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        peak
+    });
+    let stdout = read(&mut out);
+    let status = child.wait().expect("wait for hull");
+    let run = Run {
+        code: status.code(),
+        stdout,
+        stderr: err_reader.join().unwrap_or_default(),
+    };
+    (run, watcher.join().unwrap_or(0))
+}
+
 /// The checkout's root.
 pub fn repo() -> std::path::PathBuf {
     std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))

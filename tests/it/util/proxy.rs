@@ -16,7 +16,14 @@ pub enum Fault {
     ServerError,
     /// Flip one byte in the middle of the body.
     FlipByte,
+    /// Send 50 MB more than the blob, with a Content-Length to match.
+    Oversized,
+    /// Answer manifest requests with a body that never ends (no length).
+    EndlessManifest,
 }
+
+/// Bytes sent past the blob by [`Fault::Oversized`].
+pub const OVERSIZE: usize = 50 << 20;
 
 /// The proxy; it runs until the test process ends.
 pub struct FaultProxy {
@@ -61,7 +68,9 @@ fn serve(
     let mut buf = [0u8; 8192];
     let head_end = loop {
         let n = client.read(&mut buf)?;
-        if n == 0 {
+        // Nothing, or a TLS handshake (Hull asking whether the registry
+        // speaks TLS): hang up, as a plain HTTP server would.
+        if n == 0 || (req.is_empty() && buf[0] == 0x16) {
             return Ok(());
         }
         req.extend_from_slice(&buf[..n]);
@@ -87,6 +96,10 @@ fn serve(
     }
     let request_line = head.lines().next().unwrap_or("").to_string();
     let is_blob_get = request_line.starts_with("GET ") && request_line.contains("/blobs/sha256:");
+    let is_manifest_get = request_line.starts_with("GET ") && request_line.contains("/manifests/");
+    if fault == Fault::EndlessManifest && is_manifest_get {
+        return endless(&mut client);
+    }
     // Forward with Connection: close.
     let mut out = String::new();
     for (i, line) in head.trim_end().lines().enumerate() {
@@ -142,8 +155,46 @@ fn serve(
                 return Ok(()); // dropping the stream closes it mid-body
             }
             Fault::FlipByte => resp[body_start + body_len / 2] ^= 0x01,
-            Fault::ServerError => {}
+            Fault::Oversized => {
+                return oversized(&mut client, &resp[..body_start], &resp[body_start..])
+            }
+            Fault::ServerError | Fault::EndlessManifest => {}
         }
     }
     client.write_all(&resp)
+}
+
+/// The upstream answer with its body followed by [`OVERSIZE`] more bytes,
+/// Content-Length raised to match; stops when the client hangs up.
+fn oversized(client: &mut TcpStream, head: &[u8], body: &[u8]) -> std::io::Result<()> {
+    let head = String::from_utf8_lossy(head);
+    let mut out = String::new();
+    for line in head.trim_end().lines() {
+        if line.to_ascii_lowercase().starts_with("content-length:") {
+            out.push_str(&format!("Content-Length: {}\r\n", body.len() + OVERSIZE));
+        } else {
+            out.push_str(line);
+            out.push_str("\r\n");
+        }
+    }
+    out.push_str("\r\n");
+    client.write_all(out.as_bytes())?;
+    client.write_all(body)?;
+    let extra = vec![0u8; 1 << 20];
+    for _ in 0..OVERSIZE / extra.len() {
+        client.write_all(&extra)?;
+    }
+    Ok(())
+}
+
+/// A 200 with a manifest media type and a body without end, until the
+/// client hangs up.
+fn endless(client: &mut TcpStream) -> std::io::Result<()> {
+    client.write_all(
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/vnd.oci.image.manifest.v1+json\r\nConnection: close\r\n\r\n{\"schemaVersion\":2,\"annotations\":{\"x\":\"",
+    )?;
+    let chunk = vec![b'x'; 1 << 20];
+    loop {
+        client.write_all(&chunk)?;
+    }
 }
