@@ -402,6 +402,7 @@ fn check_volume(v: &Volume, cx: &mut Diagnostics) {
 /// Rules over the merged manifest: unique names per section and for volumes,
 /// uid/gid names that refer to containers, binds that name volumes.
 pub fn check_merged(m: &Manifest, cx: &mut Diagnostics) {
+    check_kernel_has_an_image(m, cx);
     let containers = container_names(m, cx);
     let volumes = volume_names(m, cx);
     let images = m
@@ -416,6 +417,34 @@ pub fn check_merged(m: &Manifest, cx: &mut Diagnostics) {
         for bind in c.binds.iter().chain(&c.binds_add).flatten() {
             check_bind_source(bind, &volumes, cx);
         }
+    }
+}
+
+/// A `kernel:` with settings but, in all the files, no `image`: the image
+/// would have no kernel, and the settings would go nowhere.
+fn check_kernel_has_an_image(m: &Manifest, cx: &mut Diagnostics) {
+    let Some(k) = &m.kernel else { return };
+    if k.image.is_some() {
+        return;
+    }
+    let set: Vec<&str> = [
+        ("cmdline", &k.cmdline),
+        ("binary", &k.binary),
+        ("tar", &k.tar),
+        ("ucode", &k.ucode),
+    ]
+    .into_iter()
+    .filter(|(_, v)| v.is_some())
+    .map(|(name, _)| name)
+    .collect();
+    if !set.is_empty() {
+        cx.error(
+            &k.pos,
+            format!(
+                "kernel: sets {} but no file gives the kernel an image: add `image:` or leave `kernel:` out",
+                set.join(", ")
+            ),
+        );
     }
 }
 

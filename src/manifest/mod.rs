@@ -81,20 +81,54 @@ pub struct Loaded {
     pub warnings: Vec<Diagnostic>,
 }
 
+/// The text of a manifest file; bytes that are not UTF-8 are an error at
+/// the line and column of the first of them.
+fn utf8(path: &Path, bytes: Vec<u8>) -> Result<String, LoadError> {
+    String::from_utf8(bytes).map_err(|e| {
+        let valid = e.utf8_error().valid_up_to();
+        let bytes = e.as_bytes();
+        let before = &bytes[..valid];
+        let line_start = before
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |i| i + 1);
+        let col = std::str::from_utf8(&before[line_start..]).map_or(1, |s| s.chars().count() + 1);
+        let pos = yaml::Pos {
+            file: std::sync::Arc::from(path.display().to_string()),
+            line: before.iter().filter(|&&b| b == b'\n').count() + 1,
+            col,
+        };
+        let mut cx = Diagnostics::default();
+        cx.error(
+            &pos,
+            format!(
+                "byte {:#04x} is not UTF-8: a manifest is UTF-8 text",
+                bytes.get(valid).copied().unwrap_or(0)
+            ),
+        );
+        LoadError::Invalid {
+            errors: cx.errors,
+            warnings: cx.warnings,
+        }
+    })
+}
+
 /// Reads, checks and merges manifest files in order, as LinuxKit does with
 /// several files on one command line. `-` reads standard input.
 pub fn load_files(paths: &[PathBuf]) -> Result<Loaded, LoadError> {
     let mut sources = Vec::with_capacity(paths.len());
     for path in paths {
-        let text = if path.as_os_str() == "-" {
-            std::io::read_to_string(std::io::stdin())
+        let bytes = if path.as_os_str() == "-" {
+            let mut bytes = Vec::new();
+            std::io::Read::read_to_end(&mut std::io::stdin(), &mut bytes).map(|_| bytes)
         } else {
-            std::fs::read_to_string(path)
+            std::fs::read(path)
         }
         .map_err(|source| LoadError::Read {
             path: path.clone(),
             source,
         })?;
+        let text = utf8(path, bytes)?;
         sources.push((path.clone(), text));
     }
     let borrowed: Vec<(&Path, &str)> = sources

@@ -113,9 +113,21 @@ pub fn parse(file: &str, text: &str) -> Result<Node, SyntaxError> {
         produced: 0,
     };
     let mut parser = Parser::new_from_str(text);
-    parser.load(&mut builder, false).map_err(|e| SyntaxError {
-        pos: Pos::from_marker(&file, *e.marker()),
-        message: e.info().to_string(),
+    parser.load(&mut builder, false).map_err(|e| {
+        match indenting_tab(text, e.marker(), e.info()) {
+            Some((line, col)) => SyntaxError {
+                pos: Pos {
+                    file: file.clone(),
+                    line,
+                    col,
+                },
+                message: "a tab in the indentation: YAML indents with spaces".to_string(),
+            },
+            None => SyntaxError {
+                pos: Pos::from_marker(&file, *e.marker()),
+                message: e.info().to_string(),
+            },
+        }
     })?;
     if let Some(err) = builder.error {
         return Err(err);
@@ -131,6 +143,28 @@ pub fn parse(file: &str, text: &str) -> Result<Node, SyntaxError> {
             col: 1,
         },
     }))
+}
+
+/// When the scanner stopped at `mark` because of a tab that indents a later
+/// line (it reports where the scalar before began), that tab's line and
+/// column: the first tab after the end of the marked line, with nothing but
+/// whitespace before it.
+fn indenting_tab(text: &str, mark: &Marker, info: &str) -> Option<(usize, usize)> {
+    if !info.contains("tab") {
+        return None;
+    }
+    let rest: String = text.chars().skip(mark.index()).collect();
+    let next_line = rest.find('\n')? + 1;
+    let after = &rest[next_line..];
+    let tab = after.find('\t')?;
+    let between = &after[..tab];
+    if !between.chars().all(char::is_whitespace) {
+        return None;
+    }
+    let line = mark.line() + 1 + between.matches('\n').count();
+    let line_start = between.rfind('\n').map_or(0, |i| i + 1);
+    let col = between[line_start..].chars().count() + 1;
+    Some((line, col))
 }
 
 enum Open {
@@ -350,6 +384,15 @@ mod tests {
         assert!(e.pos.line >= 5, "{e}");
         // Aliases below the limit still copy.
         parse("ok.yml", "a: &a [1, 2]\nb: [*a, *a, *a]\n").expect("small aliases");
+    }
+
+    #[test]
+    fn a_tab_in_the_indentation_is_reported_where_it_is() {
+        let e = parse("t.yml", "services:\n  - name: web\n\timage: x\n").expect_err("tab");
+        assert_eq!((e.pos.line, e.pos.col), (3, 1), "{e}");
+        assert!(e.message.contains("a tab in the indentation"), "{e}");
+        let e = parse("t.yml", "a:\n  b: 1\n  \tc: 2\n").expect_err("tab");
+        assert_eq!((e.pos.line, e.pos.col), (3, 3), "{e}");
     }
 
     #[test]
