@@ -411,6 +411,95 @@ fn import_a_docker_save_tarball_made_by_skopeo() {
     );
 }
 
+/// An OCI archive of `layout` whose index.json has only `entries`
+/// (reference name, manifest descriptor).
+fn archive_with_names(layout: &Path, out: &Path, entries: &[(String, serde_json::Value)]) {
+    let manifests: Vec<serde_json::Value> = entries
+        .iter()
+        .map(|(name, d)| {
+            let mut d = d.clone();
+            d["annotations"] = serde_json::json!({"org.opencontainers.image.ref.name": name});
+            d
+        })
+        .collect();
+    let index = serde_json::json!({"schemaVersion": 2, "manifests": manifests});
+    std::fs::write(
+        layout.join("index.json"),
+        serde_json::to_vec(&index).expect("json"),
+    )
+    .expect("write index");
+    run(Command::new("tar")
+        .arg("-cf")
+        .arg(out)
+        .arg("-C")
+        .arg(layout)
+        .args(["oci-layout", "index.json", "blobs"]));
+}
+
+#[test]
+fn a_name_pinned_by_digest_resolves_only_to_that_digest() {
+    let env = Env::new();
+    let layout = env.tmp.path().join("pin");
+    umoci_image(&layout, "one", "amd64", &[&[("etc/which", b"one\n")]]);
+    umoci_image(&layout, "two", "amd64", &[&[("etc/which", b"two\n")]]);
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).expect("index"))
+            .expect("json");
+    let descriptor = |tag: &str| {
+        let mut d = index["manifests"]
+            .as_array()
+            .expect("manifests")
+            .iter()
+            .find(|d| d["annotations"]["org.opencontainers.image.ref.name"] == tag)
+            .expect("tag")
+            .clone();
+        d.as_object_mut().expect("object").remove("annotations");
+        d
+    };
+    let (one, two) = (descriptor("one"), descriptor("two"));
+    let one_digest = one["digest"].as_str().expect("digest").to_string();
+    let pinned = format!("example.org/pin/app@{one_digest}");
+    // An archive that names one's digest but points at two: refused.
+    let lying = env.tmp.path().join("lying.tar");
+    archive_with_names(&layout, &lying, &[(pinned.clone(), two.clone())]);
+    let out = env
+        .hull(&["cache", "import", lying.to_str().expect("utf-8")])
+        .expect_code(1);
+    assert!(
+        out.stderr
+            .contains(&format!("{pinned} is pinned to {one_digest}"))
+            && out.stderr.contains(two["digest"].as_str().expect("digest")),
+        "{}",
+        out.stderr
+    );
+    let ls = env.hull(&["cache", "ls"]).expect_code(0);
+    assert!(!ls.stdout.contains("example.org/pin/app"), "{}", ls.stdout);
+    // Its blobs are stored (each by its own digest), and the pinned
+    // reference resolves to one's manifest, never to two's.
+    let out = env
+        .hull(&[
+            "cache", "pull", "--pull", "never", "--arch", "amd64", &pinned,
+        ])
+        .expect_code(0);
+    let two_digest = two["digest"].as_str().expect("digest");
+    assert!(
+        out.stdout.contains(&one_digest) && !out.stdout.contains(two_digest),
+        "{}",
+        out.stdout
+    );
+    // An honest archive: the pinned name imports, and resolves to its content.
+    let honest = env.tmp.path().join("honest.tar");
+    archive_with_names(&layout, &honest, &[(pinned.clone(), one.clone())]);
+    env.hull(&["cache", "import", honest.to_str().expect("utf-8")])
+        .expect_code(0);
+    let out = env
+        .hull(&[
+            "cache", "pull", "--pull", "never", "--arch", "amd64", &pinned,
+        ])
+        .expect_code(0);
+    assert!(out.stdout.contains(&one_digest), "{}", out.stdout);
+}
+
 #[test]
 fn two_processes_share_one_cache() {
     let env = Env::new();

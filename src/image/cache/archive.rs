@@ -183,6 +183,10 @@ fn import_oci(cache: &Cache, file: &Path) -> Result<Vec<String>, ArchiveError> {
     let mut index = None;
     for entry in tar.entries().map_err(io(file, "read"))? {
         let mut entry = entry.map_err(io(file, "read"))?;
+        // Directories (as `tar` of a layout has them) hold nothing to store.
+        if entry.header().entry_type().is_dir() {
+            continue;
+        }
         let name = clean(&entry.path().map_err(io(file, "read"))?);
         if name == "index.json" {
             let mut bytes = Vec::new();
@@ -219,6 +223,7 @@ fn import_oci(cache: &Cache, file: &Path) -> Result<Vec<String>, ArchiveError> {
             continue;
         };
         let name = normalize(name).map_err(|m| invalid(file, m))?;
+        check_pinned(&name, &d).map_err(|m| invalid(file, m))?;
         let digest = d.digest().map_err(CacheError::from)?;
         if !cache.has_blob(&digest) {
             return Err(invalid(
@@ -303,6 +308,7 @@ fn import_docker(cache: &Cache, file: &Path) -> Result<Vec<String>, ArchiveError
         };
         for tag in e.repo_tags.iter().flatten() {
             let name = normalize(tag).map_err(|m| invalid(file, m))?;
+            check_pinned(&name, &descriptor).map_err(|m| invalid(file, m))?;
             cache.set_ref(&name, &descriptor)?;
             added.push(name);
         }
@@ -331,6 +337,18 @@ fn diff_ids(config: &[u8]) -> Result<Vec<String>, String> {
 }
 
 /// The cache's name for a reference: fully qualified (`docker.io/library/x:tag`).
+/// Refuses a name pinned by digest (`REPO@sha256:...`) that an archive
+/// points at another manifest: content addressing is the only trust.
+fn check_pinned(name: &str, descriptor: &Descriptor) -> Result<(), String> {
+    match name.rsplit_once('@') {
+        Some((_, pinned)) if pinned != descriptor.digest => Err(format!(
+            "{name} is pinned to {pinned}, but the archive points it at {}: refused",
+            descriptor.digest
+        )),
+        _ => Ok(()),
+    }
+}
+
 pub fn normalize(name: &str) -> Result<String, String> {
     name.parse::<oci_client::Reference>()
         .map(|r| r.whole())

@@ -144,15 +144,19 @@ pub fn cache_name(reference: &Reference) -> String {
     reference.whole()
 }
 
-/// The image for `arch` from the cache, if complete there.
+/// The image for `arch` from the cache, if complete there. A reference
+/// pinned by digest is looked up by that digest alone, whatever a name in
+/// the cache points at.
 pub fn lookup(
     cache: &Cache,
     reference: &Reference,
     arch: Arch,
 ) -> Result<Option<CachedImage>, CacheError> {
-    if let Some(top) = cache.resolve(&cache_name(reference))? {
-        if let Some(img) = cache.complete_image(&top, arch)? {
-            return Ok(Some(img));
+    if reference.digest().is_none() {
+        if let Some(top) = cache.resolve(&cache_name(reference))? {
+            if let Some(img) = cache.complete_image(&top, arch)? {
+                return Ok(Some(img));
+            }
         }
     }
     if let Some(d) = reference.digest().and_then(|d| Digest::parse(d).ok()) {
@@ -439,5 +443,51 @@ async fn download(
             Err(e) => task.note(&format!("{e}; retrying")),
         }
         backoff.pause().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::image::oci;
+
+    /// Puts a one-layer amd64 image in the cache; returns its manifest's descriptor.
+    fn image(cache: &Cache, content: &[u8]) -> Descriptor {
+        let config = br#"{"architecture":"amd64","os":"linux"}"#.to_vec();
+        let manifest = serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": oci::OCI_MANIFEST,
+            "config": Descriptor::of(oci::OCI_CONFIG, &config),
+            "layers": [Descriptor::of(oci::OCI_LAYER_TAR, content)],
+        }))
+        .expect("json");
+        for b in [content, &config[..], &manifest[..]] {
+            cache.put_blob(&Digest::of(b), b).expect("put");
+        }
+        Descriptor::of(oci::OCI_MANIFEST, &manifest)
+    }
+
+    #[test]
+    fn a_pinned_reference_is_looked_up_by_its_digest_not_by_its_name() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let cache = Cache::open(dir.path()).expect("open");
+        let one = image(&cache, b"one");
+        let two = image(&cache, b"two");
+        // A cache (an older Hull's, or one edited by hand) whose pinned
+        // name points at other content.
+        let pinned = format!("example.org/pin/app@{}", one.digest);
+        cache.set_ref(&pinned, &two).expect("set");
+        let reference: Reference = pinned.parse().expect("reference");
+        let found = lookup(&cache, &reference, Arch::Amd64)
+            .expect("reads")
+            .expect("found by digest");
+        assert_eq!(found.manifest.digest, one.digest);
+        // A tag is looked up by name.
+        cache.set_ref("example.org/pin/app:t", &two).expect("set");
+        let tagged: Reference = "example.org/pin/app:t".parse().expect("reference");
+        let found = lookup(&cache, &tagged, Arch::Amd64)
+            .expect("reads")
+            .expect("found by name");
+        assert_eq!(found.manifest.digest, two.digest);
     }
 }
