@@ -798,6 +798,17 @@ fn hostile_layers_are_refused_and_nothing_is_written() {
             Layer::new().raw(b"huge.bin", tar::EntryType::Regular, 10 << 30, b""),
             "huge.bin",
         ),
+        (
+            // One file 10,000 directories deep (a GNU long name).
+            "deep",
+            Layer::new().file(
+                &format!("{}/f", vec!["d"; 10_000].join("/")),
+                b"x",
+                0o644,
+                (0, 0),
+            ),
+            "more than the 4096 a path may have",
+        ),
     ];
     for (name, layer, expect) in cases {
         let layout = env.tmp.path().join(format!("hostile-{name}"));

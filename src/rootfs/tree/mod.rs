@@ -69,10 +69,18 @@ impl Entry {
     }
 }
 
+/// The longest path the tree takes, in bytes: Linux's `PATH_MAX`, which
+/// no program in the image could open a longer path with anyway.
+pub const MAX_PATH_BYTES: usize = 4096;
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TreeError {
     #[error("path \"{0}\" leaves the tree (\"..\" or an absolute path)")]
     Escapes(String),
+    #[error(
+        "path \"{start}...\" is {len} bytes long, more than the {MAX_PATH_BYTES} a path may have"
+    )]
+    TooLong { start: String, len: usize },
     #[error("path \"{path}\" goes through the symlink \"{link}\"")]
     ThroughSymlink { path: String, link: String },
     #[error("path \"{path}\": its parent \"{parent}\" is not a directory")]
@@ -86,6 +94,16 @@ pub enum TreeError {
 /// Normalizes a relative path: drops `.` parts and a leading `./`, joins with `/`.
 /// `..` parts and absolute paths are errors. The root is `""`.
 pub fn normalize(path: &str) -> Result<String, TreeError> {
+    if path.len() > MAX_PATH_BYTES {
+        let mut end = 64;
+        while !path.is_char_boundary(end) {
+            end -= 1;
+        }
+        return Err(TreeError::TooLong {
+            start: path[..end].to_string(),
+            len: path.len(),
+        });
+    }
     if path.starts_with('/') {
         return Err(TreeError::Escapes(path.to_string()));
     }
@@ -143,36 +161,37 @@ impl Tree {
     }
 
     /// Checks that every ancestor of `path` is a directory (creating missing
-    /// ones with mode 0755) and none is a symlink.
+    /// ones with mode 0755) and none is a symlink. Walks up only to the
+    /// nearest ancestor the tree has: every entry's ancestors are already
+    /// directories, so the work is the missing part of the path, not its
+    /// whole depth (a deep tree stays linear to build).
     fn prepare_parents(&mut self, path: &str) -> Result<(), TreeError> {
-        let mut ancestors = Vec::new();
+        let mut missing = Vec::new();
         let mut p = parent_of(path);
         while let Some(a) = p {
             if a.is_empty() {
                 break;
             }
-            ancestors.push(a.to_string());
-            p = parent_of(a);
-        }
-        for a in ancestors.iter().rev() {
             match self.entries.get(a).map(|e| &e.kind) {
-                None => {
-                    self.entries.insert(a.clone(), Entry::dir(0o755));
-                }
-                Some(Kind::Dir) => {}
+                None => missing.push(a),
+                Some(Kind::Dir) => break,
                 Some(Kind::Symlink(_)) => {
                     return Err(TreeError::ThroughSymlink {
                         path: path.to_string(),
-                        link: a.clone(),
+                        link: a.to_string(),
                     })
                 }
                 Some(_) => {
                     return Err(TreeError::ParentNotDir {
                         path: path.to_string(),
-                        parent: a.clone(),
+                        parent: a.to_string(),
                     })
                 }
             }
+            p = parent_of(a);
+        }
+        for a in missing.into_iter().rev() {
+            self.entries.insert(a.to_string(), Entry::dir(0o755));
         }
         Ok(())
     }
@@ -313,12 +332,16 @@ impl Tree {
                 };
                 e.kind = Kind::Hardlink(join(&to, t_rel));
             }
-            if dest.is_empty() {
-                self.entries.insert(dest, e);
-            } else {
+            if !dest.is_empty() {
                 self.prepare_parents(&dest)?;
-                self.entries.insert(dest, e);
+                // A directory replaced by anything else takes its children
+                // along, as in `insert`: every entry's parent is a directory.
+                let over_dir = matches!(self.entries.get(&dest).map(|e| &e.kind), Some(Kind::Dir));
+                if over_dir && !matches!(e.kind, Kind::Dir) {
+                    self.remove(&dest);
+                }
             }
+            self.entries.insert(dest, e);
         }
         Ok(())
     }
@@ -347,6 +370,34 @@ mod tests {
         assert_eq!(normalize("./"), Ok(String::new()));
         assert!(normalize("a/../../etc").is_err());
         assert!(normalize("/etc/passwd").is_err());
+    }
+
+    #[test]
+    fn a_deep_tree_builds_in_linear_time_and_too_long_paths_are_refused() {
+        // The deepest tree the path limit allows, entry by entry as a layer
+        // lists it: each insert checks one parent, not the whole chain.
+        let depth = MAX_PATH_BYTES / 2;
+        let started = std::time::Instant::now();
+        let mut t = Tree::new();
+        let mut path = String::from("a");
+        for _ in 1..depth {
+            t.insert(&path, Entry::dir(0o755)).expect("insert");
+            path.push_str("/a");
+        }
+        t.insert(&path, file(1)).expect("deepest file");
+        assert_eq!(t.len(), depth + 1);
+        let took = started.elapsed();
+        assert!(
+            took < std::time::Duration::from_secs(1),
+            "{depth} levels took {took:?}"
+        );
+        // 10,000 levels: refused at once, naming the start of the path.
+        let deep = vec!["d"; 10_000].join("/");
+        let started = std::time::Instant::now();
+        let e = t.insert(&deep, file(2)).expect_err("too long");
+        assert!(started.elapsed() < std::time::Duration::from_millis(100));
+        assert!(matches!(e, TreeError::TooLong { len: 19_999, .. }), "{e}");
+        assert!(e.to_string().starts_with("path \"d/d/d/"), "{e}");
     }
 
     #[test]
