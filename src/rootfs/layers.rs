@@ -4,7 +4,8 @@
 //! Owns: decompressing a layer by its magic bytes, reading its tar entries
 //! (PAX and GNU long names, hard links, symlinks, devices, fifos, modes, owners,
 //! `SCHILY.xattr.*`), whiteouts (`.wh.NAME`) and opaque directories
-//! (`.wh..wh..opq`), and refusing entries that would land outside the tree.
+//! (`.wh..wh..opq`), and refusing entries that would land outside the tree
+//! and layers past [`MAX_LAYER_BYTES`] or [`MAX_LAYER_ENTRIES`].
 //! Must not know about manifests or containers.
 
 use std::collections::HashSet;
@@ -13,6 +14,13 @@ use std::io::{BufReader, Read};
 use std::path::Path;
 
 use crate::rootfs::tree::{normalize, Entry, Kind, Pack, Tree, TreeError};
+
+/// The most a layer may unpack to, in bytes of file content (16 GiB): far
+/// beyond any bootable image, and what keeps a small compressed layer from
+/// filling the disk with its temp files.
+pub const MAX_LAYER_BYTES: u64 = 16 << 30;
+/// The most entries a layer may hold (4 million).
+pub const MAX_LAYER_ENTRIES: u64 = 4 << 20;
 
 const WHITEOUT: &str = ".wh.";
 const OPAQUE: &str = ".wh..wh..opq";
@@ -133,8 +141,18 @@ pub fn apply(
     let mut archive = tar::Archive::new(reader);
     // Paths this layer added: its whiteouts never hide them.
     let mut added: HashSet<String> = HashSet::new();
+    let (mut entries, mut bytes) = (0u64, 0u64);
     for entry in archive.entries().map_err(src.read(None))? {
         let mut entry = entry.map_err(src.read(None))?;
+        entries += 1;
+        bytes = bytes.saturating_add(entry.size());
+        if entries > MAX_LAYER_ENTRIES || bytes > MAX_LAYER_BYTES {
+            let path = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+            let message = format!(
+                "the layer holds more than {MAX_LAYER_ENTRIES} entries or {MAX_LAYER_BYTES} bytes of files: refused"
+            );
+            return Err(src.unsupported(&path, message));
+        }
         apply_entry(tree, pack, &mut entry, src, &mut added)?;
     }
     Ok(())

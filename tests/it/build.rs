@@ -799,6 +799,12 @@ fn hostile_layers_are_refused_and_nothing_is_written() {
             "huge.bin",
         ),
         (
+            // A file claiming 17 GiB: past the layer limit before any is read.
+            "bomb",
+            Layer::new().raw(b"zeros.bin", tar::EntryType::Regular, 17 << 30, b""),
+            "bytes of files: refused",
+        ),
+        (
             // One file 10,000 directories deep (a GNU long name).
             "deep",
             Layer::new().file(

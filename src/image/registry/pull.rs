@@ -62,6 +62,15 @@ pub enum PullError {
     Registry(#[from] RegistryError),
     #[error(transparent)]
     Cache(#[from] CacheError),
+    #[error(
+        "the config {digest} of {image} is {size} bytes, more than the {} Hull reads",
+        super::fetch::MAX_MANIFEST_BYTES
+    )]
+    ConfigTooLarge {
+        image: String,
+        digest: String,
+        size: u64,
+    },
     #[error("cannot fetch the manifest of {image} from {url}")]
     ManifestTooLarge {
         image: String,
@@ -243,6 +252,14 @@ pub async fn pull(
         Parsed::Image { config, layers, .. } => (top.clone(), config, layers, false),
     };
 
+    // A config is read whole: as a manifest, at most 4 MiB.
+    if config.size > super::fetch::MAX_MANIFEST_BYTES as u64 {
+        return Err(PullError::ConfigTooLarge {
+            image,
+            digest: config.digest.clone(),
+            size: config.size,
+        });
+    }
     let blobs: Vec<&Descriptor> = std::iter::once(&config).chain(&layers).collect();
     let missing: Vec<&Descriptor> = blobs
         .iter()
