@@ -18,6 +18,7 @@ mod init_static;
 mod linuxkit_corpus;
 mod packages;
 mod pkg;
+mod registry_credentials;
 mod registry_faults;
 mod registry_pull;
 mod registry_tls;

@@ -61,6 +61,18 @@ struct AuthEntry {
     identity_token: Option<String>,
 }
 
+/// The realm of a `Bearer` challenge (`WWW-Authenticate: Bearer
+/// realm="https://auth.example/token",service="..."`).
+pub fn bearer_realm(challenge: &str) -> Option<String> {
+    let rest = challenge.trim().strip_prefix("Bearer")?.trim_start();
+    rest.split(',').find_map(|part| {
+        let (key, value) = part.split_once('=')?;
+        key.trim()
+            .eq_ignore_ascii_case("realm")
+            .then(|| value.trim().trim_matches('"').to_string())
+    })
+}
+
 /// The Docker config file Hull reads.
 pub fn config_path() -> Option<PathBuf> {
     if let Some(dir) = std::env::var_os("DOCKER_CONFIG") {
@@ -216,6 +228,19 @@ mod tests {
         let p = dir.join("config.json");
         std::fs::write(&p, json).expect("write");
         p
+    }
+
+    #[test]
+    fn bearer_realms_are_read_from_challenges() {
+        assert_eq!(
+            bearer_realm(r#"Bearer realm="https://auth.example/token",service="reg""#).as_deref(),
+            Some("https://auth.example/token")
+        );
+        assert_eq!(
+            bearer_realm(r#"Bearer service="reg", realm="http://10.0.0.9/t""#).as_deref(),
+            Some("http://10.0.0.9/t")
+        );
+        assert_eq!(bearer_realm(r#"Basic realm="Registry""#), None);
     }
 
     #[test]

@@ -71,6 +71,8 @@ pub enum RegistryError {
     Auth(#[from] auth::AuthError),
     #[error("cannot set up HTTP: {0}")]
     Http(String),
+    #[error("{reference}: the registry's token service {realm} is plain HTTP on another machine: credentials are not sent there (use HTTPS, or name its host with --insecure-registry)")]
+    PlainTokenRealm { reference: String, realm: String },
     #[error("{what} {reference}: {url}")]
     Request {
         what: &'static str,
@@ -194,6 +196,44 @@ impl Registry {
         }
     }
 
+    /// Refuses credentials for a registry whose token service (the realm of
+    /// its `Bearer` challenge) is plain HTTP on another machine: they would
+    /// cross the network in clear. Loopback realms and hosts named with
+    /// `--insecure-registry` are allowed, as for registries.
+    async fn check_token_realm(
+        &self,
+        url: &str,
+        reference: &Reference,
+    ) -> Result<(), RegistryError> {
+        // A registry that cannot be reached fails in the login itself.
+        let Ok(response) = self.http.get(url).send().await else {
+            return Ok(());
+        };
+        let realm = response
+            .headers()
+            .get_all("www-authenticate")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find_map(auth::bearer_realm);
+        let Some(realm) = realm else { return Ok(()) };
+        let Ok(parsed) = reqwest::Url::parse(&realm) else {
+            return Ok(());
+        };
+        let host = match (parsed.host_str(), parsed.port()) {
+            (Some(h), Some(p)) => format!("{h}:{p}"),
+            (Some(h), None) => h.to_string(),
+            (None, _) => String::new(),
+        };
+        let allowed = is_loopback(&host) || self.options.insecure.iter().any(|h| h == &host);
+        if parsed.scheme() == "http" && !allowed {
+            return Err(RegistryError::PlainTokenRealm {
+                reference: reference.whole(),
+                realm,
+            });
+        }
+        Ok(())
+    }
+
     /// Authenticates for `op` on the repository of `reference`, once per command.
     pub async fn login(
         &self,
@@ -212,6 +252,9 @@ impl Registry {
         }
         let (client, scheme) = self.client(reference).await;
         let url = format!("{scheme}://{host}/v2/");
+        if !matches!(auth, RegistryAuth::Anonymous) {
+            self.check_token_realm(&url, reference).await?;
+        }
         self.retry(|| client.auth(reference, &auth, op))
             .await
             .map_err(|source| RegistryError::Request {
