@@ -17,3 +17,6 @@ pub mod platform;
 pub mod progress;
 pub mod qemu;
 pub mod rootfs;
+
+#[cfg(test)]
+mod fuzz;
