@@ -520,3 +520,77 @@ proptest! {
         prop_assert_eq!(&got, &want, "tar");
     }
 }
+
+/// Cases per target that runs independent tools for every case (each a few
+/// process starts): `HULL_FUZZ_TOOL_CASES`, default 64.
+fn tool_cases() -> u32 {
+    std::env::var("HULL_FUZZ_TOOL_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(64)
+}
+
+/// Files for a FAT volume: 8.3 names one to three directories deep, of
+/// sizes around cluster boundaries.
+fn fat_files() -> impl Strategy<Value = Vec<(String, Vec<u8>)>> {
+    let name = "[A-Z0-9_]{1,8}(\\.[A-Z0-9]{1,3})?";
+    let path = prop::collection::vec(name, 1..4).prop_map(|p| p.join("/"));
+    let size = prop_oneof![0usize..8, 500usize..530, 1020usize..1030, 4000usize..9000];
+    let file = (path, size, any::<u8>()).prop_map(|(p, n, b)| {
+        let data: Vec<u8> = (0..n).map(|i| b.wrapping_add((i % 251) as u8)).collect();
+        (p, data)
+    });
+    prop::collection::vec(file, 1..8).prop_map(|files| {
+        // A path that is also another's directory, or twice there: keep the first.
+        let mut kept: Vec<(String, Vec<u8>)> = Vec::new();
+        for (p, d) in files {
+            let clash = kept.iter().any(|(k, _)| {
+                k == &p || k.starts_with(&format!("{p}/")) || p.starts_with(&format!("{k}/"))
+            });
+            if !clash {
+                kept.push((p, d));
+            }
+        }
+        kept
+    })
+}
+
+fn run_tool(program: &str, args: &[&str]) -> Result<String, TestCaseError> {
+    let out = std::process::Command::new(program)
+        .args(args)
+        .output()
+        .map_err(|e| TestCaseError::fail(format!("{program}: {e}")))?;
+    if !out.status.success() {
+        return Err(TestCaseError::fail(format!(
+            "{program} {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+proptest! {
+    #![proptest_config(Config { cases: tool_cases(), ..config() })]
+
+    #[test]
+    fn fat_volumes_pass_fsck_and_mtools_reads_every_file_back(files in fat_files()) {
+        let fail = |e: std::io::Error| TestCaseError::fail(e.to_string());
+        let refs: Vec<(&str, &[u8])> = files.iter().map(|(p, d)| (p.as_str(), d.as_slice())).collect();
+        let image = crate::media::fat::small_image(&refs, 0x1234_5678, "FUZZ")
+            .map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let dir = tempfile::tempdir().map_err(fail)?;
+        let img = dir.path().join("fat.img");
+        std::fs::write(&img, &image).map_err(fail)?;
+        let img = img.to_str().unwrap_or_default().to_string();
+        run_tool("fsck.vfat", &["-n", &img])?;
+        let out = dir.path().join("out");
+        std::fs::create_dir(&out).map_err(fail)?;
+        let out_s = out.to_str().unwrap_or_default().to_string();
+        run_tool("mcopy", &["-s", "-n", "-i", &img, "::/*", &out_s])?;
+        for (path, data) in &files {
+            let got = std::fs::read(out.join(path)).map_err(|e| TestCaseError::fail(format!("{path}: {e}")))?;
+            prop_assert_eq!(&got, data, "{}", path);
+        }
+    }
+}
