@@ -537,7 +537,9 @@ fn fat_files() -> impl Strategy<Value = Vec<(String, Vec<u8>)>> {
     let path = prop::collection::vec(name, 1..4).prop_map(|p| p.join("/"));
     let size = prop_oneof![0usize..8, 500usize..530, 1020usize..1030, 4000usize..9000];
     let file = (path, size, any::<u8>()).prop_map(|(p, n, b)| {
-        let data: Vec<u8> = (0..n).map(|i| b.wrapping_add((i % 251) as u8)).collect();
+        let data: Vec<u8> = (0..n)
+            .map(|i| b.wrapping_add(u8::try_from(i % 251).unwrap_or(0)))
+            .collect();
         (p, data)
     });
     prop::collection::vec(file, 1..8).prop_map(|files| {
