@@ -343,8 +343,9 @@ fn set_root_propagation(spec: &Spec) -> Result<bool, SetupError> {
 /// The container's working directory, `/run/hull/containers/NAME`, made
 /// without following a symlink (a container that binds `/run` may have put
 /// one there) and covered by a tmpfs of this mount namespace alone; an open
-/// descriptor of that tmpfs, through which everything else is reached. A
-/// directory swapped in between the mount and the open is refused.
+/// descriptor of that tmpfs, through which everything else is reached; as
+/// big as `sizes` says. A directory swapped in between the mount and the
+/// open is refused.
 fn work_dir(name: &str) -> Result<OwnedFd, SetupError> {
     let host = Root::open_no_symlinks(Path::new("/"))?;
     let parent = Path::new("/run/hull/containers");
@@ -354,11 +355,15 @@ fn work_dir(name: &str) -> Result<OwnedFd, SetupError> {
         .st_dev;
     // Device nodes made in the container open nothing: the nodes a
     // container may use are binds from the host's /dev.
+    let (size, note) = crate::sizes::Tmpfs::Upper.option();
+    if let Some(note) = note {
+        eprintln!("hull-init: {name}: {note}");
+    }
     mounts::mount_at(
         "tmpfs",
         &Target::InRoot(&host, &path, Make::Dir),
         "tmpfs",
-        &["nosuid".into(), "nodev".into(), "mode=0700".into()],
+        &["nosuid".into(), "nodev".into(), "mode=0700".into(), size],
     )?;
     let work = host.open_at(&path, Make::Nothing)?.into_fd();
     let ours = rustix::fs::fstat(&work).is_ok_and(|st| st.st_dev != parent_dev)

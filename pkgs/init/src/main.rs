@@ -20,6 +20,7 @@ mod reaper;
 mod runtime;
 mod seccomp;
 mod services;
+mod sizes;
 mod supervisor;
 mod sys;
 

@@ -200,7 +200,8 @@ pub fn set_propagation_at(
         .ctx(|| format!("set propagation {flags:?} on {}", target.show()))
 }
 
-/// The system's mounts, made once by PID1. A mount that is already there is fine.
+/// The system's mounts, made once by PID1 (`/run` and `/tmp` as big as
+/// `sizes` says). A mount that is already there is fine.
 pub fn early() -> Vec<SysError> {
     let table: &[(&str, &str, &str, &[&str])] = &[
         (
@@ -240,7 +241,19 @@ pub fn early() -> Vec<SysError> {
     let mut errors = Vec::new();
     for (source, target, fstype, opts) in table {
         let _ = std::fs::create_dir_all(target);
-        let opts: Vec<String> = opts.iter().map(|s| s.to_string()).collect();
+        let mut opts: Vec<String> = opts.iter().map(|s| s.to_string()).collect();
+        let sized = match *target {
+            "/run" => Some(crate::sizes::Tmpfs::Run),
+            "/tmp" => Some(crate::sizes::Tmpfs::Tmp),
+            _ => None,
+        };
+        if let Some(t) = sized {
+            let (size, note) = t.option();
+            opts.push(size);
+            if let Some(note) = note {
+                println!("hull-init: {note}");
+            }
+        }
         if let Err(e) = mount(source, Path::new(target), fstype, &opts) {
             if e.errno != rustix::io::Errno::BUSY {
                 errors.push(e);

@@ -65,14 +65,19 @@ pub fn switch(args: &[OsString], started: u64) -> SysError {
 
 fn copy_into_tmpfs() -> Result<(), SysError> {
     rustix::fs::mkdir(NEW, Mode::from_raw_mode(0o755)).ctx(|| format!("mkdir {NEW}"))?;
+    let (size, note) = crate::sizes::Tmpfs::Root.option();
+    if let Some(note) = note {
+        println!("hull-init: {note}");
+    }
+    let data = std::ffi::CString::new(format!("mode=0755,{size}")).unwrap_or_default();
     rustix::mount::mount(
         "tmpfs",
         NEW,
         "tmpfs",
         rustix::mount::MountFlags::empty(),
-        c"mode=0755",
+        data.as_c_str(),
     )
-    .ctx(|| format!("mount a tmpfs on {NEW}"))?;
+    .ctx(|| format!("mount a tmpfs ({size}) on {NEW}"))?;
     let root_dev = rustix::fs::stat("/").ctx(|| "stat /".into())?.st_dev;
     let mut links = HashMap::new();
     let entries = std::fs::read_dir("/").map_err(|e| io("read /", &e))?;

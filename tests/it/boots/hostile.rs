@@ -24,7 +24,7 @@ fn manifest(kernel: &str, init: &str, getty: &str, probe: &str) -> String {
     format!(
         r#"kernel:
   image: {kernel}
-  cmdline: "console=ttyS0 console=ttyAMA0"
+  cmdline: "console=ttyS0 console=ttyAMA0 hull_tmp_size=3m hull_upper_size=5m"
 init:
   - {init}
 onboot:
@@ -73,8 +73,9 @@ onboot:
   - name: hostafter
     image: {getty}
     capabilities: []
+    pid: host
     binds: ["/:/host:ro"]
-    command: ["/bin/sh", "-c", "ls /host/etc/rw /host/etc/root /host/etc/upper >/dev/null 2>&1 && echo HOSTAFTER-ETC-TOUCHED; echo HOSTAFTER-DONE"]
+    command: ["/bin/sh", "-c", "ls /host/etc/rw /host/etc/root /host/etc/upper >/dev/null 2>&1 && echo HOSTAFTER-ETC-TOUCHED; awk '$2 == \"/\" || $2 == \"/run\" || $2 == \"/tmp\" {{ print \"HOSTAFTER-MOUNT\", $2, $4 }}' /proc/1/mounts; head -c 8000000 /dev/zero > /big 2>/dev/null && echo HOSTAFTER-UPPER-UNBOUNDED || echo HOSTAFTER-UPPER-FULL; echo HOSTAFTER-DONE"]
 services:
   - name: nogrant
     image: {probe}
@@ -191,6 +192,9 @@ fn hostile_containers_reach_nothing_of_the_host_on_both_arches() {
             "hull-init: 007-victim: resolve /run/hull/containers/007-victim: ",
             "hull-init: onboot 007-victim: exited with status 126",
             "[008-hostafter] HOSTAFTER-DONE",
+            // tmpfs sizes: /tmp and each container's writable layer as the
+            // kernel command line sets them, /run and the root as default.
+            "[008-hostafter] HOSTAFTER-UPPER-FULL",
             // The control socket: refused without a grant, reading only with `read`.
             "[nogrant] hullctl: this container may not ask that of hull-init (its control access is none, list needs read",
             "[nogrant] NOGRANT-RC=1",
@@ -217,6 +221,26 @@ fn hostile_containers_reach_nothing_of_the_host_on_both_arches() {
             assert!(
                 !console.contains(never),
                 "{arch}: \"{never}\" on the console:\n{console}"
+            );
+        }
+        let mount = |target: &str| {
+            console
+                .lines()
+                .filter_map(|l| l.strip_prefix("[008-hostafter] HOSTAFTER-MOUNT "))
+                .find_map(|l| l.strip_prefix(&format!("{target} ")))
+                .unwrap_or("")
+                .to_string()
+        };
+        assert!(
+            mount("/tmp").contains("size=3072k"),
+            "{arch}: /tmp {}",
+            mount("/tmp")
+        );
+        for target in ["/", "/run"] {
+            assert!(
+                mount(target).contains("size="),
+                "{arch}: {target} has no size limit: {}:\n{console}",
+                mount(target)
             );
         }
         println!("{arch}: the hostile containers reached nothing of the host");
