@@ -477,35 +477,17 @@ fn device_nodes(spec: &Spec, root: &Root) -> Result<(), SetupError> {
     Ok(())
 }
 
-/// Masked paths (a read-only tmpfs over a directory, /dev/null over a
-/// file) and read-only paths (bound onto themselves read-only); paths the
-/// container does not have are skipped, a mount that fails stops it. Done
-/// once the container's root is `/`, so a path resolves as the container
-/// would resolve it, symlinks included.
+/// The spec's masked and read-only paths (see `masked`).
 fn masked_and_readonly_paths(spec: &Spec) -> Result<(), SetupError> {
     let Some(linux) = spec.linux() else {
         return Ok(());
     };
-    for p in linux.masked_paths().clone().unwrap_or_default() {
-        let t = Path::new(&p);
-        let done = if t.is_dir() {
-            mounts::mount("tmpfs", t, "tmpfs", &["ro".into()])
-        } else if t.exists() {
-            mounts::mount("/dev/null", t, "bind", &["bind".into()])
-        } else {
-            Ok(())
-        };
-        done.map_err(|e| err(format!("masked path {p}: {e}")))?;
-    }
-    for p in linux.readonly_paths().clone().unwrap_or_default() {
-        let t = Path::new(&p);
-        if t.exists() {
-            let options = ["rbind".into(), "ro".into()];
-            mounts::mount(&p, t, "bind", &options)
-                .map_err(|e| err(format!("read-only path {p}: {e}")))?;
-        }
-    }
-    Ok(())
+    crate::masked::apply(
+        &mut crate::masked::Linux,
+        &linux.masked_paths().clone().unwrap_or_default(),
+        &linux.readonly_paths().clone().unwrap_or_default(),
+    )
+    .map_err(err)
 }
 
 /// The hostname, in a new UTS namespace only.

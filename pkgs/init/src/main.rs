@@ -12,6 +12,7 @@ mod devfilter;
 mod identity;
 mod inroot;
 mod launch;
+mod masked;
 mod modules;
 mod mounts;
 mod netlink;
