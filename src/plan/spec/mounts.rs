@@ -21,7 +21,9 @@ pub const DEFAULT_MOUNTS: &[(&str, &str, &str, &[&str])] = &[
         "/dev",
         "tmpfs",
         "tmpfs",
-        &["nosuid", "strictatime", "mode=755", "size=65536k"],
+        // nodev: the nodes a container uses are binds of the host's, which
+        // keep their own mount's flags; a node made here opens nothing.
+        &["nosuid", "nodev", "strictatime", "mode=755", "size=65536k"],
     ),
     (
         "/dev/pts",

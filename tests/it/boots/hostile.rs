@@ -174,6 +174,7 @@ fn hostile_containers_reach_nothing_of_the_host_on_both_arches() {
             "[001-mknod] MKNOD-NODE-DENIED-IN-/tmp",
             "[001-mknod] MKNOD-NODE-DENIED-IN-/run",
             "[001-mknod] MKNOD-NODE-DENIED-IN-/dev/shm",
+            "[001-mknod] MKNOD-NODE-DENIED-IN-/dev",
             "[002-links] LINKS-OUTSIDE-MOUNTS=0",
             "[002-links] LINKS-ROOT=overlay",
             "[002-links] LINKS-BIND-INSIDE",

@@ -45,7 +45,7 @@ cat > "$ROOTFS/bin/probe-mknod" <<'SH'
 disk=$(cat /sys/block/vda/dev)
 major=${disk%%:*}
 minor=${disk##*:}
-for dir in /tmp /run /dev/shm; do
+for dir in /tmp /run /dev/shm /dev; do
   mknod "$dir/vda" b "$major" "$minor" || { echo "MKNOD-FAILED-IN-$dir"; continue; }
   head -c 512 "$dir/vda" >/dev/null 2>&1 \
     && echo "MKNOD-NODE-READ-IN-$dir" || echo "MKNOD-NODE-DENIED-IN-$dir"
