@@ -9,7 +9,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::path::{Component, Path, PathBuf};
 
 use super::decode::{Diagnostics, Spanned};
-use super::types::{File, Image, ImageConfig, Manifest, Volume};
+use super::types::{Device, File, Image, ImageConfig, Manifest, Volume};
 use super::values::{Bind, Id};
 use super::yaml::Pos;
 
@@ -223,37 +223,7 @@ pub fn check_config(c: &ImageConfig, cx: &mut Diagnostics) {
         }
     }
     for device in c.devices.iter().flatten() {
-        // LinuxKit's `path: all`: every device of the type, no node.
-        let all = device.path.as_ref().is_some_and(|p| p.value == "all");
-        match &device.path {
-            Some(p) if all || p.starts_with("/dev/") => {}
-            Some(p) => cx.error(
-                &p.pos,
-                format!(
-                    "path: device \"{}\" must be under /dev/ (or \"all\": every device of the type)",
-                    p.value
-                ),
-            ),
-            None => cx.error(&device.pos, "device: \"path\" is required"),
-        }
-        let types: &[&str] = if all {
-            &["a", "b", "c"]
-        } else {
-            &["c", "b", "u", "p"]
-        };
-        match &device.device_type {
-            Some(t) if types.contains(&t.as_str()) => {}
-            Some(t) => cx.error(
-                &t.pos,
-                format!(
-                    "type: device type \"{}\" is not one of {}{}",
-                    t.value,
-                    types.join(", "),
-                    if all { " (for path: all)" } else { "" }
-                ),
-            ),
-            None => cx.error(&device.pos, "device: \"type\" is required"),
-        }
+        check_device(device, cx);
     }
     if let Some(runtime) = &c.runtime {
         for dir in runtime.mkdir.iter().flatten() {
@@ -269,6 +239,42 @@ pub fn check_config(c: &ImageConfig, cx: &mut Diagnostics) {
                 cx.error(&iface.pos, "interface: \"name\" is required");
             }
         }
+    }
+}
+
+/// One `devices:` entry: a path under /dev/ (or LinuxKit's `all`) and a
+/// type that fits it.
+fn check_device(device: &Device, cx: &mut Diagnostics) {
+    // LinuxKit's `path: all`: every device of the type, no node.
+    let all = device.path.as_ref().is_some_and(|p| p.value == "all");
+    match &device.path {
+        Some(p) if all || p.starts_with("/dev/") => {}
+        Some(p) => cx.error(
+            &p.pos,
+            format!(
+                "path: device \"{}\" must be under /dev/ (or \"all\": every device of the type)",
+                p.value
+            ),
+        ),
+        None => cx.error(&device.pos, "device: \"path\" is required"),
+    }
+    let types: &[&str] = if all {
+        &["a", "b", "c"]
+    } else {
+        &["c", "b", "u", "p"]
+    };
+    match &device.device_type {
+        Some(t) if types.contains(&t.as_str()) => {}
+        Some(t) => cx.error(
+            &t.pos,
+            format!(
+                "type: device type \"{}\" is not one of {}{}",
+                t.value,
+                types.join(", "),
+                if all { " (for path: all)" } else { "" }
+            ),
+        ),
+        None => cx.error(&device.pos, "device: \"type\" is required"),
     }
 }
 

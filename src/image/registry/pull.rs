@@ -261,21 +261,7 @@ pub async fn pull(
         });
     }
     let blobs: Vec<&Descriptor> = std::iter::once(&config).chain(&layers).collect();
-    let missing: Vec<&Descriptor> = blobs
-        .iter()
-        .copied()
-        .filter(|d| d.digest().map(|d| !cache.has_blob(&d)).unwrap_or(true))
-        .collect();
-    progress.start_total(missing.iter().map(|d| d.size).sum());
-    let results: Vec<Result<(), PullError>> = futures_util::stream::iter(missing)
-        .map(|d| download(registry, cache, reference, scheme, &auth, d, progress))
-        .buffer_unordered(registry.options().jobs.max(1))
-        .collect()
-        .await;
-    progress.finish();
-    for r in results {
-        r?;
-    }
+    download_missing(registry, cache, reference, scheme, &auth, &blobs, progress).await?;
 
     if !from_index {
         let bytes = cache.read_blob(&config.digest().map_err(CacheError::from)?)?;
@@ -293,6 +279,31 @@ pub async fn pull(
         config,
         layers,
     })
+}
+
+/// Downloads the blobs the cache does not have yet, `--jobs` at a time.
+async fn download_missing(
+    registry: &Registry,
+    cache: &Cache,
+    reference: &Reference,
+    scheme: &str,
+    auth: &oci_client::secrets::RegistryAuth,
+    blobs: &[&Descriptor],
+    progress: &Progress,
+) -> Result<(), PullError> {
+    let missing: Vec<&Descriptor> = blobs
+        .iter()
+        .copied()
+        .filter(|d| d.digest().map(|d| !cache.has_blob(&d)).unwrap_or(true))
+        .collect();
+    progress.start_total(missing.iter().map(|d| d.size).sum());
+    let results: Vec<Result<(), PullError>> = futures_util::stream::iter(missing)
+        .map(|d| download(registry, cache, reference, scheme, auth, d, progress))
+        .buffer_unordered(registry.options().jobs.max(1))
+        .collect()
+        .await;
+    progress.finish();
+    results.into_iter().collect()
 }
 
 /// Fetches, checks and stores one manifest (or index).
