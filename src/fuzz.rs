@@ -596,3 +596,56 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(Config { cases: tool_cases(), ..config() })]
+
+    #[test]
+    fn gpt_disks_pass_sgdisk_and_their_esp_reads_back(files in fat_files(), data in prop::option::of(1u64..64)) {
+        let fail = |e: std::io::Error| TestCaseError::fail(e.to_string());
+        let refs: Vec<(&str, &[u8])> = files.iter().map(|(p, d)| (p.as_str(), d.as_slice())).collect();
+        let dir = tempfile::tempdir().map_err(fail)?;
+        let path = dir.path().join("disk.img");
+        let mut out = std::fs::File::create(&path).map_err(fail)?;
+        // Sometimes a data partition after the ESP (a disk size in MiB).
+        let size = data.map(|mib| (mib + 40) << 20);
+        let written = crate::media::gpt::write_disk(&mut out, &refs, None, size)
+            .map_err(|e| TestCaseError::fail(e.to_string()))?;
+        drop(out);
+        let disk = path.to_str().unwrap_or_default().to_string();
+        let verify = run_tool("sgdisk", &["-v", &disk])?;
+        prop_assert!(verify.contains("No problems found"), "{}", verify);
+        prop_assert_eq!(std::fs::metadata(&path).map_err(fail)?.len(), written);
+        // The ESP: partition 1, by the table sgdisk reads.
+        let info = run_tool("sgdisk", &["-i", "1", &disk])?;
+        let sector = |key: &str| -> Option<u64> {
+            info.lines()
+                .find_map(|l| l.strip_prefix(key))
+                .and_then(|v| v.split_whitespace().next())
+                .and_then(|v| v.parse().ok())
+        };
+        let (first, last) = match (sector("First sector: "), sector("Last sector: ")) {
+            (Some(f), Some(l)) => (f, l),
+            _ => return Err(TestCaseError::fail(format!("no ESP in {info}"))),
+        };
+        let esp = {
+            use std::io::{Read, Seek, SeekFrom};
+            let mut f = std::fs::File::open(&path).map_err(fail)?;
+            f.seek(SeekFrom::Start(first * 512)).map_err(fail)?;
+            let mut esp = vec![0u8; usize::try_from((last + 1 - first) * 512).unwrap_or(0)];
+            f.read_exact(&mut esp).map_err(fail)?;
+            esp
+        };
+        let esp_path = dir.path().join("esp.img");
+        std::fs::write(&esp_path, &esp).map_err(fail)?;
+        let esp_s = esp_path.to_str().unwrap_or_default().to_string();
+        run_tool("fsck.vfat", &["-n", &esp_s])?;
+        let got = dir.path().join("out");
+        std::fs::create_dir(&got).map_err(fail)?;
+        run_tool("mcopy", &["-s", "-n", "-i", &esp_s, "::/*", got.to_str().unwrap_or_default()])?;
+        for (p, d) in &files {
+            let read = std::fs::read(got.join(p)).map_err(|e| TestCaseError::fail(format!("{p}: {e}")))?;
+            prop_assert_eq!(&read, d, "{}", p);
+        }
+    }
+}
