@@ -85,6 +85,27 @@ fn docker_config(dir: &std::path::Path, host: &str) -> String {
     dir.display().to_string()
 }
 
+/// `hull cache pull` of `REGISTRY/test/app:1` in `dir`, with credentials
+/// for the registry in a docker config there.
+fn pull_with_credentials(dir: &std::path::Path, registry: &str) -> util::Run {
+    let config = docker_config(dir, registry);
+    let cache = dir.join("cache");
+    let image = format!("{registry}/test/app:1");
+    util::hull_in(
+        dir,
+        &[
+            "--cache",
+            cache.to_str().expect("utf-8"),
+            "cache",
+            "pull",
+            "--arch",
+            "amd64",
+            &image,
+        ],
+        &[("DOCKER_CONFIG", &config)],
+    )
+}
+
 /// An address of this machine that is not loopback, if it has one.
 fn non_loopback_ip() -> Option<std::net::IpAddr> {
     let socket = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
@@ -111,22 +132,7 @@ fn credentials_never_go_to_a_plain_http_token_service_on_another_machine() {
         ("401 Unauthorized".into(), vec![challenge.clone()], vec![])
     });
     let tmp = tempfile::tempdir().expect("tmp");
-    let config = docker_config(tmp.path(), &reg_addr);
-    let cache = tmp.path().join("cache");
-    let image = format!("{reg_addr}/test/app:1");
-    let out = util::hull_in(
-        tmp.path(),
-        &[
-            "--cache",
-            cache.to_str().expect("utf-8"),
-            "cache",
-            "pull",
-            "--arch",
-            "amd64",
-            &image,
-        ],
-        &[("DOCKER_CONFIG", &config)],
-    );
+    let out = pull_with_credentials(tmp.path(), &reg_addr);
     assert_eq!(out.code, Some(1), "{}", out.stderr);
     assert!(
         out.stderr.contains(&realm) && out.stderr.contains("plain HTTP on another machine"),
@@ -201,22 +207,7 @@ fn blobs_redirected_to_another_host_are_fetched_without_credentials() {
         }
     });
     let tmp = tempfile::tempdir().expect("tmp");
-    let docker = docker_config(tmp.path(), &reg_addr);
-    let cache = tmp.path().join("cache");
-    let image = format!("{reg_addr}/test/app:1");
-    let out = util::hull_in(
-        tmp.path(),
-        &[
-            "--cache",
-            cache.to_str().expect("utf-8"),
-            "cache",
-            "pull",
-            "--arch",
-            "amd64",
-            &image,
-        ],
-        &[("DOCKER_CONFIG", &docker)],
-    );
+    let out = pull_with_credentials(tmp.path(), &reg_addr);
     assert_eq!(out.code, Some(0), "{}", out.stderr);
     let reg = reg_seen.lock().map(|s| s.clone()).unwrap_or_default();
     assert!(

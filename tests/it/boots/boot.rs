@@ -14,6 +14,7 @@ use util::registry::run;
 
 use util::repo;
 
+use util::boot::build_and_boot;
 use util::hull_cached as hull;
 
 const INIT: &str = r#"#!/bin/sh
@@ -98,47 +99,13 @@ fn debian_kernels_boot_hull_initrds_on_both_arches() {
     )
     .expect("write manifest");
     for (arch, uname) in [("amd64", "x86_64"), ("arm64", "aarch64")] {
-        let dir = tmp.path().join(format!("out-{arch}"));
-        hull(
-            &cache,
-            tmp.path(),
-            &[
-                "build",
-                "--pull",
-                "never",
-                "--arch",
-                arch,
-                "--dir",
-                dir.to_str().expect("utf-8"),
-                "smoke.yml",
-            ],
-        )
-        .expect_code(0);
         // hull run qemu boots it and waits for the marker line.
-        let prefix = dir.join("smoke");
-        let run = hull(
-            &cache,
-            tmp.path(),
-            &[
-                "run",
-                "qemu",
-                "--arch",
-                arch,
-                "--expect",
-                "HULL-SMOKE",
-                "--timeout",
-                "240",
-                prefix.to_str().expect("utf-8"),
-            ],
-        );
+        let run = build_and_boot(&cache, tmp.path(), "smoke", arch, "HULL-SMOKE", 240, &[]);
         if run.code != Some(0) {
-            panic!(
-                "{arch} did not boot to the marker:\n{}\n{}",
-                run.stdout, run.stderr
-            );
+            panic!("{arch} did not boot to the marker:\n{}", run.text);
         }
         let line = run
-            .stdout
+            .text
             .lines()
             .find(|l| l.contains("HULL-SMOKE"))
             .unwrap_or_default();
@@ -155,6 +122,7 @@ fn debian_kernels_boot_hull_initrds_on_both_arches() {
         println!("{arch}: {line}");
         if arch == "amd64" {
             // A marker that never comes: exit 1, the console's end in the error, the whole log kept.
+            let prefix = tmp.path().join(format!("out-{arch}")).join("smoke");
             let miss = hull(
                 &cache,
                 tmp.path(),

@@ -17,8 +17,7 @@
 
 use crate::util;
 
-use util::hull_cached as hull;
-use util::repo;
+use util::boot::{build_and_boot, package_refs};
 
 fn manifest(kernel: &str, init: &str, getty: &str, probe: &str) -> String {
     format!(
@@ -96,68 +95,36 @@ services:
 fn hostile_containers_reach_nothing_of_the_host_on_both_arches() {
     let tmp = tempfile::tempdir().expect("tmp");
     let cache = tmp.path().join("cache");
-    let dirs = [
-        "kernels/debian-cloud",
-        "pkgs/init",
-        "pkgs/getty",
-        "tests/pkgs/probe",
-    ]
-    .map(|d| repo().join(d));
-    let args: Vec<&str> = ["pkg", "build"]
-        .into_iter()
-        .chain(dirs.iter().map(|d| d.to_str().expect("utf-8")))
-        .collect();
-    let out = hull(&cache, &repo(), &args).expect_code(0);
-    let refs: Vec<&str> = out
-        .stdout
-        .lines()
-        .filter_map(|l| l.split('\t').next())
-        .collect();
+    let refs = package_refs(
+        &cache,
+        &[
+            "kernels/debian-cloud",
+            "pkgs/init",
+            "pkgs/getty",
+            "tests/pkgs/probe",
+        ],
+    );
     std::fs::write(
         tmp.path().join("h.yml"),
-        manifest(refs[0], refs[1], refs[2], refs[3]),
+        manifest(&refs[0], &refs[1], &refs[2], &refs[3]),
     )
     .expect("write");
     let disk = tmp.path().join("disk.img");
     std::fs::File::create(&disk)
         .and_then(|f| f.set_len(16 << 20))
         .expect("blank disk");
+    let disk = disk.to_str().expect("utf-8");
     for arch in ["amd64", "arm64"] {
-        let dir = tmp.path().join(format!("out-{arch}"));
-        hull(
+        let run = build_and_boot(
             &cache,
             tmp.path(),
-            &[
-                "build",
-                "--pull",
-                "never",
-                "--arch",
-                arch,
-                "--dir",
-                dir.to_str().expect("utf-8"),
-                "h.yml",
-            ],
-        )
-        .expect_code(0);
-        let prefix = dir.join("h");
-        let run = hull(
-            &cache,
-            tmp.path(),
-            &[
-                "run",
-                "qemu",
-                "--arch",
-                arch,
-                "--disk",
-                disk.to_str().expect("utf-8"),
-                "--expect",
-                "GRANTS-DONE",
-                "--timeout",
-                "300",
-                prefix.to_str().expect("utf-8"),
-            ],
+            "h",
+            arch,
+            "GRANTS-DONE",
+            300,
+            &["--disk", disk],
         );
-        let console = format!("{}{}", run.stdout, run.stderr);
+        let console = run.text;
         assert_eq!(
             run.code,
             Some(0),

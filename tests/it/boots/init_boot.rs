@@ -15,6 +15,7 @@ use crate::util;
 
 use util::repo;
 
+use util::boot::{build_and_boot, package_refs};
 use util::hull_cached as hull;
 
 fn manifest(kernel: &str, init: &str, busybox: &str) -> String {
@@ -113,56 +114,15 @@ services:
 fn hull_init_runs_onboot_services_and_sandboxes_on_both_arches() {
     let tmp = tempfile::tempdir().expect("tmp");
     let cache = tmp.path().join("cache");
-    let dirs = ["kernels/debian-cloud", "pkgs/init", "pkgs/getty"].map(|d| repo().join(d));
-    let args: Vec<&str> = ["pkg", "build"]
-        .into_iter()
-        .chain(dirs.iter().map(|d| d.to_str().expect("utf-8")))
-        .collect();
-    let out = hull(&cache, &repo(), &args).expect_code(0);
-    let refs: Vec<&str> = out
-        .stdout
-        .lines()
-        .filter_map(|l| l.split('\t').next())
-        .collect();
+    let refs = package_refs(&cache, &["kernels/debian-cloud", "pkgs/init", "pkgs/getty"]);
     std::fs::write(
         tmp.path().join("m.yml"),
-        manifest(refs[0], refs[1], refs[2]),
+        manifest(&refs[0], &refs[1], &refs[2]),
     )
     .expect("write");
     for arch in ["amd64", "arm64"] {
-        let dir = tmp.path().join(format!("out-{arch}"));
-        hull(
-            &cache,
-            tmp.path(),
-            &[
-                "build",
-                "--pull",
-                "never",
-                "--arch",
-                arch,
-                "--dir",
-                dir.to_str().expect("utf-8"),
-                "m.yml",
-            ],
-        )
-        .expect_code(0);
-        let prefix = dir.join("m");
-        let run = hull(
-            &cache,
-            tmp.path(),
-            &[
-                "run",
-                "qemu",
-                "--arch",
-                arch,
-                "--expect",
-                "CTL-DONE",
-                "--timeout",
-                "300",
-                prefix.to_str().expect("utf-8"),
-            ],
-        );
-        let console = format!("{}{}", run.stdout, run.stderr);
+        let run = build_and_boot(&cache, tmp.path(), "m", arch, "CTL-DONE", 300, &[]);
+        let console = run.text;
         assert_eq!(
             run.code,
             Some(0),

@@ -8,8 +8,7 @@
 
 use crate::util;
 
-use util::hull_cached as hull;
-use util::repo;
+use util::boot::{build_and_boot, package_refs};
 
 fn manifest(kernel: &str, init: &str, busybox: &str) -> String {
     let mut quiet = String::new();
@@ -56,58 +55,23 @@ services:
 fn supervision_holds_under_crash_loops_floods_and_a_fork_bomb_on_both_arches() {
     let tmp = tempfile::tempdir().expect("tmp");
     let cache = tmp.path().join("cache");
-    let dirs = ["kernels/debian-cloud", "pkgs/init", "pkgs/getty"].map(|d| repo().join(d));
-    let args: Vec<&str> = ["pkg", "build"]
-        .into_iter()
-        .chain(dirs.iter().map(|d| d.to_str().expect("utf-8")))
-        .collect();
-    let out = hull(&cache, &repo(), &args).expect_code(0);
-    let refs: Vec<&str> = out
-        .stdout
-        .lines()
-        .filter_map(|l| l.split('\t').next())
-        .collect();
+    let refs = package_refs(&cache, &["kernels/debian-cloud", "pkgs/init", "pkgs/getty"]);
     std::fs::write(
         tmp.path().join("s.yml"),
-        manifest(refs[0], refs[1], refs[2]),
+        manifest(&refs[0], &refs[1], &refs[2]),
     )
     .expect("write");
     for arch in ["amd64", "arm64"] {
-        let dir = tmp.path().join(format!("out-{arch}"));
-        hull(
+        let run = build_and_boot(
             &cache,
             tmp.path(),
-            &[
-                "build",
-                "--pull",
-                "never",
-                "--arch",
-                arch,
-                "--dir",
-                dir.to_str().expect("utf-8"),
-                "s.yml",
-            ],
-        )
-        .expect_code(0);
-        let prefix = dir.join("s");
-        let run = hull(
-            &cache,
-            tmp.path(),
-            &[
-                "run",
-                "qemu",
-                "--arch",
-                arch,
-                "--mem",
-                "1024",
-                "--expect",
-                "CTL-DONE",
-                "--timeout",
-                "420",
-                prefix.to_str().expect("utf-8"),
-            ],
+            "s",
+            arch,
+            "CTL-DONE",
+            420,
+            &["--mem", "1024"],
         );
-        let console = format!("{}{}", run.stdout, run.stderr);
+        let console = run.text;
         assert_eq!(
             run.code,
             Some(0),

@@ -180,3 +180,76 @@ pub fn free_port() -> u16 {
         .map(|a| a.port())
         .expect("a free port")
 }
+
+/// Builds the packages in `dirs` (paths in the checkout) into `cache`;
+/// their references, in the same order.
+pub fn package_refs(cache: &Path, dirs: &[&str]) -> Vec<String> {
+    let repo = super::repo();
+    let dirs: Vec<PathBuf> = dirs.iter().map(|d| repo.join(d)).collect();
+    let args: Vec<&str> = ["pkg", "build"]
+        .into_iter()
+        .chain(dirs.iter().map(|d| d.to_str().expect("utf-8")))
+        .collect();
+    let out = super::hull_cached(cache, &repo, &args).expect_code(0);
+    out.stdout
+        .lines()
+        .filter_map(|l| l.split('\t').next())
+        .map(str::to_string)
+        .collect()
+}
+
+/// What one boot showed: `hull run qemu`'s exit code and the console.
+pub struct Console {
+    pub code: Option<i32>,
+    pub text: String,
+}
+
+/// In `dir`: `hull build --pull never` of `NAME.yml` for `arch` into
+/// `out-ARCH`, then `hull run qemu` of it (with `extra` options) until a
+/// console line holds `marker`, for at most `timeout` seconds.
+pub fn build_and_boot(
+    cache: &Path,
+    dir: &Path,
+    name: &str,
+    arch: &str,
+    marker: &str,
+    timeout: u32,
+    extra: &[&str],
+) -> Console {
+    let out = dir.join(format!("out-{arch}"));
+    let manifest = format!("{name}.yml");
+    super::hull_cached(
+        cache,
+        dir,
+        &[
+            "build",
+            "--pull",
+            "never",
+            "--arch",
+            arch,
+            "--dir",
+            out.to_str().expect("utf-8"),
+            &manifest,
+        ],
+    )
+    .expect_code(0);
+    let prefix = out.join(name);
+    let timeout = timeout.to_string();
+    let mut args = vec![
+        "run",
+        "qemu",
+        "--arch",
+        arch,
+        "--expect",
+        marker,
+        "--timeout",
+        &timeout,
+    ];
+    args.extend_from_slice(extra);
+    args.push(prefix.to_str().expect("utf-8"));
+    let run = super::hull_cached(cache, dir, &args);
+    Console {
+        code: run.code,
+        text: format!("{}{}", run.stdout, run.stderr),
+    }
+}
