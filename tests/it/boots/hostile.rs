@@ -11,7 +11,9 @@
 //! host's `/dev` bound in, the device filter keeps a container from the
 //! disk unless its entry allows block devices (`path: all`). A symlink a
 //! container plants where PID1 keeps another's working directory stops that
-//! one from starting and touches nothing of the host. A service
+//! one from starting and touches nothing of the host. An entry's `sysctl`
+//! is applied in its network namespace before `/proc/sys` turns read-only.
+//! The root, `/run`, `/tmp` and the writable layers have size limits. A service
 //! without a grant is refused by the control socket; one granted `read`
 //! lists but cannot stop.
 
@@ -75,6 +77,14 @@ onboot:
     pid: host
     binds: ["/:/host:ro"]
     command: ["/bin/sh", "-c", "ls /host/etc/rw /host/etc/root /host/etc/upper >/dev/null 2>&1 && echo HOSTAFTER-ETC-TOUCHED; awk '$2 == \"/\" || $2 == \"/run\" || $2 == \"/tmp\" {{ print \"HOSTAFTER-MOUNT\", $2, $4 }}' /proc/1/mounts; head -c 8000000 /dev/zero > /big 2>/dev/null && echo HOSTAFTER-UPPER-UNBOUNDED || echo HOSTAFTER-UPPER-FULL; echo HOSTAFTER-DONE"]
+  - name: netsysctl
+    image: {probe}
+    capabilities: []
+    net: new
+    binds: []
+    sysctl:
+      net.ipv4.ip_forward: "1"
+    command: ["/bin/sh", "-c", "echo SYSCTL-FORWARD=$(cat /proc/sys/net/ipv4/ip_forward); echo 0 > /proc/sys/net/ipv4/ip_forward 2>/dev/null && echo SYSCTL-WRITABLE || echo SYSCTL-READ-ONLY"]
 services:
   - name: nogrant
     image: {probe}
@@ -163,6 +173,10 @@ fn hostile_containers_reach_nothing_of_the_host_on_both_arches() {
             // tmpfs sizes: /tmp and each container's writable layer as the
             // kernel command line sets them, /run and the root as default.
             "[008-hostafter] HOSTAFTER-UPPER-FULL",
+            // The entry's sysctl is written (in its own network namespace)
+            // before /proc/sys becomes read-only.
+            "[009-netsysctl] SYSCTL-FORWARD=1",
+            "[009-netsysctl] SYSCTL-READ-ONLY",
             // The control socket: refused without a grant, reading only with `read`.
             "[nogrant] hullctl: this container may not ask that of hull-init (its control access is none, list needs read",
             "[nogrant] NOGRANT-RC=1",
