@@ -661,3 +661,74 @@ proptest! {
         }
     }
 }
+
+/// Files for an ISO 9660 level 1 image: `NAME.EXT` files in directories of
+/// up to 8 characters, at most three levels deep.
+fn iso_files() -> impl Strategy<Value = Vec<(String, Vec<u8>)>> {
+    let dirs = prop::collection::vec("[A-Z0-9_]{1,8}", 0..3);
+    let file = (
+        dirs,
+        "[A-Z0-9_]{1,8}\\.[A-Z0-9]{1,3}",
+        0usize..5000,
+        any::<u8>(),
+    )
+        .prop_map(|(mut dirs, name, n, b)| {
+            dirs.push(name);
+            let data: Vec<u8> = (0..n)
+                .map(|i| b.wrapping_add(u8::try_from(i % 253).unwrap_or(0)))
+                .collect();
+            (dirs.join("/"), data)
+        });
+    prop::collection::vec(file, 1..8).prop_map(|files| {
+        let mut kept: Vec<(String, Vec<u8>)> = Vec::new();
+        for (p, d) in files {
+            let clash = kept.iter().any(|(k, _)| {
+                k == &p || k.starts_with(&format!("{p}/")) || p.starts_with(&format!("{k}/"))
+            });
+            if !clash {
+                kept.push((p, d));
+            }
+        }
+        kept
+    })
+}
+
+proptest! {
+    #![proptest_config(Config { cases: tool_cases(), ..config() })]
+
+    #[test]
+    fn iso_images_read_back_with_xorriso(files in iso_files(), efi in prop::bool::ANY) {
+        let fail = |e: std::io::Error| TestCaseError::fail(e.to_string());
+        let refs: Vec<(&str, &[u8])> = files.iter().map(|(p, d)| (p.as_str(), d.as_slice())).collect();
+        // Now and then the first file is an El Torito EFI image and the
+        // hybrid MBR's partition (its content need not be FAT for this).
+        let first = files[0].0.clone();
+        let spec = crate::media::iso9660::Spec {
+            files: refs,
+            boot: if efi { vec![crate::media::iso9660::Boot::Efi(&first)] } else { vec![] },
+            hybrid: if efi {
+                crate::media::iso9660::Hybrid::EfiPartition(&first)
+            } else {
+                crate::media::iso9660::Hybrid::None
+            },
+            volume_id: "HULL_FUZZ".into(),
+        };
+        let dir = tempfile::tempdir().map_err(fail)?;
+        let path = dir.path().join("image.iso");
+        let file = std::fs::File::create(&path).map_err(fail)?;
+        crate::media::iso9660::write(&spec, std::io::BufWriter::new(file))
+            .map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let iso = path.to_str().unwrap_or_default().to_string();
+        let out = dir.path().join("out");
+        let out_s = out.to_str().unwrap_or_default().to_string();
+        run_tool("xorriso", &["-osirrox", "on", "-indev", &iso, "-extract", "/", &out_s])?;
+        for (p, d) in &files {
+            let got = std::fs::read(out.join(p)).map_err(|e| TestCaseError::fail(format!("{p}: {e}")))?;
+            prop_assert_eq!(&got, d, "{}", p);
+        }
+        if efi {
+            let report = run_tool("xorriso", &["-indev", &iso, "-report_el_torito", "plain"])?;
+            prop_assert!(report.contains("UEFI"), "{}", report);
+        }
+    }
+}
