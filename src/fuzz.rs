@@ -553,19 +553,22 @@ fn fat_files() -> impl Strategy<Value = Vec<(String, Vec<u8>)>> {
             .collect();
         (p, data)
     });
-    prop::collection::vec(file, 1..8).prop_map(|files| {
-        // A path that is also another's directory, or twice there: keep the first.
-        let mut kept: Vec<(String, Vec<u8>)> = Vec::new();
-        for (p, d) in files {
-            let clash = kept.iter().any(|(k, _)| {
-                k == &p || k.starts_with(&format!("{p}/")) || p.starts_with(&format!("{k}/"))
-            });
-            if !clash {
-                kept.push((p, d));
-            }
+    prop::collection::vec(file, 1..8).prop_map(without_clashes)
+}
+
+/// The files with a path that is another's directory, or is there twice,
+/// left out (the first kept).
+fn without_clashes(files: Vec<(String, Vec<u8>)>) -> Vec<(String, Vec<u8>)> {
+    let mut kept: Vec<(String, Vec<u8>)> = Vec::new();
+    for (p, d) in files {
+        let clash = kept.iter().any(|(k, _)| {
+            k == &p || k.starts_with(&format!("{p}/")) || p.starts_with(&format!("{k}/"))
+        });
+        if !clash {
+            kept.push((p, d));
         }
-        kept
-    })
+    }
+    kept
 }
 
 fn run_tool(program: &str, args: &[&str]) -> Result<String, TestCaseError> {
@@ -679,18 +682,7 @@ fn iso_files() -> impl Strategy<Value = Vec<(String, Vec<u8>)>> {
                 .collect();
             (dirs.join("/"), data)
         });
-    prop::collection::vec(file, 1..8).prop_map(|files| {
-        let mut kept: Vec<(String, Vec<u8>)> = Vec::new();
-        for (p, d) in files {
-            let clash = kept.iter().any(|(k, _)| {
-                k == &p || k.starts_with(&format!("{p}/")) || p.starts_with(&format!("{k}/"))
-            });
-            if !clash {
-                kept.push((p, d));
-            }
-        }
-        kept
-    })
+    prop::collection::vec(file, 1..8).prop_map(without_clashes)
 }
 
 proptest! {
