@@ -90,26 +90,33 @@ fn pids_max(limit: i64) -> Option<String> {
     }
 }
 
+/// Enables the memory, pids, cpu and io controllers on the way down to
+/// `dir`, each where its parent offers it: one that cannot be enabled stops
+/// the container (its limits, the default pids limit among them, would not
+/// hold). A controller the kernel lacks is not offered; a limit asked of it
+/// then fails at its own file.
+fn enable_controllers(dir: &Path) -> Result<(), SetupError> {
+    let root = Path::new(layout::CGROUP_ROOT);
+    let mut p = root.to_path_buf();
+    for part in dir.strip_prefix(root).unwrap_or(dir).components() {
+        let offered = std::fs::read_to_string(p.join("cgroup.controllers")).unwrap_or_default();
+        for c in ["memory", "pids", "cpu", "io"] {
+            if offered.split_whitespace().any(|o| o == c) {
+                write(&p.join("cgroup.subtree_control"), &format!("+{c}"))?;
+            }
+        }
+        p.push(part);
+    }
+    Ok(())
+}
+
 /// Creates the cgroup, attaches its device filter, applies limits, and
 /// moves this process into it.
 fn enter_cgroup(spec: &Spec, name: &str) -> Result<(), SetupError> {
     let dir = cgroup_dir(spec, name)?;
     std::fs::create_dir_all(&dir)
         .map_err(|e| err(format!("create cgroup {}: {e}", dir.display())))?;
-    // Enable the controllers on the way down. Best effort: a controller the
-    // kernel lacks is simply absent, and a limit asked of it then fails below
-    // (its file is missing), which stops the container.
-    let mut p = PathBuf::from("/sys/fs/cgroup");
-    for part in dir
-        .strip_prefix("/sys/fs/cgroup")
-        .unwrap_or(&dir)
-        .components()
-    {
-        for c in ["+memory", "+pids", "+cpu", "+io"] {
-            let _ = std::fs::write(p.join("cgroup.subtree_control"), c);
-        }
-        p.push(part);
-    }
+    enable_controllers(&dir)?;
     // The device filter: the spec's rules, or none allowed when it has none.
     let rules = spec
         .linux()
@@ -367,12 +374,7 @@ fn work_dir(name: &str) -> Result<OwnedFd, SetupError> {
     )?;
     let work = host.open_at(&path, Make::Nothing)?.into_fd();
     let ours = rustix::fs::fstat(&work).is_ok_and(|st| st.st_dev != parent_dev)
-        && rustix::fs::fstatfs(&work).is_ok_and(|st| {
-            // f_type's integer type differs between C libraries and arches.
-            #[allow(clippy::useless_conversion)]
-            let t = i64::from(st.f_type);
-            t == TMPFS_MAGIC
-        });
+        && rustix::fs::fstatfs(&work).is_ok_and(|st| sys::fs_magic(&st) == sys::TMPFS_MAGIC);
     if !ours {
         return Err(err(format!(
             "{} was replaced while being set up: not started",
@@ -381,8 +383,6 @@ fn work_dir(name: &str) -> Result<OwnedFd, SetupError> {
     }
     Ok(work)
 }
-
-const TMPFS_MAGIC: i64 = 0x0102_1994;
 
 /// The container's root, an overlay mounted in its working directory,
 /// reached through that directory's descriptor.

@@ -66,10 +66,29 @@ impl Verb {
     }
 }
 
-/// Who may ask what: the cgroup of a peer (as in `/proc/PID/cgroup`, e.g.
-/// `/hull/getty`) to its access. The host's own processes (the root cgroup)
-/// get [`ControlAccess::Full`] without asking.
-pub type Grants = fn(&str) -> ControlAccess;
+/// Who may ask what: each container's cgroup (as `/proc/PID/cgroup` shows
+/// it, e.g. `/hull/getty`) and its access, read once at boot. The host's
+/// own processes (the root cgroup) get [`ControlAccess::Full`] without asking.
+#[derive(Debug, Default)]
+pub struct Grants(pub Vec<(String, ControlAccess)>);
+
+impl Grants {
+    /// The access of the container that holds `cgroup` (its own or one
+    /// below it); none for a cgroup no container has.
+    pub fn access(&self, cgroup: &str) -> ControlAccess {
+        self.0
+            .iter()
+            .find(|(path, _)| {
+                !path.is_empty()
+                    && (cgroup == path
+                        || cgroup
+                            .strip_prefix(path.as_str())
+                            .is_some_and(|rest| rest.starts_with('/')))
+            })
+            .map(|(_, access)| *access)
+            .unwrap_or_default()
+    }
+}
 
 /// The cgroup v2 path of process `pid`.
 fn cgroup_of(pid: i32) -> Option<String> {
@@ -81,13 +100,13 @@ fn cgroup_of(pid: i32) -> Option<String> {
 
 /// The access of the process at the other end of `conn`, from its
 /// credentials as the kernel gives them (SO_PEERCRED) and its cgroup.
-fn access_of(conn: &UnixStream, grants: Grants) -> ControlAccess {
+fn access_of(conn: &UnixStream, grants: &Grants) -> ControlAccess {
     let Ok(cred) = rustix::net::sockopt::socket_peercred(conn) else {
         return ControlAccess::None;
     };
     match cgroup_of(cred.pid.as_raw_nonzero().get()) {
         Some(cgroup) if cgroup == "/" => ControlAccess::Full,
-        Some(cgroup) => grants(&cgroup),
+        Some(cgroup) => grants.access(&cgroup),
         None => ControlAccess::None,
     }
 }
@@ -126,6 +145,7 @@ const USAGE: &str =
 /// Starts listening; requests arrive on the returned channel. A failure
 /// leaves the system without hullctl, nothing more.
 pub fn serve(grants: Grants) -> Result<Receiver<Request>, String> {
+    let grants = std::sync::Arc::new(grants);
     let dir = Path::new(SOCKET).parent().unwrap_or(Path::new("/run"));
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let _ = std::fs::remove_file(SOCKET);
@@ -134,16 +154,16 @@ pub fn serve(grants: Grants) -> Result<Receiver<Request>, String> {
     std::thread::Builder::new()
         .spawn(move || {
             for conn in listener.incoming().flatten() {
-                let tx = tx.clone();
+                let (tx, grants) = (tx.clone(), grants.clone());
                 // One thread a connection: a slow client holds up nobody.
-                let _ = std::thread::Builder::new().spawn(move || answer(conn, &tx, grants));
+                let _ = std::thread::Builder::new().spawn(move || answer(conn, &tx, &grants));
             }
         })
         .map_err(|e| format!("control thread: {e}"))?;
     Ok(rx)
 }
 
-fn answer(conn: UnixStream, requests: &Sender<Request>, grants: Grants) {
+fn answer(conn: UnixStream, requests: &Sender<Request>, grants: &Grants) {
     let _ = conn.set_read_timeout(Some(Duration::from_secs(10)));
     let access = access_of(&conn, grants);
     let mut line = String::new();
@@ -238,6 +258,22 @@ mod tests {
         assert!(Verb::parse("list x").is_err());
         assert!(Verb::parse("frobnicate").is_err());
         assert!(Verb::parse("").is_err());
+    }
+
+    #[test]
+    fn a_peer_gets_the_access_of_the_container_holding_its_cgroup() {
+        let grants = Grants(vec![
+            ("/hull/getty".to_string(), ControlAccess::Full),
+            ("/hull/web".to_string(), ControlAccess::None),
+            ("/hull/mon".to_string(), ControlAccess::Read),
+        ]);
+        assert_eq!(grants.access("/hull/getty"), ControlAccess::Full);
+        assert_eq!(grants.access("/hull/getty/sub"), ControlAccess::Full);
+        assert_eq!(grants.access("/hull/mon"), ControlAccess::Read);
+        assert_eq!(grants.access("/hull/web"), ControlAccess::None);
+        // A prefix of a name is another container.
+        assert_eq!(grants.access("/hull/gettyx"), ControlAccess::None);
+        assert_eq!(grants.access("/elsewhere"), ControlAccess::None);
     }
 
     #[test]

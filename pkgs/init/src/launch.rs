@@ -12,8 +12,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 
-use hull_contract::{layout, ControlAccess, Hull, Section};
+use hull_contract::{layout, Hull, Section};
 
+use crate::control::Grants;
 use crate::reaper::Proc;
 use crate::supervisor::say;
 use crate::{container, runtime};
@@ -200,19 +201,23 @@ pub fn start(dir: &Path, name: &str) -> Option<Proc> {
     }
 }
 
-/// Kills every process of a container (its cgroup).
+/// Kills every process of a container (its cgroup); says so when it cannot.
 pub fn kill_all(dir: &Path, name: &str) {
-    if let Ok(spec) = container::spec(dir) {
-        if let Ok(dir) = container::cgroup_dir(&spec, name) {
-            let _ = std::fs::write(dir.join("cgroup.kill"), "1");
-        }
+    let killed = container::spec(dir)
+        .and_then(|spec| container::cgroup_dir(&spec, name))
+        .map_err(|e| e.to_string())
+        .and_then(|cgroup| {
+            let file = cgroup.join("cgroup.kill");
+            std::fs::write(&file, "1").map_err(|e| format!("write 1 to {}: {e}", file.display()))
+        });
+    if let Err(e) = killed {
+        say(format!("{name}: cannot kill its processes: {e}"));
     }
 }
 
-/// The control access of the container whose cgroup is `cgroup` (a path
-/// under the cgroup root, as `/proc/PID/cgroup` shows it) or is below it;
-/// none for a cgroup no container has.
-pub fn control_access(cgroup: &str) -> ControlAccess {
+/// Every container's cgroup (under the cgroup root) and its control
+/// access, from its config.json and runtime.json, for the control socket.
+pub fn control_grants() -> Grants {
     let mut known = Vec::new();
     for section in Section::ALL {
         for (name, dir) in list(section) {
@@ -232,22 +237,7 @@ pub fn control_access(cgroup: &str) -> ControlAccess {
             known.push((rel, access));
         }
     }
-    grant_for(cgroup, &known)
-}
-
-/// The access of the container (cgroup, access) that holds `cgroup`.
-fn grant_for(cgroup: &str, known: &[(String, ControlAccess)]) -> ControlAccess {
-    known
-        .iter()
-        .find(|(path, _)| {
-            !path.is_empty()
-                && (cgroup == path
-                    || cgroup
-                        .strip_prefix(path.as_str())
-                        .is_some_and(|rest| rest.starts_with('/')))
-        })
-        .map(|(_, access)| *access)
-        .unwrap_or_default()
+    Grants(known)
 }
 
 /// The containers of a section, sorted by name.
@@ -297,22 +287,6 @@ mod tests {
         assert_eq!(got[4], (b"end".to_vec(), true));
         assert_eq!(got.len(), 5);
         assert_eq!(String::from_utf8_lossy(&got[0].0), "\u{fffd}abc");
-    }
-
-    #[test]
-    fn a_peer_gets_the_access_of_the_container_holding_its_cgroup() {
-        let known = [
-            ("/hull/getty".to_string(), ControlAccess::Full),
-            ("/hull/web".to_string(), ControlAccess::None),
-            ("/hull/mon".to_string(), ControlAccess::Read),
-        ];
-        assert_eq!(grant_for("/hull/getty", &known), ControlAccess::Full);
-        assert_eq!(grant_for("/hull/getty/sub", &known), ControlAccess::Full);
-        assert_eq!(grant_for("/hull/mon", &known), ControlAccess::Read);
-        assert_eq!(grant_for("/hull/web", &known), ControlAccess::None);
-        // A prefix of a name is another container.
-        assert_eq!(grant_for("/hull/gettyx", &known), ControlAccess::None);
-        assert_eq!(grant_for("/elsewhere", &known), ControlAccess::None);
     }
 
     #[test]

@@ -25,8 +25,6 @@ pub const MOVED: &str = "HULL_ROOT_MOVED";
 pub const STARTED: &str = "HULL_INIT_STARTED";
 
 const NEW: &str = "/.hull-root";
-const RAMFS_MAGIC: i64 = 0x8584_58f6;
-const TMPFS_MAGIC: i64 = 0x0102_1994;
 
 /// True when `/` is the initramfs (ramfs or tmpfs) and not yet moved.
 pub fn needed() -> bool {
@@ -34,10 +32,8 @@ pub fn needed() -> bool {
         return false;
     }
     rustix::fs::statfs("/").is_ok_and(|s| {
-        // f_type's integer type differs between C libraries and arches.
-        #[allow(clippy::useless_conversion)]
-        let t = i64::from(s.f_type);
-        t == RAMFS_MAGIC || t == TMPFS_MAGIC
+        let t = crate::sys::fs_magic(&s);
+        t == crate::sys::RAMFS_MAGIC || t == crate::sys::TMPFS_MAGIC
     })
 }
 

@@ -154,7 +154,7 @@ pub fn run() -> ! {
     let term = shutdown_requests();
     let onboot = run_in_order(Section::Onboot);
     say("onboot done");
-    let requests = match control::serve(launch::control_access) {
+    let requests = match control::serve(launch::control_grants()) {
         Ok(rx) => Some(rx),
         Err(e) => {
             say(format!("hullctl: {e}"));

@@ -86,10 +86,19 @@ pub fn seccomp_filter(program: &[seccompiler::sock_filter]) -> Result<(), SysErr
 }
 
 fn last_errno() -> rustix::io::Errno {
-    std::io::Error::last_os_error().raw_os_error().map_or(
-        rustix::io::Errno::INVAL,
-        rustix::io::Errno::from_raw_os_error,
-    )
+    rustix::io::Errno::from_io_error(&std::io::Error::last_os_error())
+        .unwrap_or(rustix::io::Errno::INVAL)
+}
+
+/// `statfs`'s magic numbers of the filesystems PID1 looks for.
+pub const TMPFS_MAGIC: i64 = 0x0102_1994;
+pub const RAMFS_MAGIC: i64 = 0x8584_58f6;
+
+/// The filesystem type of a `statfs` result.
+pub fn fs_magic(st: &rustix::fs::StatFs) -> i64 {
+    // f_type's integer type differs between C libraries and arches.
+    #[allow(clippy::useless_conversion)]
+    i64::from(st.f_type)
 }
 
 /// `union bpf_attr` as BPF_PROG_LOAD reads it, up to the fields used.
