@@ -2,7 +2,7 @@
 //!
 //! `oci-client` reads a manifest response whole, however long it is, so a
 //! registry that answers with an endless body takes all of the memory. Hull
-//! fetches manifests itself: the client's token for the repository, one GET
+//! fetches manifests itself: the token its login got for the repository, one GET
 //! with the accepted media types, and the body read chunk by chunk up to
 //! [`MAX_MANIFEST_BYTES`] (the limit containerd and distribution use), a
 //! larger `Content-Length` refused before any of it is read. Errors are the
@@ -13,7 +13,6 @@
 use bytes::Bytes;
 use oci_client::errors::OciDistributionError;
 use oci_client::secrets::RegistryAuth;
-use oci_client::{Client, Reference, RegistryOperation};
 
 /// The largest manifest, index or image config Hull reads (4 MiB).
 pub const MAX_MANIFEST_BYTES: usize = 4 << 20;
@@ -65,20 +64,17 @@ async fn excerpt(response: reqwest::Response) -> String {
     text.trim().to_string()
 }
 
-/// GETs the manifest at `url` (of `reference`), bounded; the inner error
-/// when it is too large (not worth another try), the outer one for
-/// everything the registry or the connection does wrong.
+/// GETs the manifest at `url`, bounded, with the login's bearer `token` or
+/// else `auth`'s basic credentials; the inner error when it is too large
+/// (not worth another try), the outer one for everything the registry or
+/// the connection does wrong.
 pub async fn manifest(
-    client: &Client,
     http: &reqwest::Client,
     url: &str,
-    reference: &Reference,
+    token: Option<&str>,
     auth: &RegistryAuth,
     accept: &[&str],
 ) -> Result<Result<Bytes, TooLarge>, OciDistributionError> {
-    let token = client
-        .auth(reference, auth, RegistryOperation::Pull)
-        .await?;
     let mut request = http.get(url).header("Accept", accept.join(", "));
     request = match (token, auth) {
         (Some(token), _) => request.bearer_auth(token),

@@ -10,7 +10,7 @@ pub mod fetch;
 pub mod pull;
 pub mod push;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::future::Future;
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -83,6 +83,15 @@ pub enum RegistryError {
     },
 }
 
+/// What a login is for: host, repository, and whether to push.
+fn token_key(reference: &Reference, op: RegistryOperation) -> (String, String, bool) {
+    (
+        reference.resolve_registry().to_string(),
+        reference.repository().to_string(),
+        matches!(op, RegistryOperation::Push),
+    )
+}
+
 /// Whether `host[:port]` is this machine (plain HTTP is allowed there).
 pub fn is_loopback(host: &str) -> bool {
     let name = if let Some(rest) = host.strip_prefix('[') {
@@ -100,7 +109,9 @@ pub struct Registry {
     /// For the requests Hull makes itself (bounded manifest fetches).
     http: reqwest::Client,
     clients: Mutex<HashMap<String, (Arc<Client>, &'static str)>>,
-    authed: Mutex<HashSet<(String, String, bool)>>,
+    /// Per (host, repository, push): logged in, with the bearer token the
+    /// registry's token service gave, if any.
+    tokens: Mutex<HashMap<(String, String, bool), Option<String>>>,
 }
 
 impl Registry {
@@ -131,7 +142,7 @@ impl Registry {
             certs,
             http,
             clients: Mutex::new(HashMap::new()),
-            authed: Mutex::new(HashSet::new()),
+            tokens: Mutex::new(HashMap::new()),
         })
     }
 
@@ -240,22 +251,19 @@ impl Registry {
         reference: &Reference,
         op: RegistryOperation,
     ) -> Result<RegistryAuth, RegistryError> {
-        let host = reference.resolve_registry().to_string();
         let auth = auth::credentials(reference.registry())?;
-        let key = (
-            host.clone(),
-            reference.repository().to_string(),
-            matches!(op, RegistryOperation::Push),
-        );
-        if self.authed.lock().await.contains(&key) {
+        let key = token_key(reference, op);
+        if self.tokens.lock().await.contains_key(&key) {
             return Ok(auth);
         }
+        let host = &key.0;
         let (client, scheme) = self.client(reference).await;
         let url = format!("{scheme}://{host}/v2/");
         if !matches!(auth, RegistryAuth::Anonymous) {
             self.check_token_realm(&url, reference).await?;
         }
-        self.retry(|| client.auth(reference, &auth, op))
+        let token = self
+            .retry(|| client.auth(reference, &auth, op))
             .await
             .map_err(|source| RegistryError::Request {
                 what: "cannot log in to the registry for",
@@ -263,8 +271,19 @@ impl Registry {
                 url,
                 source,
             })?;
-        self.authed.lock().await.insert(key);
+        self.tokens.lock().await.insert(key, token);
         Ok(auth)
+    }
+
+    /// The bearer token `login` got for `op` on the repository of
+    /// `reference`, if the registry gave one.
+    pub async fn token(&self, reference: &Reference, op: RegistryOperation) -> Option<String> {
+        self.tokens
+            .lock()
+            .await
+            .get(&token_key(reference, op))
+            .cloned()
+            .flatten()
     }
 
     /// Runs `f` until it succeeds, it fails in a way retrying cannot fix, or

@@ -222,8 +222,8 @@ pub async fn pull(
     let image = reference.whole();
     progress.step(format!("pulling {image} ({arch})"));
     let auth = registry.login(reference, RegistryOperation::Pull).await?;
-    let (client, scheme) = registry.client(reference).await;
-    let fetch = |r: Reference| fetch_manifest(registry, cache, &client, scheme, &auth, &image, r);
+    let (_, scheme) = registry.client(reference).await;
+    let fetch = |r: Reference| fetch_manifest(registry, cache, scheme, &auth, &image, r);
 
     let (top, parsed) = fetch(reference.clone()).await?;
     let (manifest, config, layers, from_index) = match parsed {
@@ -310,7 +310,6 @@ async fn download_missing(
 async fn fetch_manifest(
     registry: &Registry,
     cache: &Cache,
-    client: &oci_client::Client,
     scheme: &str,
     auth: &oci_client::secrets::RegistryAuth,
     image: &str,
@@ -322,9 +321,16 @@ async fn fetch_manifest(
         r.resolve_registry(),
         r.repository()
     );
+    let token = registry.token(&r, RegistryOperation::Pull).await;
     let bytes = registry
         .retry(|| {
-            super::fetch::manifest(client, registry.http(), &url, &r, auth, oci::MANIFEST_TYPES)
+            super::fetch::manifest(
+                registry.http(),
+                &url,
+                token.as_deref(),
+                auth,
+                oci::MANIFEST_TYPES,
+            )
         })
         .await
         .map_err(|source| PullError::Manifest {
