@@ -592,12 +592,15 @@ proptest! {
     #[test]
     fn fat_volumes_pass_fsck_and_mtools_reads_every_file_back(files in fat_files()) {
         let fail = |e: std::io::Error| TestCaseError::fail(e.to_string());
-        let refs: Vec<(&str, &[u8])> = files.iter().map(|(p, d)| (p.as_str(), d.as_slice())).collect();
+        let refs: Vec<crate::media::fat::File> = files.iter().map(|(p, d)| (p.as_str(), d as &dyn crate::media::source::Source)).collect();
         let image = crate::media::fat::small_image(&refs, 0x1234_5678, "FUZZ")
             .map_err(|e| TestCaseError::fail(e.to_string()))?;
         let dir = tempfile::tempdir().map_err(fail)?;
         let img = dir.path().join("fat.img");
-        std::fs::write(&img, &image).map_err(fail)?;
+        let mut file = std::fs::File::create(&img).map_err(fail)?;
+        file.set_len(image.len()).map_err(fail)?;
+        image.write_to(&mut file, 0).map_err(fail)?;
+        drop(file);
         let img = img.to_str().unwrap_or_default().to_string();
         run_tool("fsck.vfat", &["-n", &img])?;
         let out = dir.path().join("out");
@@ -617,7 +620,7 @@ proptest! {
     #[test]
     fn gpt_disks_pass_sgdisk_and_their_esp_reads_back(files in fat_files(), data in prop::option::of(1u64..64)) {
         let fail = |e: std::io::Error| TestCaseError::fail(e.to_string());
-        let refs: Vec<(&str, &[u8])> = files.iter().map(|(p, d)| (p.as_str(), d.as_slice())).collect();
+        let refs: Vec<crate::media::fat::File> = files.iter().map(|(p, d)| (p.as_str(), d as &dyn crate::media::source::Source)).collect();
         let dir = tempfile::tempdir().map_err(fail)?;
         let path = dir.path().join("disk.img");
         let mut out = std::fs::File::create(&path).map_err(fail)?;
@@ -691,7 +694,7 @@ proptest! {
     #[test]
     fn iso_images_read_back_with_xorriso(files in iso_files(), efi in prop::bool::ANY) {
         let fail = |e: std::io::Error| TestCaseError::fail(e.to_string());
-        let refs: Vec<(&str, &[u8])> = files.iter().map(|(p, d)| (p.as_str(), d.as_slice())).collect();
+        let refs: Vec<crate::media::fat::File> = files.iter().map(|(p, d)| (p.as_str(), d as &dyn crate::media::source::Source)).collect();
         // Now and then the first file is an El Torito EFI image and the
         // hybrid MBR's partition (its content need not be FAT for this).
         let first = files[0].0.clone();

@@ -11,6 +11,9 @@
 //! about partitions or ISO 9660: that is `disk` and `iso9660`.
 
 use std::collections::BTreeMap;
+use std::io::{self, Seek, SeekFrom, Write};
+
+use super::source::Source;
 
 const SECTOR: usize = 512;
 /// FAT32 volumes use one sector per cluster: they need at least 65525
@@ -104,11 +107,14 @@ fn entry(name: [u8; 11], attr: u8, cluster: u32, size: u32) -> [u8; 32] {
 
 enum Node<'a> {
     Dir(BTreeMap<String, Node<'a>>),
-    File(&'a [u8]),
+    File(&'a dyn Source),
 }
 
-/// The directory tree of `files` (paths like `EFI/BOOT/BOOTX64.EFI`).
-fn tree<'a>(files: &[(&str, &'a [u8])]) -> Result<BTreeMap<String, Node<'a>>, FatError> {
+/// A file for a volume: its path (like `EFI/BOOT/BOOTX64.EFI`) and contents.
+pub type File<'a> = (&'a str, &'a dyn Source);
+
+/// The directory tree of `files`.
+fn tree<'a>(files: &[File<'a>]) -> Result<BTreeMap<String, Node<'a>>, FatError> {
     let mut root: BTreeMap<String, Node> = BTreeMap::new();
     for (path, data) in files {
         let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
@@ -127,7 +133,7 @@ fn tree<'a>(files: &[(&str, &'a [u8])]) -> Result<BTreeMap<String, Node<'a>>, Fa
             };
         }
         short_name(name)?;
-        dir.insert((*name).to_string(), Node::File(data));
+        dir.insert((*name).to_string(), Node::File(*data));
     }
     Ok(root)
 }
@@ -136,22 +142,31 @@ fn tree<'a>(files: &[(&str, &'a [u8])]) -> Result<BTreeMap<String, Node<'a>>, Fa
 fn clusters_needed(dir: &BTreeMap<String, Node>, bytes: usize) -> usize {
     dir.values()
         .map(|n| match n {
-            Node::File([]) => 0,
-            Node::File(d) => d.len().div_ceil(bytes),
+            Node::File(d) => usize::try_from(d.len())
+                .unwrap_or(usize::MAX)
+                .div_ceil(bytes),
             Node::Dir(c) => ((c.len() + 2) * 32).div_ceil(bytes) + clusters_needed(c, bytes),
         })
         .sum()
 }
 
-struct Volume {
+/// A volume laid out: where each directory's entries and each file's
+/// contents go, and the FAT, ready to be written.
+pub struct Volume<'a> {
     layout: Layout,
-    img: Vec<u8>,
+    /// Byte offset and entries of each directory (the rest of its clusters
+    /// are zeros).
+    dirs: Vec<(u64, Vec<u8>)>,
+    /// Byte offset and contents of each non-empty file.
+    data: Vec<(u64, &'a dyn Source)>,
+    /// Boot sector, and FAT32's FSInfo and backups: sector and bytes.
+    sectors: Vec<(usize, [u8; SECTOR])>,
     fat: Vec<u32>,
     next: u32,
     too_small: FatError,
 }
 
-impl Volume {
+impl<'a> Volume<'a> {
     /// `n` contiguous clusters, chained in the FAT; the first.
     fn alloc(&mut self, n: usize) -> Result<u32, FatError> {
         let first = self.next;
@@ -171,8 +186,8 @@ impl Volume {
         Ok(first)
     }
 
-    fn offset(&self, cluster: u32) -> usize {
-        (self.layout.data_start() + (cluster as usize - 2) * self.layout.spc) * SECTOR
+    fn offset(&self, cluster: u32) -> u64 {
+        ((self.layout.data_start() + (cluster as usize - 2) * self.layout.spc) * SECTOR) as u64
     }
 
     fn clusters_for(&self, bytes: usize) -> usize {
@@ -184,8 +199,8 @@ impl Volume {
     /// and `..` but the volume label).
     fn write_dir(
         &mut self,
-        children: &BTreeMap<String, Node>,
-        at: usize,
+        children: &BTreeMap<String, Node<'a>>,
+        at: u64,
         own: u32,
         parent: Option<u32>,
         label: Option<[u8; 11]>,
@@ -208,9 +223,8 @@ impl Volume {
                     let first = if data.is_empty() {
                         0
                     } else {
-                        let first = self.alloc(self.clusters_for(data.len()))?;
-                        let at = self.offset(first);
-                        self.img[at..at + data.len()].copy_from_slice(data);
+                        let first = self.alloc(self.clusters_for(size as usize))?;
+                        self.data.push((self.offset(first), *data));
                         first
                     };
                     entries.push(entry(short, 0x20, first, size));
@@ -222,9 +236,7 @@ impl Volume {
                 }
             }
         }
-        for (i, e) in entries.iter().enumerate() {
-            self.img[at + 32 * i..at + 32 * (i + 1)].copy_from_slice(e);
-        }
+        self.dirs.push((at, entries.concat()));
         for (first, grand) in subdirs {
             // `..` of a directory in the root is cluster 0, by the spec.
             let up = if parent.is_none() { 0 } else { own };
@@ -238,14 +250,14 @@ impl Volume {
 /// A FAT32 volume of `size` bytes (a whole number of sectors) with `files`
 /// (paths like `EFI/BOOT/BOOTX64.EFI`); `hidden` is the partition's first
 /// sector on its disk.
-pub fn image(
+pub fn image<'a>(
     size: u64,
-    files: &[(&str, &[u8])],
+    files: &[File<'a>],
     volume_id: u32,
     label: &str,
     hidden: u32,
-) -> Result<Vec<u8>, FatError> {
-    let payload: u64 = files.iter().map(|(_, d)| d.len() as u64).sum();
+) -> Result<Volume<'a>, FatError> {
+    let payload: u64 = files.iter().map(|(_, d)| d.len()).sum();
     let too_small = || FatError::TooSmall { size, payload };
     let total = usize::try_from(size).map_err(|_| too_small())? / SECTOR;
     // FAT size: enough entries for every cluster the rest could hold.
@@ -269,12 +281,12 @@ pub fn image(
 
 /// A FAT16 volume just big enough for `files`, with clusters of 512 bytes
 /// or more as the payload needs: an El Torito EFI boot image.
-pub fn small_image(
-    files: &[(&str, &[u8])],
+pub fn small_image<'a>(
+    files: &[File<'a>],
     volume_id: u32,
     label: &str,
-) -> Result<Vec<u8>, FatError> {
-    let payload: u64 = files.iter().map(|(_, d)| d.len() as u64).sum();
+) -> Result<Volume<'a>, FatError> {
+    let payload: u64 = files.iter().map(|(_, d)| d.len()).sum();
     let root = tree(files)?;
     let mut spc = 1;
     let clusters = loop {
@@ -317,13 +329,13 @@ fn label_bytes(label: &str) -> [u8; 11] {
     out
 }
 
-impl Volume {
+impl<'a> Volume<'a> {
     /// Writes the root directory with the volume label and everything under
     /// it; returns the root's cluster (0 on FAT16, whose root has a fixed
     /// area of its own).
     fn write_root(
         &mut self,
-        root: &BTreeMap<String, Node>,
+        root: &BTreeMap<String, Node<'a>>,
         label: [u8; 11],
     ) -> Result<u32, FatError> {
         match self.layout.kind {
@@ -341,7 +353,7 @@ impl Volume {
                 }
                 self.fat[0] = 0xFFF8;
                 self.fat[1] = 0xFFFF;
-                let at = (self.layout.reserved + 2 * self.layout.fat_sectors) * SECTOR;
+                let at = ((self.layout.reserved + 2 * self.layout.fat_sectors) * SECTOR) as u64;
                 self.write_dir(root, at, 0, None, Some(label))?;
                 Ok(0)
             }
@@ -424,38 +436,86 @@ impl Volume {
         Ok(fsinfo)
     }
 
-    /// Both copies of the FAT into the image.
-    fn write_fats(&mut self) {
-        let layout = &self.layout;
-        for copy in 0..2 {
-            let at = (layout.reserved + copy * layout.fat_sectors) * SECTOR;
-            for (i, v) in self.fat.iter().enumerate() {
-                match layout.kind {
-                    Kind::Fat32 => {
-                        self.img[at + 4 * i..at + 4 * i + 4].copy_from_slice(&v.to_le_bytes())
-                    }
-                    Kind::Fat16 => {
-                        let v = u16::try_from(*v).unwrap_or(0xFFFF);
-                        self.img[at + 2 * i..at + 2 * i + 2].copy_from_slice(&v.to_le_bytes());
-                    }
+    /// One copy of the FAT, as it is on disk.
+    fn fat_bytes(&self) -> Vec<u8> {
+        let mut out = vec![0u8; self.layout.fat_sectors * SECTOR];
+        for (i, v) in self.fat.iter().enumerate() {
+            match self.layout.kind {
+                Kind::Fat32 => out[4 * i..4 * i + 4].copy_from_slice(&v.to_le_bytes()),
+                Kind::Fat16 => {
+                    let v = u16::try_from(*v).unwrap_or(0xFFFF);
+                    out[2 * i..2 * i + 2].copy_from_slice(&v.to_le_bytes());
                 }
             }
         }
+        out
+    }
+
+    /// The volume's size in bytes.
+    pub fn len(&self) -> u64 {
+        (self.layout.total * SECTOR) as u64
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.layout.total == 0
+    }
+
+    /// Writes the volume at byte `base` of `out`, which must read as zeros
+    /// there (a new file or a sparse one just extended): only what is not
+    /// zero is written, and file contents are streamed from their sources.
+    pub fn write_to<W: Write + Seek>(&self, out: &mut W, base: u64) -> io::Result<()> {
+        for (sector, bytes) in &self.sectors {
+            put_sparse(out, base + (sector * SECTOR) as u64, bytes)?;
+        }
+        let fat = self.fat_bytes();
+        for copy in 0..2 {
+            let at = (self.layout.reserved + copy * self.layout.fat_sectors) * SECTOR;
+            put_sparse(out, base + at as u64, &fat)?;
+        }
+        for (at, entries) in &self.dirs {
+            put_sparse(out, base + at, entries)?;
+        }
+        for (at, data) in &self.data {
+            out.seek(SeekFrom::Start(base + at))?;
+            super::source::copy(*data, out)?;
+        }
+        Ok(())
+    }
+
+    /// The whole volume in memory (for tests and small images).
+    pub fn to_vec(&self) -> io::Result<Vec<u8>> {
+        let len = usize::try_from(self.len()).map_err(io::Error::other)?;
+        let mut c = io::Cursor::new(vec![0u8; len]);
+        self.write_to(&mut c, 0)?;
+        Ok(c.into_inner())
     }
 }
 
-/// Writes the volume `layout` describes.
-fn write(
+/// Writes `bytes` at `at`, skipping 4 KiB blocks that are all zeros.
+fn put_sparse<W: Write + Seek>(out: &mut W, at: u64, bytes: &[u8]) -> io::Result<()> {
+    for (i, block) in bytes.chunks(4096).enumerate() {
+        if block.iter().any(|&b| b != 0) {
+            out.seek(SeekFrom::Start(at + 4096 * i as u64))?;
+            out.write_all(block)?;
+        }
+    }
+    Ok(())
+}
+
+/// Lays out the volume `layout` describes.
+fn write<'a>(
     layout: Layout,
-    files: &[(&str, &[u8])],
+    files: &[File<'a>],
     volume_id: u32,
     label: &str,
     hidden: u32,
     too_small: FatError,
-) -> Result<Vec<u8>, FatError> {
+) -> Result<Volume<'a>, FatError> {
     let root = tree(files)?;
     let mut v = Volume {
-        img: vec![0u8; layout.total * SECTOR],
+        dirs: Vec::new(),
+        data: Vec::new(),
+        sectors: Vec::new(),
         fat: vec![0u32; layout.clusters + 2],
         next: 2,
         too_small,
@@ -464,16 +524,13 @@ fn write(
     let label = label_bytes(label);
     let root_cluster = v.write_root(&root, label)?;
     let bs = v.boot_sector(hidden, volume_id, label, root_cluster)?;
-    v.img[0..SECTOR].copy_from_slice(&bs);
+    v.sectors.push((0, bs));
     if v.layout.kind == Kind::Fat32 {
         // FSInfo, and backups of both at sector 6.
         let fsinfo = v.fsinfo()?;
-        for (sector, bytes) in [(1, &fsinfo), (6, &bs), (7, &fsinfo)] {
-            v.img[sector * SECTOR..(sector + 1) * SECTOR].copy_from_slice(bytes);
-        }
+        v.sectors.extend([(1, fsinfo), (6, bs), (7, fsinfo)]);
     }
-    v.write_fats();
-    Ok(v.img)
+    Ok(v)
 }
 
 #[cfg(test)]
@@ -496,7 +553,10 @@ mod tests {
     #[test]
     fn small_images_fit_their_files_in_fat16() {
         let big = vec![7u8; 40 << 20];
-        let img = small_image(&[("EFI/BOOT/BOOTX64.EFI", &big)], 1, "X").expect("fits");
+        let img = small_image(&[("EFI/BOOT/BOOTX64.EFI", &big)], 1, "X")
+            .expect("fits")
+            .to_vec()
+            .expect("writes");
         assert_eq!(&img[54..62], b"FAT16   ");
         assert!(img.len() < (40 << 20) + (1 << 20), "{}", img.len());
         let tiny = small_image(&[("A", b"x")], 1, "X").expect("fits");

@@ -15,6 +15,7 @@
 use std::io::{self, Seek, SeekFrom, Write};
 
 use super::fat;
+use super::source::Source;
 
 const SECTOR: u64 = 512;
 const MIB: u64 = 1 << 20;
@@ -214,9 +215,12 @@ impl Geometry {
 }
 
 /// A hash of the ESP's files that every GUID and the volume id derive from.
-fn content_seed(files: &[(&str, &[u8])]) -> [u8; 32] {
-    let parts: Vec<&[u8]> = files.iter().flat_map(|(p, d)| [p.as_bytes(), *d]).collect();
-    super::content_hash(&parts)
+fn content_seed(files: &[fat::File]) -> std::io::Result<[u8; 32]> {
+    let parts: Vec<&dyn Source> = files
+        .iter()
+        .flat_map(|(p, d)| [p as &dyn Source, *d])
+        .collect();
+    super::source::content_hash(&parts)
 }
 
 /// The partitions: the ESP, the BIOS boot partition when there is one, and
@@ -299,12 +303,12 @@ fn core_image(g: &Geometry, b: &BiosBoot) -> Result<Vec<u8>, DiskError> {
 /// size.
 pub fn write_disk(
     out: &mut std::fs::File,
-    files: &[(&str, &[u8])],
+    files: &[fat::File],
     bios: Option<&BiosBoot>,
     disk_size: Option<u64>,
 ) -> Result<u64, DiskError> {
-    let payload: u64 = files.iter().map(|(_, d)| d.len() as u64).sum();
-    let seed = content_seed(files);
+    let payload: u64 = files.iter().map(|(_, d)| d.len()).sum();
+    let seed = content_seed(files).map_err(DiskError::Io)?;
     let g = Geometry::new(payload, bios, disk_size)?;
     let table = entries(&partitions(&g, &seed, bios.is_some()));
     let table_crc = crc32(&table);
@@ -314,30 +318,25 @@ pub fn write_disk(
     let fat = fat::image(g.esp, files, volume_id, "HULL-ESP", hidden)?;
     let io = DiskError::Io;
     out.set_len(g.total_bytes).map_err(io)?;
-    let mut put = |at: u64, bytes: &[u8]| -> Result<(), DiskError> {
+    let put = |out: &mut std::fs::File, at: u64, bytes: &[u8]| -> Result<(), DiskError> {
         out.seek(SeekFrom::Start(at)).map_err(io)?;
         out.write_all(bytes).map_err(io)
     };
     let total = g.total;
-    put(0, &protective_mbr(&g, bios))?;
-    put(
-        SECTOR,
-        &header(&disk_guid, 1, total - 1, 2, total, table_crc),
-    )?;
-    put(2 * SECTOR, &table)?;
+    put(out, 0, &protective_mbr(&g, bios))?;
+    let primary = header(&disk_guid, 1, total - 1, 2, total, table_crc);
+    put(out, SECTOR, &primary)?;
+    put(out, 2 * SECTOR, &table)?;
     if let Some(b) = bios {
-        put(g.core_first * SECTOR, &core_image(&g, b)?)?;
+        put(out, g.core_first * SECTOR, &core_image(&g, b)?)?;
     }
-    // Only the ESP's non-zero blocks are written: the file stays sparse.
-    for (i, block) in fat.chunks(4096).enumerate() {
-        if block.iter().any(|&b| b != 0) {
-            put(g.esp_start + 4096 * i as u64, block)?;
-        }
-    }
+    // The ESP's metadata blocks that are not zero and its files: the rest
+    // of the file stays sparse.
+    fat.write_to(out, g.esp_start).map_err(DiskError::Io)?;
     let backup_entries = total - 1 - ENTRY_SECTORS;
-    put(backup_entries * SECTOR, &table)?;
+    put(out, backup_entries * SECTOR, &table)?;
     let backup = header(&disk_guid, total - 1, 1, backup_entries, total, table_crc);
-    put((total - 1) * SECTOR, &backup)?;
+    put(out, (total - 1) * SECTOR, &backup)?;
     Ok(g.total_bytes)
 }
 

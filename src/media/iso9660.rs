@@ -11,6 +11,7 @@
 //! fixed-size records. Must not know what the files are (that is
 //! `output`'s formats) nor how FAT images are made (`fat`).
 
+use super::source::Source;
 use std::collections::BTreeMap;
 use std::io::{self, Write};
 
@@ -66,7 +67,7 @@ pub enum Hybrid<'a> {
 pub struct Spec<'a> {
     /// Files by path (`BOOT/KERNEL`), written in this order: put a large
     /// EFI image last, where firmware that ignores its size still finds it.
-    pub files: Vec<(&'a str, &'a [u8])>,
+    pub files: Vec<(&'a str, &'a dyn Source)>,
     pub boot: Vec<Boot<'a>>,
     pub hybrid: Hybrid<'a>,
     /// Up to 32 of A-Z 0-9 _.
@@ -257,6 +258,11 @@ struct Layout {
     total_blocks: usize,
 }
 
+/// A file's length, which must fit the address space for the layout.
+fn len_usize(data: &dyn Source) -> Result<usize, IsoError> {
+    usize::try_from(data.len()).map_err(|_| IsoError::TooBig(data.len()))
+}
+
 fn lba32(n: usize) -> Result<u32, IsoError> {
     u32::try_from(n).map_err(|_| IsoError::TooBig((n * BLOCK) as u64))
 }
@@ -303,7 +309,7 @@ impl Layout {
         let mut file_lba = vec![0u32; spec.files.len()];
         for (i, (_, data)) in spec.files.iter().enumerate() {
             file_lba[i] = lba32(next)?;
-            next += blocks(data.len()).max(1);
+            next += blocks(len_usize(*data)?).max(1);
         }
         Ok(Layout {
             dirs,
@@ -324,8 +330,8 @@ impl Layout {
         spec.files
             .iter()
             .position(|(p, _)| *p == path)
-            .map(|i| (self.file_lba[i], spec.files[i].1.len()))
             .ok_or_else(|| IsoError::NoBootFile(path.to_string()))
+            .and_then(|i| Ok((self.file_lba[i], len_usize(spec.files[i].1)?)))
     }
 }
 
@@ -502,7 +508,7 @@ fn directory(spec: &Spec, l: &Layout, d: usize) -> Result<Vec<u8>, IsoError> {
         children.push((id, record(id.as_bytes(), sub.lba, sub.size, true)));
     }
     for (id, f) in &dir.files {
-        let len = lba32(spec.files[*f].1.len())?;
+        let len = lba32(len_usize(spec.files[*f].1)?)?;
         children.push((id, record(id.as_bytes(), l.file_lba[*f], len, false)));
     }
     children.sort_by(|a, b| a.0.cmp(b.0));
@@ -512,7 +518,7 @@ fn directory(spec: &Spec, l: &Layout, d: usize) -> Result<Vec<u8>, IsoError> {
 
 /// File data, each padded to a whole block; BIOS boot images get their boot
 /// info table.
-fn file_data<W: Write>(spec: &Spec, l: &Layout, out: &mut W) -> Result<(), IsoError> {
+fn file_data(spec: &Spec, l: &Layout, out: &mut dyn Write) -> Result<(), IsoError> {
     let bios: Vec<&str> = spec
         .boot
         .iter()
@@ -523,14 +529,16 @@ fn file_data<W: Write>(spec: &Spec, l: &Layout, out: &mut W) -> Result<(), IsoEr
         .collect();
     let zeros = [0u8; BLOCK];
     for (i, (path, data)) in spec.files.iter().enumerate() {
+        let len = len_usize(*data)?;
         if bios.contains(path) {
-            let mut patched = data.to_vec();
+            // A boot file is small (ISOLINUX's is 40 KiB): patched in memory.
+            let mut patched = super::source::head(*data, len)?;
             patch_boot_info(&mut patched, l.file_lba[i]);
             out.write_all(&patched)?;
         } else {
-            out.write_all(data)?;
+            super::source::copy(*data, out)?;
         }
-        let pad = (BLOCK - data.len() % BLOCK) % BLOCK;
+        let pad = (BLOCK - len % BLOCK) % BLOCK;
         let pad = if data.is_empty() { BLOCK } else { pad };
         out.write_all(&zeros[..pad])?;
     }

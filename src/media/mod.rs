@@ -9,6 +9,7 @@ pub mod cpio;
 pub mod fat;
 pub mod gpt;
 pub mod iso9660;
+pub mod source;
 pub mod tar;
 pub mod uki;
 

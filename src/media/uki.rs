@@ -7,10 +7,14 @@
 //! add sections to an existing one); the layout is small and fixed. Must not
 //! know where the stub or the kernel come from.
 
+use std::io::{self, Write};
+
+use super::source::Source;
+
 /// A section to add: its name (at most 8 bytes) and contents.
 pub struct Section<'a> {
     pub name: &'static str,
-    pub data: &'a [u8],
+    pub data: &'a dyn Source,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -21,6 +25,8 @@ pub enum UkiError {
     NoRoom(usize),
     #[error("the unified kernel image would be over 4 GiB")]
     TooLarge,
+    #[error(transparent)]
+    Io(#[from] io::Error),
 }
 
 fn u16_at(b: &[u8], at: usize) -> Result<u16, UkiError> {
@@ -51,8 +57,29 @@ fn align(v: u64, to: u64) -> u64 {
     }
 }
 
-/// The whole image in memory (kernel and initrd included).
-pub fn build(stub: &[u8], sections: &[Section<'_>]) -> Result<Vec<u8>, UkiError> {
+/// Writes the image to `out`: the stub with the new section headers, then
+/// each section's contents streamed from its source, padded to the file
+/// alignment. Returns the image's size.
+pub fn write(stub: &[u8], sections: &[Section<'_>], out: &mut dyn Write) -> Result<u64, UkiError> {
+    let (headers, file_align) = headers(stub, sections)?;
+    out.write_all(&headers)?;
+    let mut size = headers.len() as u64;
+    let zeros = vec![0u8; usize::try_from(file_align).unwrap_or(0)];
+    for sec in sections {
+        super::source::copy(sec.data, out)?;
+        let len = sec.data.len();
+        let pad = align(len, file_align) - len;
+        out.write_all(&zeros[..usize::try_from(pad).unwrap_or(0)])?;
+        size += len + pad;
+    }
+    out.flush()?;
+    Ok(size)
+}
+
+/// The stub, padded to the file alignment, with the section table, section
+/// count and image size patched for `sections` appended after it; and the
+/// file alignment.
+fn headers(stub: &[u8], sections: &[Section<'_>]) -> Result<(Vec<u8>, u64), UkiError> {
     if stub.get(0..2) != Some(b"MZ") {
         return Err(UkiError::NotPe("no MZ header"));
     }
@@ -101,7 +128,7 @@ pub fn build(stub: &[u8], sections: &[Section<'_>]) -> Result<Vec<u8>, UkiError>
         let n = sec.name.as_bytes();
         name[..n.len().min(8)].copy_from_slice(&n[..n.len().min(8)]);
         image[h..h + 8].copy_from_slice(&name);
-        let len = sec.data.len() as u64;
+        let len = sec.data.len();
         let raw_size = align(len, file_align);
         let fits = |v: u64| u32::try_from(v).map_err(|_| UkiError::TooLarge);
         put_u32(&mut image, h + 8, fits(len)?);
@@ -111,12 +138,7 @@ pub fn build(stub: &[u8], sections: &[Section<'_>]) -> Result<Vec<u8>, UkiError>
         image[h + 24..h + 36].fill(0);
         // Initialized data, readable.
         put_u32(&mut image, h + 36, 0x4000_0040);
-        image.extend_from_slice(sec.data);
         file_end += raw_size;
-        image.resize(
-            usize::try_from(file_end).map_err(|_| UkiError::TooLarge)?,
-            0,
-        );
         next_va = align(next_va + len, section_align);
     }
     let total = u16::try_from(nsections + sections.len()).map_err(|_| UkiError::TooLarge)?;
@@ -128,7 +150,8 @@ pub fn build(stub: &[u8], sections: &[Section<'_>]) -> Result<Vec<u8>, UkiError>
     );
     // No checksum: firmware checks signatures, not this field.
     put_u32(&mut image, opt + 64, 0);
-    Ok(image)
+    u32::try_from(file_end).map_err(|_| UkiError::TooLarge)?;
+    Ok((image, file_align))
 }
 
 /// Reads back a section's contents by name (for checks).
@@ -183,7 +206,8 @@ mod tests {
     #[test]
     fn sections_are_appended_aligned_and_readable() {
         let stub = tiny_pe();
-        let img = build(
+        let mut img = Vec::new();
+        let size = write(
             &stub,
             &[
                 Section {
@@ -195,8 +219,10 @@ mod tests {
                     data: &[7u8; 5000],
                 },
             ],
+            &mut img,
         )
         .expect("builds");
+        assert_eq!(size, img.len() as u64);
         assert_eq!(section(&img, ".cmdline"), Some(&b"console=ttyS0"[..]));
         assert_eq!(section(&img, ".linux").map(<[u8]>::len), Some(5000));
         assert_eq!(section(&img, ".text").map(<[u8]>::len), Some(0x10));
@@ -209,6 +235,9 @@ mod tests {
 
     #[test]
     fn not_a_pe_is_refused() {
-        assert!(matches!(build(b"hello", &[]), Err(UkiError::NotPe(_))));
+        assert!(matches!(
+            write(b"hello", &[], &mut Vec::new()),
+            Err(UkiError::NotPe(_))
+        ));
     }
 }

@@ -1,27 +1,57 @@
-//! What several formats of one build share, made once on first use: the
-//! initrd (microcode, then the compressed cpio) as a file, and the unified
-//! kernel image. A `kernel+initrd` build's own initrd output is that file, so
-//! nothing is compressed twice.
+//! What several formats of one build share, made once on first use, each in
+//! a file: the initrd (microcode, then the compressed cpio) and the unified
+//! kernel image. A `kernel+initrd` build's own initrd output is that file, and
+//! a `uki` build's own `.efi` output the UKI's, so nothing is made twice; the
+//! formats read them back as [`Source`]s, so none is held in memory.
 
-use std::io;
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
 use super::{boot_file, Format, Inputs, OutputError};
+use crate::media::source::{FileSource, Source};
 use crate::media::{compress, cpio, uki};
+use crate::rootfs::tree::{Content, Pack};
 
 /// The build's shared artifacts.
 pub struct Artifacts<'i, 'a> {
     pub img: &'i Inputs<'a>,
     /// Where temp files go (the output directory: same filesystem).
     dir: PathBuf,
-    initrd: Option<Initrd>,
-    uki: Option<Vec<u8>>,
+    initrd: Option<Shared>,
+    uki: Option<Shared>,
 }
 
-/// The compressed initrd: an output being staged, or a temp file of its own.
-enum Initrd {
-    Output(PathBuf),
-    Temp(tempfile::NamedTempFile),
+/// An artifact's file: an output being staged, or a temp file of its own.
+enum Shared {
+    Output(FileSource),
+    /// The temp file is kept (and removed when dropped) with its source.
+    Temp {
+        _file: tempfile::NamedTempFile,
+        src: FileSource,
+    },
+}
+
+impl Shared {
+    fn source(&self) -> &FileSource {
+        match self {
+            Shared::Output(src) | Shared::Temp { src, .. } => src,
+        }
+    }
+}
+
+/// A file's contents in the build's pack, as a media writer reads them.
+pub struct Packed<'a> {
+    pub pack: &'a Pack,
+    pub content: &'a Content,
+}
+
+impl Source for Packed<'_> {
+    fn len(&self) -> u64 {
+        self.content.len()
+    }
+    fn open(&self) -> io::Result<Box<dyn Read + '_>> {
+        Ok(self.pack.reader(self.content))
+    }
 }
 
 fn io_err(path: &Path) -> impl Fn(io::Error) -> OutputError + '_ {
@@ -46,6 +76,14 @@ pub fn write_initrd<W: io::Write>(img: &Inputs, mut out: W) -> io::Result<W> {
     c.finish()
 }
 
+/// A new temp file in `dir` for the output at `dest`.
+fn temp_in(dir: &Path, prefix: &str, dest: &Path) -> Result<tempfile::NamedTempFile, OutputError> {
+    tempfile::Builder::new()
+        .prefix(prefix)
+        .tempfile_in(dir)
+        .map_err(io_err(dest))
+}
+
 impl<'i, 'a> Artifacts<'i, 'a> {
     pub fn new(img: &'i Inputs<'a>, dir: &Path) -> Self {
         Artifacts {
@@ -57,45 +95,67 @@ impl<'i, 'a> Artifacts<'i, 'a> {
     }
 
     /// Records that the staged output at `path` holds the initrd.
-    pub fn initrd_written_to(&mut self, path: &Path) {
+    pub fn initrd_written_to(&mut self, path: &Path) -> Result<(), OutputError> {
         if self.initrd.is_none() {
-            self.initrd = Some(Initrd::Output(path.to_path_buf()));
+            let src = FileSource::new(path).map_err(io_err(path))?;
+            self.initrd = Some(Shared::Output(src));
         }
+        Ok(())
     }
 
-    /// The initrd's file, compressed now if no format has made it yet
-    /// (errors name `dest`, the output asking for it).
-    pub fn initrd_path(&mut self, dest: &Path) -> Result<&Path, OutputError> {
+    /// The initrd, compressed now if no format has made it yet (errors name
+    /// `dest`, the output asking for it).
+    pub fn initrd(&mut self, dest: &Path) -> Result<&FileSource, OutputError> {
         if self.initrd.is_none() {
-            let tmp = tempfile::Builder::new()
-                .prefix(".hull-initrd-")
-                .tempfile_in(&self.dir)
-                .map_err(io_err(dest))?;
+            let tmp = temp_in(&self.dir, ".hull-initrd-", dest)?;
             let w = write_initrd(self.img, io::BufWriter::new(tmp))
                 .and_then(|w| w.into_inner().map_err(|e| e.into_error()))
                 .map_err(io_err(dest))?;
-            self.initrd = Some(Initrd::Temp(w));
+            let src = FileSource::new(w.path()).map_err(io_err(dest))?;
+            self.initrd = Some(Shared::Temp { _file: w, src });
         }
-        Ok(match &self.initrd {
-            Some(Initrd::Output(p)) => p,
-            Some(Initrd::Temp(t)) => t.path(),
-            None => Path::new(""),
-        })
+        self.initrd
+            .as_ref()
+            .map(Shared::source)
+            .ok_or_else(|| io_err(dest)(io::Error::other("no initrd")))
     }
 
-    /// The initrd's bytes, for writers that take them whole.
-    pub fn initrd_bytes(&mut self, dest: &Path) -> Result<Vec<u8>, OutputError> {
-        let path = self.initrd_path(dest)?.to_path_buf();
-        std::fs::read(&path).map_err(io_err(dest))
+    /// Writes the unified kernel image to `out` (a staged output, at `dest`)
+    /// and records it there for other formats.
+    pub fn write_uki(
+        &mut self,
+        format: Format,
+        out: &mut std::fs::File,
+        dest: &Path,
+    ) -> Result<(), OutputError> {
+        let initrd = self.initrd(dest)?.clone();
+        let mut w = io::BufWriter::with_capacity(1 << 16, out);
+        write_uki(self.img, format, &initrd, &self.dir, dest, &mut w)?;
+        w.into_inner().map_err(|e| io_err(dest)(e.into_error()))?;
+        Ok(())
+    }
+
+    /// Records that the staged output at `path` holds the UKI.
+    pub fn uki_written_to(&mut self, path: &Path) -> Result<(), OutputError> {
+        if self.uki.is_none() {
+            let src = FileSource::new(path).map_err(io_err(path))?;
+            self.uki = Some(Shared::Output(src));
+        }
+        Ok(())
     }
 
     /// The unified kernel image, assembled now if no format has made it yet.
-    pub fn uki(&mut self, format: Format, dest: &Path) -> Result<&[u8], OutputError> {
+    pub fn uki(&mut self, format: Format, dest: &Path) -> Result<&FileSource, OutputError> {
         if self.uki.is_none() {
-            let initrd = self.initrd_bytes(dest)?;
-            self.uki = Some(uki_bytes(self.img, format, &initrd, dest)?);
+            let mut tmp = temp_in(&self.dir, ".hull-uki-", dest)?;
+            self.write_uki(format, tmp.as_file_mut(), dest)?;
+            let src = FileSource::new(tmp.path()).map_err(io_err(dest))?;
+            self.uki = Some(Shared::Temp { _file: tmp, src });
         }
-        Ok(self.uki.as_deref().unwrap_or_default())
+        self.uki
+            .as_ref()
+            .map(Shared::source)
+            .ok_or_else(|| io_err(dest)(io::Error::other("no UKI")))
     }
 }
 
@@ -107,17 +167,27 @@ fn efi_stub_path(arch: crate::platform::Arch) -> &'static str {
     }
 }
 
-/// The unified kernel image of `img` with `initrd`, for `format` (for the
-/// output at `dest`).
-fn uki_bytes(
+/// Writes the unified kernel image of `img` with `initrd`, for `format`
+/// (for the output at `dest`; temp files in `dir`).
+fn write_uki(
     img: &Inputs,
     format: Format,
-    initrd: &[u8],
+    initrd: &FileSource,
+    dir: &Path,
     dest: &Path,
-) -> Result<Vec<u8>, OutputError> {
+    out: &mut dyn io::Write,
+) -> Result<(), OutputError> {
     let kernel = img.kernel.ok_or(OutputError::NoKernel("uki"))?;
     let stub = boot_file(img, format, efi_stub_path(img.arch))?;
-    let kernel = efi_kernel(img.pack.read(kernel).map_err(io_err(dest))?).map_err(io_err(dest))?;
+    let packed = Packed {
+        pack: img.pack,
+        content: kernel,
+    };
+    let unpacked = efi_kernel(&packed, dir).map_err(io_err(dest))?;
+    let kernel: &dyn Source = match &unpacked {
+        Some((_, src)) => src,
+        None => &packed,
+    };
     let osrel = os_release(img);
     let sections = [
         uki::Section {
@@ -126,7 +196,7 @@ fn uki_bytes(
         },
         uki::Section {
             name: ".cmdline",
-            data: img.cmdline.as_bytes(),
+            data: &img.cmdline,
         },
         uki::Section {
             name: ".initrd",
@@ -134,22 +204,33 @@ fn uki_bytes(
         },
         uki::Section {
             name: ".linux",
-            data: &kernel,
+            data: kernel,
         },
     ];
-    Ok(uki::build(stub, &sections)?)
+    uki::write(stub, &sections, out)?;
+    Ok(())
 }
 
 /// The kernel as an EFI stub can start it: a gzip-compressed arm64 `Image`
-/// (Debian's vmlinuz) is decompressed; anything else is used as it is.
-fn efi_kernel(kernel: Vec<u8>) -> io::Result<Vec<u8>> {
-    if kernel.starts_with(&[0x1f, 0x8b]) {
-        let mut out = Vec::new();
-        io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&kernel[..]), &mut out)?;
-        Ok(out)
-    } else {
-        Ok(kernel)
+/// (Debian's vmlinuz) is decompressed into a temp file in `dir`; anything
+/// else is used as it is (`None`).
+fn efi_kernel(
+    kernel: &Packed,
+    dir: &Path,
+) -> io::Result<Option<(tempfile::NamedTempFile, FileSource)>> {
+    if crate::media::source::head(kernel, 2)? != [0x1f, 0x8b] {
+        return Ok(None);
     }
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".hull-kernel-")
+        .tempfile_in(dir)?;
+    let mut gz = flate2::read::GzDecoder::new(kernel.open()?);
+    let mut w = io::BufWriter::new(tmp.as_file_mut());
+    io::copy(&mut gz, &mut w)?;
+    io::Write::flush(&mut w)?;
+    drop(w);
+    let src = FileSource::new(tmp.path())?;
+    Ok(Some((tmp, src)))
 }
 
 /// The image's /etc/os-release (the init package writes one), or a minimal one.

@@ -4,8 +4,9 @@
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use super::artifacts::{write_initrd, Artifacts};
+use super::artifacts::{write_initrd, Artifacts, Packed};
 use super::{boot_file, media, stage, Format, Inputs, OutputError, Staged, StagedFile};
+use crate::media::source::{FileSource, Source};
 use crate::media::{fat, gpt, tar};
 
 type Written = Result<Vec<StagedFile>, OutputError>;
@@ -89,7 +90,7 @@ fn kernel_initrd(a: &mut Artifacts, out: &Out) -> Written {
     let i = write_initrd(a.img, io::BufWriter::new(i))
         .and_then(|w| w.into_inner().map_err(|e| e.into_error()))
         .map_err(io_err(&id))?;
-    a.initrd_written_to(i.path());
+    a.initrd_written_to(i.path())?;
     let (mut c, cd) = out.stage("-cmdline")?;
     c.write_all(a.img.cmdline.as_bytes()).map_err(io_err(&cd))?;
     Ok(vec![(k, kd), (i, id), (c, cd)])
@@ -110,8 +111,8 @@ fn tar_kernel_initrd(a: &mut Artifacts, out: &Out) -> Written {
     let (t, td) = out.stage("-initrd.tar")?;
     let e = io_err(&td);
     let dest = td.clone();
-    let mut initrd = std::fs::File::open(a.initrd_path(&td)?).map_err(&e)?;
     let img = a.img;
+    let initrd = a.initrd(&td)?;
     let mut b = ::tar::Builder::new(io::BufWriter::new(t));
     b.mode(::tar::HeaderMode::Deterministic);
     let mut add = |name: &str, size: u64, data: &mut dyn io::Read| {
@@ -122,8 +123,7 @@ fn tar_kernel_initrd(a: &mut Artifacts, out: &Out) -> Written {
         b.append_data(&mut h, name, data)
     };
     add("kernel", kernel.len(), &mut img.pack.reader(kernel)).map_err(&e)?;
-    let size = initrd.metadata().map_err(&e)?.len();
-    add("initrd.img", size, &mut initrd).map_err(&e)?;
+    add("initrd.img", initrd.len(), &mut initrd.open().map_err(&e)?).map_err(&e)?;
     let cmdline = img.cmdline.as_bytes();
     add("cmdline", cmdline.len() as u64, &mut &cmdline[..]).map_err(&e)?;
     let t = b
@@ -136,8 +136,8 @@ fn tar_kernel_initrd(a: &mut Artifacts, out: &Out) -> Written {
 /// NAME.efi: the unified kernel image.
 fn uki(a: &mut Artifacts, out: &Out) -> Written {
     let (mut f, fd) = out.stage(".efi")?;
-    let bytes = a.uki(out.format, &fd)?;
-    f.write_all(bytes).map_err(io_err(&fd))?;
+    a.write_uki(out.format, f.as_file_mut(), &fd)?;
+    a.uki_written_to(f.path())?;
     Ok(vec![(f, fd)])
 }
 
@@ -157,8 +157,8 @@ fn efi_disk(a: &mut Artifacts, out: &Out) -> Written {
     let (mut f, fd) = out.stage("-efi.img")?;
     let loader = efi_loader_path(a.img.arch);
     let disk_size = a.img.disk_size;
-    let bytes = a.uki(out.format, &fd)?;
-    gpt::write_disk(f.as_file_mut(), &[(loader, bytes)], None, disk_size)?;
+    let uki = a.uki(out.format, &fd)?;
+    gpt::write_disk(f.as_file_mut(), &[(loader, uki)], None, disk_size)?;
     raw_or_qcow2(out, (f, fd), "-efi.qcow2")
 }
 
@@ -166,14 +166,29 @@ fn efi_disk(a: &mut Artifacts, out: &Out) -> Written {
 fn iso_efi(a: &mut Artifacts, out: &Out) -> Written {
     let (f, fd) = out.stage("-efi.iso")?;
     let loader = efi_loader_path(a.img.arch);
-    let bytes = a.uki(out.format, &fd)?;
-    let digest = crate::media::content_hash(&[bytes]);
+    let uki = a.uki(out.format, &fd)?;
+    let digest = crate::media::source::content_hash(&[uki]).map_err(io_err(&fd))?;
     let volume_id = u32::from_le_bytes([digest[0], digest[1], digest[2], digest[3]]);
-    let esp = fat::small_image(&[(loader, bytes)], volume_id, "HULL-ESP")?;
+    let esp = fat::small_image(&[(loader, uki)], volume_id, "HULL-ESP")?;
+    let (_esp_file, esp) = volume_file(&esp, out.dir).map_err(io_err(&fd))?;
     let mut w = io::BufWriter::new(f);
     media::iso_efi(&esp, &digest, &mut w)?;
     let f = w.into_inner().map_err(|e| io_err(&fd)(e.into_error()))?;
     Ok(vec![(f, fd)])
+}
+
+/// A FAT volume written to a temp file in `dir` (kept while the file is).
+fn volume_file(
+    volume: &fat::Volume,
+    dir: &Path,
+) -> io::Result<(tempfile::NamedTempFile, FileSource)> {
+    let mut file = tempfile::Builder::new()
+        .prefix(".hull-esp-")
+        .tempfile_in(dir)?;
+    file.as_file().set_len(volume.len())?;
+    volume.write_to(file.as_file_mut(), 0)?;
+    let src = FileSource::new(file.path())?;
+    Ok((file, src))
 }
 
 /// NAME.iso: a hybrid ISO booted through ISOLINUX.
@@ -183,15 +198,19 @@ fn iso_bios(a: &mut Artifacts, out: &Out) -> Written {
     let ldlinux = boot_file(a.img, out.format, media::LDLINUX)?;
     let mbr = boot_file(a.img, out.format, media::ISOHYBRID_MBR)?;
     let (f, fd) = out.stage(".iso")?;
-    let kernel = a.img.pack.read(kernel).map_err(io_err(&fd))?;
-    let initrd = a.initrd_bytes(&fd)?;
+    let kernel = Packed {
+        pack: a.img.pack,
+        content: kernel,
+    };
+    let cmdline = a.img.cmdline;
+    let initrd = a.initrd(&fd)?;
     let mut w = io::BufWriter::new(f);
     let boot = media::IsolinuxFiles {
         isolinux,
         ldlinux,
         mbr,
     };
-    media::iso_bios(&kernel, &initrd, a.img.cmdline, &boot, &mut w)?;
+    media::iso_bios(&kernel, initrd, cmdline, &boot, &mut w)?;
     let f = w.into_inner().map_err(|e| io_err(&fd)(e.into_error()))?;
     Ok(vec![(f, fd)])
 }
@@ -204,11 +223,15 @@ fn bios_disk(a: &mut Artifacts, out: &Out) -> Written {
         core_img: boot_file(a.img, out.format, media::GRUB_CORE)?,
     };
     let (mut f, fd) = out.stage("-bios.img")?;
-    let kernel = a.img.pack.read(kernel).map_err(io_err(&fd))?;
-    let initrd = a.initrd_bytes(&fd)?;
+    let kernel = Packed {
+        pack: a.img.pack,
+        content: kernel,
+    };
     let cfg = media::grub_cfg(a.img.cmdline);
-    let esp = media::bios_disk_files(&kernel, &initrd, cfg.as_bytes());
-    gpt::write_disk(f.as_file_mut(), &esp, Some(&bios), a.img.disk_size)?;
+    let disk_size = a.img.disk_size;
+    let initrd = a.initrd(&fd)?;
+    let esp = media::bios_disk_files(&kernel, initrd, &cfg);
+    gpt::write_disk(f.as_file_mut(), &esp, Some(&bios), disk_size)?;
     raw_or_qcow2(out, (f, fd), ".qcow2")
 }
 

@@ -5,7 +5,9 @@
 //! write filesystems or partition tables itself (`iso9660`, `fat`, `disk`)
 //! nor make the kernel, initrd or UKI (`output`).
 
+use crate::media::fat;
 use crate::media::iso9660::{self, Boot, Hybrid, Spec};
+use crate::media::source::Source;
 
 /// The bootloader image's files each BIOS medium needs.
 pub const ISOLINUX: &str = "bios/isolinux.bin";
@@ -15,9 +17,9 @@ pub const GRUB_BOOT: &str = "bios/boot.img";
 pub const GRUB_CORE: &str = "bios/core.img";
 
 /// A volume id (d-characters) from a hash of the content.
-fn volume_id(parts: &[&[u8]]) -> String {
-    let h = crate::media::content_hash(parts);
-    format!("HULL_{}", hex::encode_upper(&h[..6]))
+fn volume_id(parts: &[&dyn Source]) -> std::io::Result<String> {
+    let h = crate::media::source::content_hash(parts)?;
+    Ok(format!("HULL_{}", hex::encode_upper(&h[..6])))
 }
 
 /// A command line as GRUB's parser reads it back: every word quoted.
@@ -48,14 +50,14 @@ pub fn grub_cfg(cmdline: &str) -> String {
 
 /// The ESP files of a BIOS disk: kernel, initrd and GRUB's config.
 pub fn bios_disk_files<'a>(
-    kernel: &'a [u8],
-    initrd: &'a [u8],
-    grub_cfg: &'a [u8],
-) -> Vec<(&'static str, &'a [u8])> {
+    kernel: &'a dyn Source,
+    initrd: &'a dyn Source,
+    grub_cfg: &'a String,
+) -> Vec<fat::File<'a>> {
     vec![
         ("BOOT/KERNEL", kernel),
         ("BOOT/INITRD.IMG", initrd),
-        ("BOOT/GRUB/GRUB.CFG", grub_cfg),
+        ("BOOT/GRUB/GRUB.CFG", grub_cfg as &dyn Source),
     ]
 }
 
@@ -69,8 +71,8 @@ pub struct IsolinuxFiles<'a> {
 
 /// A BIOS-bootable hybrid ISO: ISOLINUX starting kernel and initrd.
 pub fn iso_bios<W: std::io::Write>(
-    kernel: &[u8],
-    initrd: &[u8],
+    kernel: &dyn Source,
+    initrd: &dyn Source,
     cmdline: &str,
     boot: &IsolinuxFiles<'_>,
     out: W,
@@ -83,9 +85,9 @@ pub fn iso_bios<W: std::io::Write>(
     let cfg = isolinux_cfg(cmdline);
     let spec = Spec {
         files: vec![
-            ("ISOLINUX/ISOLINUX.BIN", isolinux),
-            ("ISOLINUX/LDLINUX.C32", ldlinux),
-            ("ISOLINUX/ISOLINUX.CFG", cfg.as_bytes()),
+            ("ISOLINUX/ISOLINUX.BIN", &isolinux),
+            ("ISOLINUX/LDLINUX.C32", &ldlinux),
+            ("ISOLINUX/ISOLINUX.CFG", &cfg),
             ("BOOT/KERNEL", kernel),
             ("BOOT/INITRD.IMG", initrd),
         ],
@@ -94,7 +96,7 @@ pub fn iso_bios<W: std::io::Write>(
             code: mbr,
             loader: "ISOLINUX/ISOLINUX.BIN",
         },
-        volume_id: volume_id(&[kernel, initrd, cmdline.as_bytes()]),
+        volume_id: volume_id(&[kernel, initrd, &cmdline])?,
     };
     iso9660::write(&spec, out)
 }
@@ -102,7 +104,7 @@ pub fn iso_bios<W: std::io::Write>(
 /// A UEFI-bootable hybrid ISO: a FAT image holding the UKI; `content_hash`
 /// (of the UKI, already hashed for the FAT volume id) seeds the volume id.
 pub fn iso_efi<W: std::io::Write>(
-    esp_image: &[u8],
+    esp_image: &dyn Source,
     content_hash: &[u8],
     out: W,
 ) -> Result<u64, iso9660::IsoError> {
@@ -110,7 +112,7 @@ pub fn iso_efi<W: std::io::Write>(
         files: vec![("BOOT/EFI.IMG", esp_image)],
         boot: vec![Boot::Efi("BOOT/EFI.IMG")],
         hybrid: Hybrid::EfiPartition("BOOT/EFI.IMG"),
-        volume_id: volume_id(&[content_hash]),
+        volume_id: volume_id(&[&content_hash])?,
     };
     iso9660::write(&spec, out)
 }
@@ -127,8 +129,8 @@ mod tests {
 
     #[test]
     fn volume_ids_are_d_characters_from_the_content() {
-        let a = volume_id(&[b"a"]);
-        assert_ne!(a, volume_id(&[b"b"]));
+        let a = volume_id(&[b"a"]).expect("hashes");
+        assert_ne!(a, volume_id(&[b"b"]).expect("hashes"));
         assert!(a
             .bytes()
             .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == b'_'));
