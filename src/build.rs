@@ -39,6 +39,8 @@ pub struct Request<'a> {
     pub bootloader: Option<String>,
     /// The whole disk's size for disk formats.
     pub disk_size: Option<u64>,
+    /// What one layer may unpack to.
+    pub layer_limits: crate::rootfs::layers::Limits,
 }
 
 /// The bootloader image a build uses: `--bootloader` (a reference or
@@ -164,7 +166,7 @@ pub fn build(
     let mut pack = Pack::new(&std::env::temp_dir()).context("cannot create a temp file")?;
     let mut images: BTreeMap<String, Flat> = BTreeMap::new();
     for (text, name, img) in cached {
-        let flat = assemble::flatten(cache, &mut pack, &name, img)?;
+        let flat = assemble::flatten(cache, &mut pack, &name, img, req.layer_limits)?;
         images.insert(text, flat);
     }
     let bootloader = match bootloader {
@@ -181,7 +183,7 @@ pub fn build(
         .map(|(text, flat)| (text.clone(), flat.info.clone()))
         .collect();
     let plan = crate::plan::plan(req.manifest, &infos, req.manifest_dir)?;
-    let assembled = assemble::assemble(&plan, &images, &mut pack)?;
+    let assembled = assemble::assemble(&plan, &images, &mut pack, req.layer_limits)?;
     std::fs::create_dir_all(req.dir)
         .with_context(|| format!("cannot create {}", req.dir.display()))?;
     let img = output::Inputs {

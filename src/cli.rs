@@ -217,6 +217,13 @@ pub struct BuildArgs {
     /// what the boot partition leaves becomes a blank "hull-data" partition
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub disk_size: Option<u64>,
+    /// The most file content one layer may unpack to (bytes, or with K, M,
+    /// G) [default: 16G]
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub max_layer_size: Option<u64>,
+    /// The most entries one layer may hold [default: 4194304]
+    #[arg(long, value_name = "N")]
+    pub max_layer_entries: Option<u64>,
 }
 
 /// "512M", "2G", "1048576": a size in bytes.

@@ -352,7 +352,7 @@ proptest! {
             let path = dir.path().join(format!("layer{i}.tar"));
             std::fs::write(&path, layer_tar(items)).map_err(|e| TestCaseError::fail(e.to_string()))?;
             // An error is a fine answer to a hostile layer; a panic is not.
-            let _ = crate::rootfs::layers::apply(&mut tree, &mut pack, &path, "fuzz", "layer");
+            let _ = crate::rootfs::layers::apply(&mut tree, &mut pack, &path, ("fuzz", "layer"), Default::default());
         }
         for (path, entry) in tree.iter() {
             prop_assert!(!path.starts_with('/'), "absolute {path:?}");
@@ -500,7 +500,13 @@ fn archives(layers: &[Vec<Item>]) -> Result<Written, TestCaseError> {
     for (i, items) in layers.iter().enumerate() {
         let path = dir.path().join(format!("layer{i}.tar"));
         std::fs::write(&path, layer_tar(items)).map_err(fail)?;
-        let _ = crate::rootfs::layers::apply(&mut tree, &mut pack, &path, "fuzz", "layer");
+        let _ = crate::rootfs::layers::apply(
+            &mut tree,
+            &mut pack,
+            &path,
+            ("fuzz", "layer"),
+            Default::default(),
+        );
     }
     let mut c = crate::media::compress::Compressor::new(
         Vec::new(),

@@ -10,6 +10,7 @@ use crate::image::registry::Registry;
 use crate::output::Format;
 use crate::platform::Arch;
 use crate::progress::{Mode, Progress};
+use crate::rootfs::layers::Limits;
 
 pub fn run(cx: &Context, args: BuildArgs) -> anyhow::Result<()> {
     let loaded = super::load_manifests(cx, &args.files)?;
@@ -62,6 +63,7 @@ pub fn run(cx: &Context, args: BuildArgs) -> anyhow::Result<()> {
         mtime,
         bootloader: args.bootloader.clone(),
         disk_size: args.disk_size,
+        layer_limits: Limits::or_defaults(args.max_layer_size, args.max_layer_entries),
     };
     let (outputs, pins) = build::build(&req, &cache, &registry, &progress)?;
     if let Some(path) = &args.write_lock {

@@ -5,7 +5,7 @@
 //! (PAX and GNU long names, hard links, symlinks, devices, fifos, modes, owners,
 //! `SCHILY.xattr.*`), whiteouts (`.wh.NAME`) and opaque directories
 //! (`.wh..wh..opq`), and refusing entries that would land outside the tree
-//! and layers past [`MAX_LAYER_BYTES`] or [`MAX_LAYER_ENTRIES`].
+//! and layers past their [`Limits`].
 //! Must not know about manifests or containers.
 
 use std::collections::HashSet;
@@ -15,12 +15,42 @@ use std::path::Path;
 
 use crate::rootfs::tree::{normalize, Entry, Kind, Pack, Tree, TreeError};
 
-/// The most a layer may unpack to, in bytes of file content (16 GiB): far
-/// beyond any bootable image, and what keeps a small compressed layer from
-/// filling the disk with its temp files.
-pub const MAX_LAYER_BYTES: u64 = 16 << 30;
-/// The most entries a layer may hold (4 million).
-pub const MAX_LAYER_ENTRIES: u64 = 4 << 20;
+/// The most a layer may unpack to by default, in bytes of file content
+/// (16 GiB): far beyond any image booted from memory, and what keeps a small
+/// compressed layer from filling the disk with its temp files.
+pub const DEFAULT_MAX_LAYER_BYTES: u64 = 16 << 30;
+/// The most entries a layer may hold by default (4 million).
+pub const DEFAULT_MAX_LAYER_ENTRIES: u64 = 4 << 20;
+
+/// What one layer may unpack to (`hull build --max-layer-size`,
+/// `--max-layer-entries`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Bytes of file content.
+    pub bytes: u64,
+    /// Entries of any kind.
+    pub entries: u64,
+}
+
+impl Limits {
+    /// The limits asked for, each defaulted when not given.
+    pub fn or_defaults(bytes: Option<u64>, entries: Option<u64>) -> Self {
+        let d = Limits::default();
+        Limits {
+            bytes: bytes.unwrap_or(d.bytes),
+            entries: entries.unwrap_or(d.entries),
+        }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            bytes: DEFAULT_MAX_LAYER_BYTES,
+            entries: DEFAULT_MAX_LAYER_ENTRIES,
+        }
+    }
+}
 
 const WHITEOUT: &str = ".wh.";
 const OPAQUE: &str = ".wh..wh..opq";
@@ -128,13 +158,14 @@ impl<'a> Source<'a> {
     }
 }
 
-/// Applies the layer at `path` (named `layer`, of `image`, in errors) to `tree`.
+/// Applies the layer at `path` (named `layer`, of `image`, in errors) to
+/// `tree`, within `limits`.
 pub fn apply(
     tree: &mut Tree,
     pack: &mut Pack,
     path: &Path,
-    image: &str,
-    layer: &str,
+    (image, layer): (&str, &str),
+    limits: Limits,
 ) -> Result<(), LayerError> {
     let src = Source { image, layer };
     let reader = open_layer(path).map_err(src.read(None))?;
@@ -146,10 +177,11 @@ pub fn apply(
         let mut entry = entry.map_err(src.read(None))?;
         entries += 1;
         bytes = bytes.saturating_add(entry.size());
-        if entries > MAX_LAYER_ENTRIES || bytes > MAX_LAYER_BYTES {
+        if entries > limits.entries || bytes > limits.bytes {
             let path = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
             let message = format!(
-                "the layer holds more than {MAX_LAYER_ENTRIES} entries or {MAX_LAYER_BYTES} bytes of files: refused"
+                "the layer holds more than {} entries or {} bytes of files: refused (raise with --max-layer-entries or --max-layer-size)",
+                limits.entries, limits.bytes
             );
             return Err(src.unsupported(&path, message));
         }

@@ -859,3 +859,129 @@ fn hostile_layers_are_refused_and_nothing_is_written() {
         assert!(left.is_empty(), "{name}: nothing written, found {left:?}");
     }
 }
+
+#[test]
+fn a_label_with_nested_aliases_fails_the_build_quickly_in_little_memory() {
+    let env = Env::new();
+    let (kernel, _, _) = env.standard_images();
+    // Eight levels of ten aliases (10^8 nodes if expanded) in 700 bytes.
+    let mut label = String::from("{a0: &a0 [x, x, x, x, x, x, x, x, x, x],\n");
+    for i in 1..8 {
+        let refs = vec![format!("*a{}", i - 1); 10].join(", ");
+        label.push_str(&format!("a{i}: &a{i} [{refs}],\n"));
+    }
+    label.push('}');
+    let layout = env.tmp.path().join("label-bomb");
+    let layer = Layer::new().file("bin/app", b"x", 0o755, (0, 0));
+    env.image(&layout, "t", "amd64", vec![layer], Some(&label));
+    let image = format!("{}/hostile/label-bomb:1", env.reg.addr);
+    skopeo_copy(
+        &format!("oci:{}:t", layout.display()),
+        &format!("docker://{image}"),
+        &[],
+    );
+    let m = env.tmp.path().join("label-bomb.yml");
+    std::fs::write(
+        &m,
+        format!("kernel:\n  image: {kernel}\nonboot:\n  - name: app\n    image: {image}\n"),
+    )
+    .expect("write");
+    let out = env.tmp.path().join("out-label-bomb");
+    let cache = env.tmp.path().join("cache");
+    let args = [
+        "--cache",
+        cache.to_str().expect("utf-8"),
+        "build",
+        "--arch",
+        "amd64",
+        "--dir",
+        out.to_str().expect("utf-8"),
+        m.to_str().expect("utf-8"),
+    ];
+    let started = std::time::Instant::now();
+    let (run, peak) = util::hull_peak(env.tmp.path(), &args, &[("DOCKER_CONFIG", "/nonexistent")]);
+    let took = started.elapsed();
+    let run = run.expect_code(1);
+    println!(
+        "label bomb: refused in {took:?}, peak RSS {} MiB",
+        peak >> 10
+    );
+    assert!(
+        run.stderr
+            .contains(&format!("org.mobyproject.config label of {image}"))
+            && run.stderr.contains("more than 100000 nodes")
+            && !run.stderr.contains("panicked"),
+        "the error names the image and the label:\n{}",
+        run.stderr
+    );
+    assert!(took < std::time::Duration::from_secs(5), "{took:?}");
+    assert!(peak < 256 << 10, "peak RSS {peak} KiB");
+    let left: Vec<_> = std::fs::read_dir(&out)
+        .map(|d| d.flatten().collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "nothing written, found {left:?}");
+}
+
+#[test]
+fn layer_limits_are_flags() {
+    let env = Env::new();
+    let (kernel, _, _) = env.standard_images();
+    let mut layer = Layer::new();
+    for i in 0..10 {
+        layer = layer.file(&format!("data/f{i}"), &[7u8; 2048], 0o644, (0, 0));
+    }
+    let layout = env.tmp.path().join("limits");
+    env.image(&layout, "t", "amd64", vec![layer], None);
+    let image = format!("{}/limits/ten-files:1", env.reg.addr);
+    skopeo_copy(
+        &format!("oci:{}:t", layout.display()),
+        &format!("docker://{image}"),
+        &[],
+    );
+    let m = env.tmp.path().join("limits.yml");
+    std::fs::write(
+        &m,
+        format!("kernel:\n  image: {kernel}\ninit:\n  - {image}\n"),
+    )
+    .expect("write");
+    let cache = env.tmp.path().join("cache");
+    let build = |name: &str, extra: &[&str]| {
+        let out = env.tmp.path().join(format!("out-{name}"));
+        let mut args = vec![
+            "build",
+            "--arch",
+            "amd64",
+            "--dir",
+            out.to_str().expect("utf-8"),
+        ];
+        args.extend_from_slice(extra);
+        args.push(m.to_str().expect("utf-8"));
+        (env.hull(cache.to_str().expect("utf-8"), &args), out)
+    };
+    for (name, extra, says) in [
+        (
+            "entries",
+            ["--max-layer-entries", "5"],
+            "more than 5 entries",
+        ),
+        ("size", ["--max-layer-size", "8K"], "8192 bytes of files"),
+    ] {
+        let (run, out) = build(name, &extra);
+        let run = run.expect_code(1);
+        assert!(
+            run.stderr.contains(&image) && run.stderr.contains(says),
+            "{name}: the error names the image and the limit:\n{}",
+            run.stderr
+        );
+        assert!(
+            !out.join("limits-initrd.img").exists(),
+            "{name}: nothing written"
+        );
+    }
+    let (run, out) = build(
+        "raised",
+        &["--max-layer-entries", "11", "--max-layer-size", "20K"],
+    );
+    run.expect_code(0);
+    assert!(out.join("limits-initrd.img").exists());
+}

@@ -65,12 +65,13 @@ pub enum AssembleError {
     Json(String, #[source] serde_json::Error),
 }
 
-/// Applies every layer of `cached` to a new tree.
+/// Applies every layer of `cached` to a new tree, each within `limits`.
 pub fn flatten(
     cache: &Cache,
     pack: &mut Pack,
     name: &str,
     cached: CachedImage,
+    limits: layers::Limits,
 ) -> Result<Flat, AssembleError> {
     let mut tree = Tree::new();
     for layer in &cached.layers {
@@ -81,8 +82,8 @@ pub fn flatten(
             &mut tree,
             pack,
             &cache.blob_path(&digest),
-            name,
-            &layer.digest,
+            (name, &layer.digest),
+            limits,
         )?;
     }
     let config = cache.read_blob(

@@ -12,11 +12,13 @@ use crate::rootfs::layers;
 use crate::rootfs::tree::{Content, Entry, Pack, Tree};
 
 /// Builds the image tree for `plan`; `images` maps each reference as written
-/// in the manifest to its flattened image.
+/// in the manifest to its flattened image; the kernel's modules tarball is
+/// unpacked within `limits`, as a layer is.
 pub fn assemble(
     plan: &Plan,
     images: &BTreeMap<String, Flat>,
     pack: &mut Pack,
+    limits: layers::Limits,
 ) -> Result<Assembled, AssembleError> {
     let get = |r: &str| {
         images
@@ -25,7 +27,7 @@ pub fn assemble(
     };
     let mut out = Tree::new();
     let (kernel, ucode) = match &plan.kernel {
-        Some(k) => place_kernel(&mut out, pack, k, get(&k.image)?)?,
+        Some(k) => place_kernel(&mut out, pack, (k, get(&k.image)?), limits)?,
         None => (None, None),
     };
     for init in &plan.init {
@@ -62,8 +64,8 @@ pub fn assemble(
 fn place_kernel(
     out: &mut Tree,
     pack: &mut Pack,
-    k: &KernelPlan,
-    flat: &Flat,
+    (k, flat): (&KernelPlan, &Flat),
+    limits: layers::Limits,
 ) -> Result<(Option<Content>, Option<Content>), AssembleError> {
     let missing = |file: &str| AssembleError::NoKernelFile {
         image: flat.name.clone(),
@@ -72,7 +74,7 @@ fn place_kernel(
     let kernel = file_in(flat, &k.binary).ok_or_else(|| missing(&k.binary))?;
     if let Some(tar) = &k.tar {
         match file_in(flat, &tar.name) {
-            Some(c) => unpack_modules(out, pack, flat, &tar.name, &c)?,
+            Some(c) => unpack_modules(out, pack, (flat, &tar.name, &c), limits)?,
             None if tar.required => return Err(missing(&tar.name)),
             None => {}
         }
@@ -88,9 +90,8 @@ fn place_kernel(
 fn unpack_modules(
     out: &mut Tree,
     pack: &mut Pack,
-    flat: &Flat,
-    tar: &str,
-    c: &Content,
+    (flat, tar, c): (&Flat, &str, &Content),
+    limits: layers::Limits,
 ) -> Result<(), AssembleError> {
     let io = |source| AssembleError::Io {
         what: tar.to_string(),
@@ -99,7 +100,7 @@ fn unpack_modules(
     let tmp = tempfile::NamedTempFile::new().map_err(io)?;
     let mut f = tmp.reopen().map_err(io)?;
     pack.copy_to(c, &mut f).map_err(io)?;
-    layers::apply(out, pack, tmp.path(), &flat.name, tar)?;
+    layers::apply(out, pack, tmp.path(), (&flat.name, tar), limits)?;
     Ok(())
 }
 
