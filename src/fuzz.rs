@@ -344,7 +344,7 @@ proptest! {
     fn layers_never_panic_or_put_anything_outside_the_root(
         layers in prop::collection::vec(prop::collection::vec(item(), 0..12), 1..3)
     ) {
-        let dir = tempfile::tempdir().map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let dir = scratch_dir().map_err(|e| TestCaseError::fail(e.to_string()))?;
         let mut pack = crate::rootfs::tree::Pack::new(dir.path())
             .map_err(|e| TestCaseError::fail(e.to_string()))?;
         let mut tree = crate::rootfs::tree::Tree::new();
@@ -494,7 +494,7 @@ type Written = (Vec<(String, Seen)>, Vec<u8>, Vec<u8>);
 /// The cpio and tar bytes of a tree built from `layers`.
 fn archives(layers: &[Vec<Item>]) -> Result<Written, TestCaseError> {
     let fail = |e: std::io::Error| TestCaseError::fail(e.to_string());
-    let dir = tempfile::tempdir().map_err(fail)?;
+    let dir = scratch_dir().map_err(fail)?;
     let mut pack = crate::rootfs::tree::Pack::new(dir.path()).map_err(fail)?;
     let mut tree = crate::rootfs::tree::Tree::new();
     for (i, items) in layers.iter().enumerate() {
@@ -538,13 +538,26 @@ proptest! {
     }
 }
 
+/// A temp dir for a case's files: in memory (`/dev/shm`) where there is
+/// one, which makes the targets that write images and run tools on them
+/// three times faster than on a disk.
+fn scratch_dir() -> std::io::Result<tempfile::TempDir> {
+    let shm = std::path::Path::new("/dev/shm");
+    if shm.is_dir() {
+        tempfile::tempdir_in(shm)
+    } else {
+        tempfile::tempdir()
+    }
+}
+
 /// Cases per target that runs independent tools for every case (each a few
-/// process starts): `HULL_FUZZ_TOOL_CASES`, default 64.
+/// process starts, 6 to 11 ms a case): `HULL_FUZZ_TOOL_CASES`, default
+/// 10,000 as for the other targets.
 fn tool_cases() -> u32 {
     std::env::var("HULL_FUZZ_TOOL_CASES")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(64)
+        .unwrap_or(10_000)
 }
 
 /// Files for a FAT volume: 8.3 names one to three directories deep, of
@@ -601,7 +614,7 @@ proptest! {
         let refs: Vec<crate::media::fat::File> = files.iter().map(|(p, d)| (p.as_str(), d as &dyn crate::media::source::Source)).collect();
         let image = crate::media::fat::small_image(&refs, 0x1234_5678, "FUZZ")
             .map_err(|e| TestCaseError::fail(e.to_string()))?;
-        let dir = tempfile::tempdir().map_err(fail)?;
+        let dir = scratch_dir().map_err(fail)?;
         let img = dir.path().join("fat.img");
         let mut file = std::fs::File::create(&img).map_err(fail)?;
         file.set_len(image.len()).map_err(fail)?;
@@ -627,7 +640,7 @@ proptest! {
     fn gpt_disks_pass_sgdisk_and_their_esp_reads_back(files in fat_files(), data in prop::option::of(1u64..64)) {
         let fail = |e: std::io::Error| TestCaseError::fail(e.to_string());
         let refs: Vec<crate::media::fat::File> = files.iter().map(|(p, d)| (p.as_str(), d as &dyn crate::media::source::Source)).collect();
-        let dir = tempfile::tempdir().map_err(fail)?;
+        let dir = scratch_dir().map_err(fail)?;
         let path = dir.path().join("disk.img");
         let mut out = std::fs::File::create(&path).map_err(fail)?;
         // Sometimes a data partition after the ESP (which needs 42 MiB and
@@ -637,11 +650,10 @@ proptest! {
             .map_err(|e| TestCaseError::fail(e.to_string()))?;
         drop(out);
         let disk = path.to_str().unwrap_or_default().to_string();
-        let verify = run_tool("sgdisk", &["-v", &disk])?;
-        prop_assert!(verify.contains("No problems found"), "{}", verify);
+        // One sgdisk: the check, then the ESP (partition 1) as the table says.
+        let info = run_tool("sgdisk", &["-v", "-i", "1", &disk])?;
+        prop_assert!(info.contains("No problems found"), "{}", info);
         prop_assert_eq!(std::fs::metadata(&path).map_err(fail)?.len(), written);
-        // The ESP: partition 1, by the table sgdisk reads.
-        let info = run_tool("sgdisk", &["-i", "1", &disk])?;
         let sector = |key: &str| -> Option<u64> {
             info.lines()
                 .find_map(|l| l.strip_prefix(key))
@@ -652,27 +664,56 @@ proptest! {
             (Some(f), Some(l)) => (f, l),
             _ => return Err(TestCaseError::fail(format!("no ESP in {info}"))),
         };
-        let esp = {
-            use std::io::{Read, Seek, SeekFrom};
-            let mut f = std::fs::File::open(&path).map_err(fail)?;
-            f.seek(SeekFrom::Start(first * 512)).map_err(fail)?;
-            let mut esp = vec![0u8; usize::try_from((last + 1 - first) * 512).unwrap_or(0)];
-            f.read_exact(&mut esp).map_err(fail)?;
-            esp
-        };
-        let esp_path = dir.path().join("esp.img");
-        std::fs::write(&esp_path, &esp).map_err(fail)?;
-        let esp_s = esp_path.to_str().unwrap_or_default().to_string();
-        run_tool("fsck.vfat", &["-n", &esp_s])?;
+        // mtools reads the ESP where the table puts it.
         let got = dir.path().join("out");
         std::fs::create_dir(&got).map_err(fail)?;
-        run_tool("mcopy", &["-s", "-n", "-i", &esp_s, "::/*", got.to_str().unwrap_or_default()])?;
+        let at = format!("{disk}@@{}", first * 512);
+        run_tool("mcopy", &["-s", "-n", "-i", &at, "::/*", got.to_str().unwrap_or_default()])?;
         for (p, d) in &files {
             let read = std::fs::read(got.join(p)).map_err(|e| TestCaseError::fail(format!("{p}: {e}")))?;
             prop_assert_eq!(&read, d, "{}", p);
         }
+        // fsck.vfat takes no offset: every 16th case copies the ESP out for it
+        // (the FAT target runs it on every volume).
+        if GPT_CASE.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 16 == 0 {
+            let esp_path = dir.path().join("esp.img");
+            copy_sparse(&path, first * 512, (last + 1 - first) * 512, &esp_path).map_err(fail)?;
+            run_tool("fsck.vfat", &["-n", esp_path.to_str().unwrap_or_default()])?;
+        }
     }
 }
+
+/// Copies `len` bytes at `at` of `from` to a new file `to`, skipping 4 KiB
+/// blocks of zeros (left as holes: a 42 MiB ESP is mostly empty).
+fn copy_sparse(
+    from: &std::path::Path,
+    at: u64,
+    len: u64,
+    to: &std::path::Path,
+) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let src = std::fs::File::open(from)?;
+    let dst = std::fs::File::create(to)?;
+    dst.set_len(len)?;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut done = 0u64;
+    while done < len {
+        let n = usize::try_from((len - done).min(buf.len() as u64)).unwrap_or(0);
+        src.read_exact_at(&mut buf[..n], at + done)?;
+        let zeros = [0u8; 4096];
+        for (i, block) in buf[..n].chunks(4096).enumerate() {
+            // A slice compare (memcmp): fast in a debug build too.
+            if block != &zeros[..block.len()] {
+                dst.write_all_at(block, done + 4096 * i as u64)?;
+            }
+        }
+        done += n as u64;
+    }
+    Ok(())
+}
+
+/// Cases of the GPT target so far (it checks every 16th with fsck.vfat).
+static GPT_CASE: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 
 /// Files for an ISO 9660 level 1 image: `NAME.EXT` files in directories of
 /// up to 8 characters, at most three levels deep.
@@ -714,7 +755,7 @@ proptest! {
             },
             volume_id: "HULL_FUZZ".into(),
         };
-        let dir = tempfile::tempdir().map_err(fail)?;
+        let dir = scratch_dir().map_err(fail)?;
         let path = dir.path().join("image.iso");
         let file = std::fs::File::create(&path).map_err(fail)?;
         crate::media::iso9660::write(&spec, std::io::BufWriter::new(file))
@@ -722,14 +763,15 @@ proptest! {
         let iso = path.to_str().unwrap_or_default().to_string();
         let out = dir.path().join("out");
         let out_s = out.to_str().unwrap_or_default().to_string();
-        run_tool("xorriso", &["-osirrox", "on", "-indev", &iso, "-extract", "/", &out_s])?;
+        // One xorriso: extract everything, then report the boot catalog.
+        let report = run_tool(
+            "xorriso",
+            &["-osirrox", "on", "-indev", &format!("stdio:{iso}"), "-extract", "/", &out_s, "-report_el_torito", "plain"],
+        )?;
         for (p, d) in &files {
             let got = std::fs::read(out.join(p)).map_err(|e| TestCaseError::fail(format!("{p}: {e}")))?;
             prop_assert_eq!(&got, d, "{}", p);
         }
-        if efi {
-            let report = run_tool("xorriso", &["-indev", &iso, "-report_el_torito", "plain"])?;
-            prop_assert!(report.contains("UEFI"), "{}", report);
-        }
+        prop_assert_eq!(report.contains("UEFI"), efi, "{}", report);
     }
 }

@@ -436,10 +436,16 @@ impl<'a> Volume<'a> {
         Ok(fsinfo)
     }
 
-    /// One copy of the FAT, as it is on disk.
+    /// One copy of the FAT up to the last cluster in use (the rest of it
+    /// is zeros), whole sectors.
     fn fat_bytes(&self) -> Vec<u8> {
-        let mut out = vec![0u8; self.layout.fat_sectors * SECTOR];
-        for (i, v) in self.fat.iter().enumerate() {
+        let used = &self.fat[..(self.next as usize).min(self.fat.len())];
+        let width = match self.layout.kind {
+            Kind::Fat32 => 4,
+            Kind::Fat16 => 2,
+        };
+        let mut out = vec![0u8; (used.len() * width).div_ceil(SECTOR) * SECTOR];
+        for (i, v) in used.iter().enumerate() {
             match self.layout.kind {
                 Kind::Fat32 => out[4 * i..4 * i + 4].copy_from_slice(&v.to_le_bytes()),
                 Kind::Fat16 => {
@@ -493,8 +499,9 @@ impl<'a> Volume<'a> {
 
 /// Writes `bytes` at `at`, skipping 4 KiB blocks that are all zeros.
 fn put_sparse<W: Write + Seek>(out: &mut W, at: u64, bytes: &[u8]) -> io::Result<()> {
+    let zeros = [0u8; 4096];
     for (i, block) in bytes.chunks(4096).enumerate() {
-        if block.iter().any(|&b| b != 0) {
+        if block != &zeros[..block.len()] {
             out.seek(SeekFrom::Start(at + 4096 * i as u64))?;
             out.write_all(block)?;
         }
