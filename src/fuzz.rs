@@ -675,7 +675,10 @@ proptest! {
         }
         // fsck.vfat takes no offset: every 16th case copies the ESP out for it
         // (the FAT target runs it on every volume).
-        if GPT_CASE.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 16 == 0 {
+        if GPT_CASE
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            .is_multiple_of(16)
+        {
             let esp_path = dir.path().join("esp.img");
             copy_sparse(&path, first * 512, (last + 1 - first) * 512, &esp_path).map_err(fail)?;
             run_tool("fsck.vfat", &["-n", esp_path.to_str().unwrap_or_default()])?;
