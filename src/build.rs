@@ -41,6 +41,8 @@ pub struct Request<'a> {
     pub disk_size: Option<u64>,
     /// What one layer may unpack to.
     pub layer_limits: crate::rootfs::layers::Limits,
+    /// Where the booted system's root lives.
+    pub root: output::RootMode,
 }
 
 /// The bootloader image a build uses: `--bootloader` (a reference or
@@ -156,7 +158,7 @@ pub fn build(
     registry: &Registry,
     progress: &Progress,
 ) -> anyhow::Result<BuildResult> {
-    output::check_formats(req.formats, req.arch)?;
+    output::check_formats(req.formats, req.arch, req.root)?;
     let mut refs = references(req.manifest);
     let bootloader = bootloader_for(req)?.map(|(text, dir)| {
         refs.push((text.clone(), dir));
@@ -183,7 +185,17 @@ pub fn build(
         .map(|(text, flat)| (text.clone(), flat.info.clone()))
         .collect();
     let plan = crate::plan::plan(req.manifest, &infos, req.manifest_dir)?;
-    let assembled = assemble::assemble(&plan, &images, &mut pack, req.layer_limits)?;
+    let mut assembled = assemble::assemble(&plan, &images, &mut pack, req.layer_limits)?;
+    let disk_root_initrd = match req.root {
+        output::RootMode::Memory => None,
+        output::RootMode::Verity => {
+            crate::rootfs::boot_initrd::add_mount_points(&mut assembled.tree)?;
+            Some(crate::rootfs::boot_initrd::tree(
+                &assembled.tree,
+                &mut pack,
+            )?)
+        }
+    };
     std::fs::create_dir_all(req.dir)
         .with_context(|| format!("cannot create {}", req.dir.display()))?;
     let img = output::Inputs {
@@ -198,6 +210,7 @@ pub fn build(
         bootloader: bootloader.as_ref(),
         arch: req.arch,
         disk_size: req.disk_size,
+        disk_root_initrd: disk_root_initrd.as_ref(),
     };
     let formats: Vec<String> = req.formats.iter().map(|f| f.name()).collect();
     progress.step(format!(

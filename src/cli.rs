@@ -224,6 +224,9 @@ pub struct BuildArgs {
     /// The most entries one layer may hold [default: 4194304]
     #[arg(long, value_name = "N")]
     pub max_layer_entries: Option<u64>,
+    /// Where the booted system's root lives
+    #[arg(long, value_enum, default_value_t = crate::output::RootMode::Memory)]
+    pub root: crate::output::RootMode,
 }
 
 /// "512M", "2G", "1048576": a size in bytes.

@@ -64,6 +64,7 @@ pub fn run(cx: &Context, args: BuildArgs) -> anyhow::Result<()> {
         bootloader: args.bootloader.clone(),
         disk_size: args.disk_size,
         layer_limits: Limits::or_defaults(args.max_layer_size, args.max_layer_entries),
+        root: args.root,
     };
     let (outputs, pins) = build::build(&req, &cache, &registry, &progress)?;
     if let Some(path) = &args.write_lock {

@@ -2,8 +2,9 @@
 //! with an EFI system partition holding a unified kernel image as the
 //! removable-media boot loader (UEFI) or a kernel, initrd and GRUB config
 //! (BIOS: GRUB's MBR code and core image, which the BIOS boot partition
-//! holds, patched as grub-install would), and optionally a blank data
-//! partition.
+//! holds, patched as grub-install would), then any partitions given with
+//! their contents (a root filesystem and its verity hash tree), and
+//! optionally a blank data partition.
 //!
 //! Owns: the partition layout. The GPT is written by hand (a few fixed
 //! structures and two CRC32s; no crate writes GPT without a device); the
@@ -69,6 +70,26 @@ fn guid_bytes(text: &str) -> [u8; 16] {
     b
 }
 
+/// A GUID given as the 16 bytes of its text form (as systemd derives
+/// partition UUIDs from a root hash), in on-disk byte order.
+fn uuid_bytes(uuid: &[u8; 16]) -> [u8; 16] {
+    let mut b = *uuid;
+    b[0..4].reverse();
+    b[4..6].reverse();
+    b[6..8].reverse();
+    b
+}
+
+/// A partition after the ESP and its contents.
+pub struct Extra<'a> {
+    /// The type GUID as text (`4F68BCE3-...`).
+    pub type_guid: &'static str,
+    /// The partition's own GUID: the 16 bytes of its text form.
+    pub uuid: [u8; 16],
+    pub name: &'static str,
+    pub data: &'a dyn Source,
+}
+
 /// A version-4-shaped GUID derived from `seed` and `what`.
 fn derived_guid(seed: &[u8], what: &str) -> [u8; 16] {
     let h = super::content_hash(&[seed, what.as_bytes()]);
@@ -100,6 +121,11 @@ struct Partition {
     first: u64,
     last: u64,
     name: &'static str,
+}
+
+/// Whole MiB holding `bytes`, at least one.
+fn whole_mib(bytes: u64) -> u64 {
+    bytes.div_ceil(MIB).max(1) * MIB
 }
 
 fn entries(parts: &[Partition]) -> Vec<u8> {
@@ -170,6 +196,8 @@ struct Geometry {
     esp_last: u64,
     /// The BIOS boot partition's first sector (right after the GPT).
     core_first: u64,
+    /// First and last sector of each extra partition, after the ESP.
+    extras: Vec<(u64, u64)>,
     total_bytes: u64,
     /// The disk's size in sectors.
     total: u64,
@@ -182,13 +210,21 @@ impl Geometry {
     fn new(
         payload: u64,
         bios: Option<&BiosBoot>,
+        extras: &[Extra],
         disk_size: Option<u64>,
     ) -> Result<Self, DiskError> {
         let esp = esp_size(payload);
         let core_bytes = bios.map_or(0, |b| (b.core_img.len() as u64).div_ceil(MIB) * MIB);
         let esp_start = ESP_START + core_bytes;
+        let mut next = esp_start + esp;
+        let mut placed = Vec::new();
+        for x in extras {
+            let size = whole_mib(x.data.len());
+            placed.push((next / SECTOR, (next + size) / SECTOR - 1));
+            next += size;
+        }
         // GPT backup (entries + header) after the last partition, then align.
-        let minimum = (esp_start + esp + (ENTRY_SECTORS + 1) * SECTOR).div_ceil(MIB) * MIB;
+        let minimum = (next + (ENTRY_SECTORS + 1) * SECTOR).div_ceil(MIB) * MIB;
         let total_bytes = match disk_size {
             None => minimum,
             Some(asked) if asked < minimum => {
@@ -207,6 +243,7 @@ impl Geometry {
             esp_first,
             esp_last: esp_first + esp / SECTOR - 1,
             core_first: ESP_START / SECTOR,
+            extras: placed,
             total_bytes,
             total,
             last_usable: total - 2 - ENTRY_SECTORS,
@@ -225,7 +262,7 @@ fn content_seed(files: &[fat::File]) -> std::io::Result<[u8; 32]> {
 
 /// The partitions: the ESP, the BIOS boot partition when there is one, and
 /// a data partition ("hull-data") on whole MiB when at least 1 MiB is left.
-fn partitions(g: &Geometry, seed: &[u8], bios: bool) -> Vec<Partition> {
+fn partitions(g: &Geometry, seed: &[u8], bios: bool, extras: &[Extra]) -> Vec<Partition> {
     let mut parts = vec![Partition {
         type_guid: guid_bytes(ESP_TYPE),
         guid: derived_guid(seed, "esp"),
@@ -242,8 +279,18 @@ fn partitions(g: &Geometry, seed: &[u8], bios: bool) -> Vec<Partition> {
             name: "BIOS boot partition",
         });
     }
+    for (x, (first, last)) in extras.iter().zip(&g.extras) {
+        parts.push(Partition {
+            type_guid: guid_bytes(x.type_guid),
+            guid: uuid_bytes(&x.uuid),
+            first: *first,
+            last: *last,
+            name: x.name,
+        });
+    }
     let mib = MIB / SECTOR;
-    let data_first = (g.esp_last + 1).div_ceil(mib) * mib;
+    let used_last = g.extras.last().map_or(g.esp_last, |(_, last)| *last);
+    let data_first = (used_last + 1).div_ceil(mib) * mib;
     let data_end = (g.last_usable + 1) / mib * mib;
     if data_end >= data_first + mib {
         parts.push(Partition {
@@ -305,12 +352,13 @@ pub fn write_disk(
     out: &mut std::fs::File,
     files: &[fat::File],
     bios: Option<&BiosBoot>,
+    extras: &[Extra],
     disk_size: Option<u64>,
 ) -> Result<u64, DiskError> {
     let payload: u64 = files.iter().map(|(_, d)| d.len()).sum();
     let seed = content_seed(files).map_err(DiskError::Io)?;
-    let g = Geometry::new(payload, bios, disk_size)?;
-    let table = entries(&partitions(&g, &seed, bios.is_some()));
+    let g = Geometry::new(payload, bios, extras, disk_size)?;
+    let table = entries(&partitions(&g, &seed, bios.is_some(), extras));
     let table_crc = crc32(&table);
     let disk_guid = derived_guid(&seed, "disk");
     let volume_id = u32::from_le_bytes([seed[0], seed[1], seed[2], seed[3]]);
@@ -333,6 +381,12 @@ pub fn write_disk(
     // The ESP's metadata blocks that are not zero and its files: the rest
     // of the file stays sparse.
     fat.write_to(out, g.esp_start).map_err(DiskError::Io)?;
+    for (x, (first, _)) in extras.iter().zip(&g.extras) {
+        out.seek(SeekFrom::Start(first * SECTOR)).map_err(io)?;
+        let mut w = io::BufWriter::with_capacity(1 << 16, &mut *out);
+        super::source::copy(x.data, &mut w).map_err(io)?;
+        w.flush().map_err(io)?;
+    }
     let backup_entries = total - 1 - ENTRY_SECTORS;
     put(out, backup_entries * SECTOR, &table)?;
     let backup = header(&disk_guid, total - 1, 1, backup_entries, total, table_crc);

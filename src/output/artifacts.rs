@@ -9,8 +9,9 @@ use std::path::{Path, PathBuf};
 
 use super::{boot_file, Format, Inputs, OutputError};
 use crate::media::source::{FileSource, Source};
-use crate::media::{compress, cpio, uki};
-use crate::rootfs::tree::{Content, Pack};
+use crate::media::verity::{self, Verity};
+use crate::media::{compress, cpio, squashfs, uki};
+use crate::rootfs::tree::{Content, Pack, Tree};
 
 /// The build's shared artifacts.
 pub struct Artifacts<'i, 'a> {
@@ -19,6 +20,17 @@ pub struct Artifacts<'i, 'a> {
     dir: PathBuf,
     initrd: Option<Shared>,
     uki: Option<Shared>,
+    disk_root: Option<DiskRoot>,
+}
+
+/// A root on disk: the root filesystem image, its verity hash image, and
+/// what the kernel needs to check one against the other.
+pub struct DiskRoot {
+    _data_file: tempfile::NamedTempFile,
+    pub data: FileSource,
+    _hash_file: tempfile::NamedTempFile,
+    pub hash: FileSource,
+    pub verity: Verity,
 }
 
 /// An artifact's file: an output being staged, or a temp file of its own.
@@ -61,14 +73,16 @@ fn io_err(path: &Path) -> impl Fn(io::Error) -> OutputError + '_ {
     }
 }
 
-/// Writes the initrd (microcode first, then the compressed cpio) to `out`.
+/// Writes the initrd (microcode first, then the compressed cpio of the
+/// system, or of the small initrd tree for a root on disk) to `out`.
 pub fn write_initrd<W: io::Write>(img: &Inputs, mut out: W) -> io::Result<W> {
     if let Some(u) = img.ucode {
         img.pack.copy_to(u, &mut out)?;
     }
+    let tree: &Tree = img.disk_root_initrd.unwrap_or(img.tree);
     let mut c = compress::Compressor::new(out, img.compression, img.compression_level)?;
     cpio::write(
-        img.tree,
+        tree,
         img.pack,
         u32::try_from(img.mtime).unwrap_or(u32::MAX),
         &mut c,
@@ -91,7 +105,33 @@ impl<'i, 'a> Artifacts<'i, 'a> {
             dir: dir.to_path_buf(),
             initrd: None,
             uki: None,
+            disk_root: None,
         }
+    }
+
+    /// The root filesystem image and its verity hash image, written now if
+    /// no format has made them yet.
+    pub fn disk_root(&mut self, dest: &Path) -> Result<&DiskRoot, OutputError> {
+        if self.disk_root.is_none() {
+            self.disk_root = Some(make_disk_root(self.img, &self.dir, dest)?);
+        }
+        self.disk_root
+            .as_ref()
+            .ok_or_else(|| io_err(dest)(io::Error::other("no disk root")))
+    }
+
+    /// The kernel command line the UKI carries: the manifest's, and for a
+    /// root on disk the root hash (which this signed line is the only
+    /// source of).
+    fn uki_cmdline(&mut self, dest: &Path) -> Result<String, OutputError> {
+        let cmdline = self.img.cmdline.to_string();
+        if self.img.disk_root_initrd.is_none() {
+            return Ok(cmdline);
+        }
+        let root = hex::encode(self.disk_root(dest)?.verity.root_hash);
+        Ok(format!("{cmdline} roothash={root}")
+            .trim_start()
+            .to_string())
     }
 
     /// Records that the staged output at `path` holds the initrd.
@@ -129,8 +169,14 @@ impl<'i, 'a> Artifacts<'i, 'a> {
         dest: &Path,
     ) -> Result<(), OutputError> {
         let initrd = self.initrd(dest)?.clone();
+        let cmdline = self.uki_cmdline(dest)?;
         let mut w = io::BufWriter::with_capacity(1 << 16, out);
-        write_uki(self.img, format, &initrd, &self.dir, dest, &mut w)?;
+        let parts = UkiParts {
+            format,
+            initrd: &initrd,
+            cmdline: &cmdline,
+        };
+        write_uki(self.img, &parts, &self.dir, dest, &mut w)?;
         w.into_inner().map_err(|e| io_err(dest)(e.into_error()))?;
         Ok(())
     }
@@ -167,18 +213,24 @@ fn efi_stub_path(arch: crate::platform::Arch) -> &'static str {
     }
 }
 
-/// Writes the unified kernel image of `img` with `initrd`, for `format`
-/// (for the output at `dest`; temp files in `dir`).
+/// What a UKI is made of besides the kernel and os-release.
+struct UkiParts<'p> {
+    format: Format,
+    initrd: &'p FileSource,
+    cmdline: &'p str,
+}
+
+/// Writes the unified kernel image of `img` with `parts` (for the output at
+/// `dest`; temp files in `dir`).
 fn write_uki(
     img: &Inputs,
-    format: Format,
-    initrd: &FileSource,
+    parts: &UkiParts,
     dir: &Path,
     dest: &Path,
     out: &mut dyn io::Write,
 ) -> Result<(), OutputError> {
     let kernel = img.kernel.ok_or(OutputError::NoKernel("uki"))?;
-    let stub = boot_file(img, format, efi_stub_path(img.arch))?;
+    let stub = boot_file(img, parts.format, efi_stub_path(img.arch))?;
     let packed = Packed {
         pack: img.pack,
         content: kernel,
@@ -196,11 +248,11 @@ fn write_uki(
         },
         uki::Section {
             name: ".cmdline",
-            data: &img.cmdline,
+            data: &parts.cmdline,
         },
         uki::Section {
             name: ".initrd",
-            data: initrd,
+            data: parts.initrd,
         },
         uki::Section {
             name: ".linux",
@@ -209,6 +261,52 @@ fn write_uki(
     ];
     uki::write(stub, &sections, out)?;
     Ok(())
+}
+
+/// Writes the tree as a squashfs image and its verity hash image into temp
+/// files in `dir`. The salt and UUID derive from the image, so the same
+/// tree gives the same bytes and root hash.
+fn make_disk_root(img: &Inputs, dir: &Path, dest: &Path) -> Result<DiskRoot, OutputError> {
+    let e = io_err(dest);
+    let mut data_file = temp_in(dir, ".hull-root-", dest)?;
+    let mtime = u32::try_from(img.mtime).unwrap_or(u32::MAX);
+    let mut w = io::BufWriter::with_capacity(1 << 16, data_file.as_file_mut());
+    squashfs::write(img.tree, img.pack, mtime, &mut w)?;
+    io::Write::flush(&mut w).map_err(&e)?;
+    drop(w);
+    // Whole verity blocks (backhand pads to 4 KiB already).
+    let len = data_file.as_file().metadata().map_err(&e)?.len();
+    data_file
+        .as_file()
+        .set_len(len.div_ceil(verity::BLOCK) * verity::BLOCK)
+        .map_err(&e)?;
+    let data = FileSource::new(data_file.path()).map_err(&e)?;
+    let salt = crate::media::source::content_hash(&[&"hull verity salt", &data]).map_err(&e)?;
+    let id = crate::media::content_hash(&[b"hull verity uuid", &salt]);
+    let mut uuid = [0u8; 16];
+    uuid.copy_from_slice(&id[..16]);
+    uuid[6] = (uuid[6] & 0x0f) | 0x40;
+    uuid[8] = (uuid[8] & 0x3f) | 0x80;
+    let mut hash_file = temp_in(dir, ".hull-verity-", dest)?;
+    let mut w = io::BufWriter::with_capacity(1 << 16, hash_file.as_file_mut());
+    let verity = verity::write(
+        &mut data.open().map_err(&e)?,
+        data.len(),
+        salt,
+        uuid,
+        &mut w,
+    )
+    .map_err(&e)?;
+    io::Write::flush(&mut w).map_err(&e)?;
+    drop(w);
+    let hash = FileSource::new(hash_file.path()).map_err(&e)?;
+    Ok(DiskRoot {
+        _data_file: data_file,
+        data,
+        _hash_file: hash_file,
+        hash,
+        verity,
+    })
 }
 
 /// The kernel as an EFI stub can start it: a gzip-compressed arm64 `Image`

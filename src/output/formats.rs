@@ -4,7 +4,7 @@
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use super::artifacts::{write_initrd, Artifacts, Packed};
+use super::artifacts::{write_initrd, Artifacts, DiskRoot, Packed};
 use super::{boot_file, media, stage, Format, Inputs, OutputError, Staged, StagedFile};
 use crate::media::source::{FileSource, Source};
 use crate::media::{fat, gpt, tar};
@@ -152,14 +152,64 @@ fn raw_or_qcow2(out: &Out, raw: StagedFile, qcow2: &str) -> Written {
     Ok(vec![(q, qd)])
 }
 
-/// NAME-efi.img (or NAME-efi.qcow2): a GPT disk whose ESP holds the UKI.
+/// NAME-efi.img (or NAME-efi.qcow2): a GPT disk whose ESP holds the UKI;
+/// for a root on disk, with the root and its verity partitions after it.
 fn efi_disk(a: &mut Artifacts, out: &Out) -> Written {
     let (mut f, fd) = out.stage("-efi.img")?;
     let loader = efi_loader_path(a.img.arch);
     let disk_size = a.img.disk_size;
-    let uki = a.uki(out.format, &fd)?;
-    gpt::write_disk(f.as_file_mut(), &[(loader, uki)], None, disk_size)?;
+    let arch = a.img.arch;
+    let verity = a.img.disk_root_initrd.is_some();
+    let uki = a.uki(out.format, &fd)?.clone();
+    let root = if verity {
+        Some(a.disk_root(&fd)?)
+    } else {
+        None
+    };
+    let extras = root.map(|r| root_partitions(r, arch)).unwrap_or_default();
+    gpt::write_disk(f.as_file_mut(), &[(loader, &uki)], None, &extras, disk_size)?;
     raw_or_qcow2(out, (f, fd), "-efi.qcow2")
+}
+
+/// The Discoverable Partitions type GUIDs of a root and its verity hash
+/// partition for `arch`.
+fn root_types(arch: crate::platform::Arch) -> (&'static str, &'static str) {
+    match arch {
+        crate::platform::Arch::Amd64 => (
+            "4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709",
+            "2C7357ED-EBD2-46D9-AEC1-23D437EC2BF5",
+        ),
+        crate::platform::Arch::Arm64 => (
+            "B921B045-1DF0-41C3-AF44-4C6F280D3FAE",
+            "DF3300CE-D69F-4C92-978C-9BFB0F38D820",
+        ),
+    }
+}
+
+/// The root and verity partitions: their UUIDs are the halves of the root
+/// hash, as systemd names them, which is how hull-init finds them.
+fn root_partitions(root: &DiskRoot, arch: crate::platform::Arch) -> Vec<gpt::Extra<'_>> {
+    let (root_type, verity_type) = root_types(arch);
+    let hash = root.verity.root_hash;
+    let half = |i: usize| {
+        let mut u = [0u8; 16];
+        u.copy_from_slice(&hash[16 * i..16 * i + 16]);
+        u
+    };
+    vec![
+        gpt::Extra {
+            type_guid: root_type,
+            uuid: half(0),
+            name: "hull-root",
+            data: &root.data,
+        },
+        gpt::Extra {
+            type_guid: verity_type,
+            uuid: half(1),
+            name: "hull-root-verity",
+            data: &root.hash,
+        },
+    ]
 }
 
 /// NAME-efi.iso: a hybrid ISO whose EFI boot image holds the UKI.
@@ -231,7 +281,7 @@ fn bios_disk(a: &mut Artifacts, out: &Out) -> Written {
     let disk_size = a.img.disk_size;
     let initrd = a.initrd(&fd)?;
     let esp = media::bios_disk_files(&kernel, initrd, &cfg);
-    gpt::write_disk(f.as_file_mut(), &esp, Some(&bios), disk_size)?;
+    gpt::write_disk(f.as_file_mut(), &esp, Some(&bios), &[], disk_size)?;
     raw_or_qcow2(out, (f, fd), ".qcow2")
 }
 

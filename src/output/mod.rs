@@ -81,12 +81,38 @@ impl Format {
     }
 }
 
-/// Refuses formats `arch` cannot boot, before anything is pulled or built.
-pub fn check_formats(formats: &[Format], arch: crate::platform::Arch) -> Result<(), OutputError> {
-    match formats.iter().find(|f| f.is_bios()) {
-        Some(f) if arch == crate::platform::Arch::Arm64 => Err(OutputError::BiosOnArm64(f.name())),
-        _ => Ok(()),
+/// Where the booted system's root lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum RootMode {
+    /// In memory: the whole system is the initramfs
+    #[default]
+    Memory,
+    /// On the disk, read-only, checked block by block by dm-verity against
+    /// the root hash in the UKI's command line (raw-efi, qcow2-efi)
+    Verity,
+}
+
+/// Refuses formats `arch` cannot boot, and formats that cannot hold a root
+/// on disk when one is asked for, before anything is pulled or built.
+pub fn check_formats(
+    formats: &[Format],
+    arch: crate::platform::Arch,
+    root: RootMode,
+) -> Result<(), OutputError> {
+    if let Some(f) = formats.iter().find(|f| f.is_bios()) {
+        if arch == crate::platform::Arch::Arm64 {
+            return Err(OutputError::BiosOnArm64(f.name()));
+        }
     }
+    if root == RootMode::Verity {
+        if let Some(f) = formats
+            .iter()
+            .find(|f| !matches!(f, Format::RawEfi | Format::Qcow2Efi))
+        {
+            return Err(OutputError::NoDiskRoot(f.name()));
+        }
+    }
+    Ok(())
 }
 
 /// Files of the bootloader image (`efi/...`, `bios/...`) the formats use.
@@ -114,6 +140,9 @@ pub struct Inputs<'a> {
     /// The whole disk's size for disk formats (the rest becomes a data
     /// partition); `None`: just big enough.
     pub disk_size: Option<u64>,
+    /// For a root on disk (`--root verity`), the small initrd's tree the
+    /// UKI carries instead of the whole system; `tree` is then the root.
+    pub disk_root_initrd: Option<&'a Tree>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -128,6 +157,10 @@ pub enum OutputError {
     },
     #[error("format {0} boots through a PC BIOS, which aarch64 machines do not have: use iso-efi, raw-efi, qcow2-efi or uki")]
     BiosOnArm64(String),
+    #[error("format {0} cannot hold a root on disk: --root verity makes raw-efi and qcow2-efi")]
+    NoDiskRoot(String),
+    #[error("cannot make the root filesystem image: {0}")]
+    Squashfs(#[from] crate::media::squashfs::SquashfsError),
     #[error(transparent)]
     Iso(#[from] iso9660::IsoError),
     #[error("cannot make the EFI boot image: {0}")]
