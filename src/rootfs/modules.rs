@@ -49,12 +49,15 @@ pub fn modinfo(elf: &[u8]) -> Result<ModInfo, String> {
             continue;
         };
         match k {
-            "name" => info.name = v.to_string(),
+            // Module names are the same with `-` or `_` (the kernel and
+            // depmod make them `_`); `depends` lists them as files are
+            // named (`dm-mod`), so both are made `_` here.
+            "name" => info.name = v.replace('-', "_"),
             "depends" => {
                 info.depends = v
                     .split(',')
                     .filter(|d| !d.is_empty())
-                    .map(String::from)
+                    .map(|d| d.replace('-', "_"))
                     .collect()
             }
             "alias" => info.aliases.push(v.to_string()),
@@ -261,5 +264,35 @@ pub mod tests {
             "{alias}"
         );
         assert!(modinfo(b"not an elf").is_err());
+    }
+
+    #[test]
+    fn dependencies_named_with_dashes_are_found() {
+        // dm-verity's .modinfo says "depends=reed_solomon,dm-mod,dm-bufio".
+        let dir = tempfile::tempdir().expect("tmp");
+        let mut pack = Pack::new(dir.path()).expect("pack");
+        let mut tree = Tree::new();
+        let base = "lib/modules/6.1/kernel/drivers/md";
+        for (file, fields) in [
+            ("dm-mod.ko", vec!["name=dm_mod", "depends="]),
+            ("dm-bufio.ko", vec!["name=dm_bufio", "depends=dm-mod"]),
+            (
+                "dm-verity.ko",
+                vec!["name=dm_verity", "depends=dm-mod,dm-bufio"],
+            ),
+        ] {
+            let c = pack.store_bytes(&fake_module(&fields)).expect("store");
+            tree.insert(&format!("{base}/{file}"), Entry::file(c, 0o644))
+                .expect("insert");
+        }
+        index(&mut tree, &mut pack).expect("index");
+        let Some(Kind::File(c)) = tree.get("lib/modules/6.1/modules.dep").map(|e| &e.kind) else {
+            panic!("no modules.dep");
+        };
+        let dep = String::from_utf8(pack.read(c).expect("read")).expect("utf-8");
+        assert!(
+            dep.contains("kernel/drivers/md/dm-verity.ko: kernel/drivers/md/dm-bufio.ko kernel/drivers/md/dm-mod.ko\n"),
+            "{dep}"
+        );
     }
 }

@@ -9,6 +9,8 @@
 mod container;
 mod control;
 mod devfilter;
+mod diskroot;
+mod dm;
 mod identity;
 mod inroot;
 mod launch;
@@ -59,6 +61,15 @@ fn main() {
             if std::env::var_os(newroot::STARTED).is_none() {
                 // Single-threaded still: nobody else reads the environment.
                 std::env::set_var(newroot::STARTED, started.to_string());
+            }
+            if diskroot::wanted() {
+                let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+                if let Err(e) = diskroot::switch(&args, started) {
+                    // No root may be used unchecked: stop here (the kernel
+                    // panics when PID1 exits; `panic=N` reboots).
+                    let _ = writeln!(std::io::stdout(), "hull-init: root: {e}: cannot boot");
+                    std::process::exit(1);
+                }
             }
             if newroot::needed() {
                 let args: Vec<std::ffi::OsString> = std::env::args_os().collect();

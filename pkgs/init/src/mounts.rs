@@ -263,8 +263,21 @@ pub fn early() -> Vec<SysError> {
     // /var becomes a mount of its own and the whole tree shared, so that a
     // container with shared propagation (the mount package) can mount a disk
     // on /var/lib for everybody, as LinuxKit's init allows.
+    // On a read-only root (a verity root on disk) /var is a tmpfs instead,
+    // the one writable place besides /run and /tmp.
     let _ = std::fs::create_dir_all("/var");
-    if let Err(e) = rustix::mount::mount_bind_recursive("/var", "/var").ctx(|| "bind /var".into()) {
+    let var = if root_read_only() {
+        let (size, _) = crate::sizes::Tmpfs::Root.option();
+        mount(
+            "tmpfs",
+            Path::new("/var"),
+            "tmpfs",
+            &["mode=0755".into(), size],
+        )
+    } else {
+        rustix::mount::mount_bind_recursive("/var", "/var").ctx(|| "bind /var".into())
+    };
+    if let Err(e) = var {
         errors.push(e);
     }
     if let Err(e) = set_propagation(
@@ -274,6 +287,11 @@ pub fn early() -> Vec<SysError> {
         errors.push(e);
     }
     errors
+}
+
+/// True when `/` is mounted read-only.
+fn root_read_only() -> bool {
+    rustix::fs::statvfs("/").is_ok_and(|s| s.f_flag.contains(rustix::fs::StatVfsMountFlags::RDONLY))
 }
 
 /// Unmounts what containers mounted from disks, newest first, before power

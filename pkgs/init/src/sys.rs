@@ -1,7 +1,8 @@
 //! The few system calls hull-init makes that need care, with their context.
 //!
 //! Owns: every `unsafe` block of hull-init (`unshare`, the seccomp filter,
-//! the device filter's `bpf` calls, the loopback ioctls), and error values
+//! the device filter's `bpf` calls, the loopback and device-mapper
+//! ioctls), and error values
 //! that name the path or resource involved. Must not decide policy.
 
 use std::fmt;
@@ -280,4 +281,45 @@ pub fn loopback_up() -> Result<(), SysError> {
         )
     }
     .ctx(|| "set lo up".into())
+}
+
+/// A device-mapper ioctl (`DM_DEV_CREATE`, `DM_TABLE_LOAD`,
+/// `DM_DEV_SUSPEND`, ...) on `/dev/mapper/control` with `buf`: a
+/// `struct dm_ioctl` (312 bytes) and what follows it, as `dm` lays it out;
+/// the kernel writes its answer back into `buf`. `what` names the step.
+pub fn dm_ioctl(
+    control: std::os::fd::BorrowedFd<'_>,
+    cmd: u8,
+    buf: &mut [u8],
+    what: &str,
+) -> Result<(), SysError> {
+    use std::os::fd::AsRawFd;
+    // _IOWR(0xfd, cmd, struct dm_ioctl): both directions, 312 bytes.
+    let request: u32 = (3 << 30) | (312 << 16) | (0xfd << 8) | u32::from(cmd);
+    let size = u32::try_from(buf.len()).unwrap_or(0);
+    if size < 312 {
+        return Err(SysError {
+            what: format!("{what}: a dm_ioctl buffer of {} bytes", buf.len()),
+            errno: rustix::io::Errno::INVAL,
+        });
+    }
+    // data_size: the whole buffer, so the kernel stays inside it.
+    buf[12..16].copy_from_slice(&size.to_ne_bytes());
+    // SAFETY: `buf` is a live, writable buffer at least as large as the
+    // struct the request names, and its `data_size` field (set just above)
+    // is its length; the kernel reads and writes only within `data_size`.
+    let r = unsafe {
+        libc::ioctl(
+            control.as_raw_fd(),
+            request as libc::Ioctl,
+            buf.as_mut_ptr(),
+        )
+    };
+    if r < 0 {
+        return Err(SysError {
+            what: what.to_string(),
+            errno: last_errno(),
+        });
+    }
+    Ok(())
 }
