@@ -34,4 +34,5 @@ mod boots {
     mod iso;
     mod stress;
     mod uki;
+    mod verity;
 }

@@ -204,10 +204,24 @@ fn timing() -> String {
                 .map(|v| v.trim().to_string())
         })
         .unwrap_or_else(|| "?".into());
+    let in_use = memory_in_use_kib().map_or_else(|| "?".into(), |k| k.to_string());
     format!(
-        "boot: init started at {began} ms, last service started at {now} ms ({} ms in init), RSS {rss}",
+        "boot: init started at {began} ms, last service started at {now} ms ({} ms in init), RSS {rss}, memory in use {in_use} kB",
         now.saturating_sub(began)
     )
+}
+
+/// Memory the system holds and cannot give back (`MemTotal` less
+/// `MemAvailable`): an initramfs root counts in full, a root on disk only
+/// for what it keeps in memory.
+fn memory_in_use_kib() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+    };
+    Some(field("MemTotal:")?.saturating_sub(field("MemAvailable:")?))
 }
 
 /// Watches the power button (ACPI on x86_64, as QEMU's `system_powerdown`
