@@ -43,6 +43,8 @@ pub struct Request<'a> {
     pub layer_limits: crate::rootfs::layers::Limits,
     /// Where the booted system's root lives.
     pub root: output::RootMode,
+    /// Signs the UKI for Secure Boot.
+    pub signer: Option<crate::media::authenticode::Signer>,
 }
 
 /// The bootloader image a build uses: `--bootloader` (a reference or
@@ -158,7 +160,7 @@ pub fn build(
     registry: &Registry,
     progress: &Progress,
 ) -> anyhow::Result<BuildResult> {
-    output::check_formats(req.formats, req.arch, req.root)?;
+    output::check_formats(req.formats, req.arch, req.root, req.signer.is_some())?;
     let mut refs = references(req.manifest);
     let bootloader = bootloader_for(req)?.map(|(text, dir)| {
         refs.push((text.clone(), dir));
@@ -211,6 +213,7 @@ pub fn build(
         arch: req.arch,
         disk_size: req.disk_size,
         disk_root_initrd: disk_root_initrd.as_ref(),
+        signer: req.signer.as_ref(),
     };
     let formats: Vec<String> = req.formats.iter().map(|f| f.name()).collect();
     progress.step(format!(

@@ -227,6 +227,14 @@ pub struct BuildArgs {
     /// Where the booted system's root lives
     #[arg(long, value_enum, default_value_t = crate::output::RootMode::Memory)]
     pub root: crate::output::RootMode,
+    /// Sign the unified kernel image for UEFI Secure Boot with this RSA key
+    /// (PEM, not encrypted)
+    #[arg(long, value_name = "KEY", requires = "sign_cert")]
+    pub sign_key: Option<PathBuf>,
+    /// The X.509 certificate (PEM) of --sign-key, as the firmware's db holds
+    /// it or a certificate it signed
+    #[arg(long, value_name = "CERT", requires = "sign_key")]
+    pub sign_cert: Option<PathBuf>,
 }
 
 /// "512M", "2G", "1048576": a size in bytes.
@@ -337,6 +345,11 @@ pub struct RunQemuArgs {
     /// aarch64 this gives ACPI, and with it the power button
     #[arg(long)]
     pub uefi: bool,
+    /// Boot with UEFI Secure Boot on: the firmware's Secure Boot build and a
+    /// variable store with the firmware package's snakeoil key in db (sign
+    /// with it: see docs/secure-boot.md). Implies --uefi
+    #[arg(long)]
+    pub secure_boot: bool,
     /// Serve QMP on this unix socket (e.g. to send system_powerdown)
     #[arg(long, value_name = "SOCKET")]
     pub qmp: Option<PathBuf>,

@@ -54,26 +54,33 @@ pub enum BootFrom {
 pub struct Firmware {
     pub code: PathBuf,
     pub vars: PathBuf,
+    /// Secure Boot on: the firmware starts only images its db trusts (on
+    /// x86_64 this needs SMM, so the machine gets it).
+    pub secure_boot: bool,
 }
 
 /// Debian's UEFI firmware for `arch` (packages `ovmf`, `qemu-efi-aarch64`):
-/// the code image and the pristine variable store to copy.
-pub fn uefi_files(arch: Arch) -> (PathBuf, PathBuf) {
-    match arch {
-        Arch::Amd64 => (
-            PathBuf::from("/usr/share/OVMF/OVMF_CODE_4M.fd"),
-            PathBuf::from("/usr/share/OVMF/OVMF_VARS_4M.fd"),
+/// the code image and the pristine variable store to copy. With
+/// `secure_boot`, the Secure Boot build and the store with the packages'
+/// snakeoil key enrolled as PK, KEK and db (its key and certificate are
+/// `PkKek-1-snakeoil.key/.pem` beside them, the key's password `snakeoil`).
+pub fn uefi_files(arch: Arch, secure_boot: bool) -> (PathBuf, PathBuf) {
+    let (code, vars) = match (arch, secure_boot) {
+        (Arch::Amd64, false) => ("OVMF/OVMF_CODE_4M.fd", "OVMF/OVMF_VARS_4M.fd"),
+        (Arch::Amd64, true) => (
+            "OVMF/OVMF_CODE_4M.secboot.fd",
+            "OVMF/OVMF_VARS_4M.snakeoil.fd",
         ),
-        Arch::Arm64 => (
-            PathBuf::from("/usr/share/AAVMF/AAVMF_CODE.fd"),
-            PathBuf::from("/usr/share/AAVMF/AAVMF_VARS.fd"),
-        ),
-    }
+        (Arch::Arm64, false) => ("AAVMF/AAVMF_CODE.fd", "AAVMF/AAVMF_VARS.fd"),
+        (Arch::Arm64, true) => ("AAVMF/AAVMF_CODE.fd", "AAVMF/AAVMF_VARS.snakeoil.fd"),
+    };
+    let share = Path::new("/usr/share");
+    (share.join(code), share.join(vars))
 }
 
 /// Makes a fresh copy of the variable store at `vars` for a UEFI boot.
-pub fn uefi_firmware(arch: Arch, vars: &Path) -> Result<Firmware, QemuError> {
-    let (code, template) = uefi_files(arch);
+pub fn uefi_firmware(arch: Arch, vars: &Path, secure_boot: bool) -> Result<Firmware, QemuError> {
+    let (code, template) = uefi_files(arch, secure_boot);
     for p in [&code, &template] {
         if !p.exists() {
             return Err(QemuError::NoFirmware(p.clone()));
@@ -86,6 +93,7 @@ pub fn uefi_firmware(arch: Arch, vars: &Path) -> Result<Firmware, QemuError> {
     Ok(Firmware {
         code,
         vars: vars.to_path_buf(),
+        secure_boot,
     })
 }
 
@@ -238,7 +246,17 @@ fn command_line_with(o: &Options, kvm: bool) -> (String, Vec<String>) {
         Arch::Amd64 => ("qemu-system-x86_64", "q35"),
         Arch::Arm64 => ("qemu-system-aarch64", "virt"),
     };
-    let mut args: Vec<String> = vec!["-M".into(), machine.into()];
+    let secure = o.firmware.as_ref().is_some_and(|f| f.secure_boot);
+    // OVMF's Secure Boot build keeps its variables in SMM, out of the OS's reach.
+    let machine = if secure && o.arch == Arch::Amd64 {
+        format!("{machine},smm=on")
+    } else {
+        machine.to_string()
+    };
+    let mut args: Vec<String> = vec!["-M".into(), machine];
+    if secure && o.arch == Arch::Amd64 {
+        args.extend(["-global", "driver=cfi.pflash01,property=secure,value=on"].map(String::from));
+    }
     // KVM first where it may work; QEMU falls back to TCG when it cannot.
     if kvm {
         args.extend(["-accel", "kvm"].map(String::from));
@@ -821,6 +839,7 @@ mod tests {
             firmware: Some(Firmware {
                 code: "code.fd".into(),
                 vars: "vars.fd".into(),
+                secure_boot: false,
             }),
             ..o
         };

@@ -7,6 +7,7 @@ use crate::build::{self, Request};
 use crate::cli::BuildArgs;
 use crate::image::cache::Cache;
 use crate::image::registry::Registry;
+use crate::media::authenticode::Signer;
 use crate::output::Format;
 use crate::platform::Arch;
 use crate::progress::{Mode, Progress};
@@ -65,6 +66,7 @@ pub fn run(cx: &Context, args: BuildArgs) -> anyhow::Result<()> {
         disk_size: args.disk_size,
         layer_limits: Limits::or_defaults(args.max_layer_size, args.max_layer_entries),
         root: args.root,
+        signer: signer(&args)?,
     };
     let (outputs, pins) = build::build(&req, &cache, &registry, &progress)?;
     if let Some(path) = &args.write_lock {
@@ -76,4 +78,18 @@ pub fn run(cx: &Context, args: BuildArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The signer `--sign-key` and `--sign-cert` name, read now so that a bad
+/// key fails before anything is pulled.
+fn signer(args: &BuildArgs) -> anyhow::Result<Option<Signer>> {
+    let (Some(key), Some(cert)) = (&args.sign_key, &args.sign_cert) else {
+        return Ok(None);
+    };
+    let read = |p: &std::path::Path| {
+        std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))
+    };
+    let signer = Signer::from_pem(&read(key)?, &read(cert)?)
+        .with_context(|| format!("{} and {}", key.display(), cert.display()))?;
+    Ok(Some(signer))
 }

@@ -13,7 +13,7 @@ pub fn run(cx: &Context, cmd: RunCommand) -> anyhow::Result<()> {
     let RunCommand::Qemu(args) = cmd;
     let arch = Arch::from_flag(args.arch.as_deref()).map_err(anyhow::Error::msg)?;
     let built = qemu::image_files(&args.prefix)?;
-    let choice = qemu::choose_boot(built, arch, args.uefi)?;
+    let choice = qemu::choose_boot(built, arch, args.uefi || args.secure_boot)?;
     let publish = args
         .publish
         .iter()
@@ -23,6 +23,7 @@ pub fn run(cx: &Context, cmd: RunCommand) -> anyhow::Result<()> {
         Some(qemu::uefi_firmware(
             arch,
             &qemu::efivars_path(&args.prefix),
+            args.secure_boot,
         )?)
     } else {
         None

@@ -4,6 +4,7 @@
 //! (`uki`). Must not know about manifests or which output uses them: that is
 //! `output`.
 
+pub mod authenticode;
 pub mod compress;
 pub mod cpio;
 pub mod fat;

@@ -177,7 +177,10 @@ impl<'i, 'a> Artifacts<'i, 'a> {
             cmdline: &cmdline,
         };
         write_uki(self.img, &parts, &self.dir, dest, &mut w)?;
-        w.into_inner().map_err(|e| io_err(dest)(e.into_error()))?;
+        let out = w.into_inner().map_err(|e| io_err(dest)(e.into_error()))?;
+        if let Some(signer) = self.img.signer {
+            crate::media::authenticode::sign(out, signer)?;
+        }
         Ok(())
     }
 

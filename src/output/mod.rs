@@ -98,7 +98,17 @@ pub fn check_formats(
     formats: &[Format],
     arch: crate::platform::Arch,
     root: RootMode,
+    signed: bool,
 ) -> Result<(), OutputError> {
+    let carries_uki = |f: &Format| {
+        matches!(
+            f,
+            Format::Uki | Format::RawEfi | Format::Qcow2Efi | Format::IsoEfi
+        )
+    };
+    if signed && !formats.iter().any(carries_uki) {
+        return Err(OutputError::NothingToSign);
+    }
     if let Some(f) = formats.iter().find(|f| f.is_bios()) {
         if arch == crate::platform::Arch::Arm64 {
             return Err(OutputError::BiosOnArm64(f.name()));
@@ -143,6 +153,8 @@ pub struct Inputs<'a> {
     /// For a root on disk (`--root verity`), the small initrd's tree the
     /// UKI carries instead of the whole system; `tree` is then the root.
     pub disk_root_initrd: Option<&'a Tree>,
+    /// Signs the UKI for Secure Boot (`--sign-key`, `--sign-cert`).
+    pub signer: Option<&'a crate::media::authenticode::Signer>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -159,6 +171,12 @@ pub enum OutputError {
     BiosOnArm64(String),
     #[error("format {0} cannot hold a root on disk: --root verity makes raw-efi and qcow2-efi")]
     NoDiskRoot(String),
+    #[error(
+        "--sign-key signs the unified kernel image: ask for uki, raw-efi, qcow2-efi or iso-efi"
+    )]
+    NothingToSign,
+    #[error("cannot sign the unified kernel image: {0}")]
+    Sign(#[from] crate::media::authenticode::SignError),
     #[error("cannot make the root filesystem image: {0}")]
     Squashfs(#[from] crate::media::squashfs::SquashfsError),
     #[error(transparent)]

@@ -153,3 +153,76 @@ fn a_compression_level_the_codec_does_not_take_is_refused_and_nothing_is_written
     }
     assert!(!out.exists(), "the output directory was made");
 }
+
+#[test]
+fn verity_roots_and_signing_need_formats_that_hold_them_and_a_real_key() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let out = tmp.path().join("out");
+    let run = build("amd64", &out, &["--root", "verity", "--format", "iso-efi"]);
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("format iso-efi cannot hold a root on disk"),
+        "{}",
+        run.stderr
+    );
+    let key = tmp.path().join("key.pem");
+    std::fs::write(
+        &key,
+        "-----BEGIN PRIVATE KEY-----\nbm90IGEga2V5\n-----END PRIVATE KEY-----\n",
+    )
+    .expect("write");
+    let cert = "/usr/share/ovmf/PkKek-1-snakeoil.pem";
+    let k = key.to_str().expect("utf-8");
+    let (good_key, good_cert) = (tmp.path().join("good.key"), tmp.path().join("good.pem"));
+    let (ok, text) = util::tool(
+        "openssl",
+        &[
+            "req",
+            "-new",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=t/",
+            "-keyout",
+            good_key.to_str().expect("utf-8"),
+            "-out",
+            good_cert.to_str().expect("utf-8"),
+        ],
+    );
+    assert!(ok, "{text}");
+    let run = build(
+        "amd64",
+        &out,
+        &[
+            "--sign-key",
+            good_key.to_str().expect("utf-8"),
+            "--sign-cert",
+            good_cert.to_str().expect("utf-8"),
+        ],
+    );
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("--sign-key signs the unified kernel image"),
+        "{}",
+        run.stderr
+    );
+    let run = build(
+        "amd64",
+        &out,
+        &["--format", "uki", "--sign-key", k, "--sign-cert", cert],
+    );
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    assert!(
+        run.stderr.contains(k) && run.stderr.contains("no RSA private key in PEM"),
+        "{}",
+        run.stderr
+    );
+    let run = build("amd64", &out, &["--format", "uki", "--sign-key", k]);
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+    assert!(run.stderr.contains("--sign-cert"), "{}", run.stderr);
+    assert!(!out.exists(), "the output directory was made");
+}

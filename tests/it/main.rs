@@ -32,6 +32,7 @@ mod boots {
     mod hostile;
     mod init_boot;
     mod iso;
+    mod secure_boot;
     mod stress;
     mod uki;
     mod verity;
