@@ -7,7 +7,9 @@
 //! using at least 30% less memory than the same manifest as kernel+initrd
 //! (minimal.yml with 48 MiB of data: an appliance with its assets);
 //! a flipped byte in the root, or a wrong root hash, stops the boot with
-//! dm-verity's error before anything runs.
+//! dm-verity's error before anything runs, and with `hull.verity=panic` the
+//! flipped byte panics the kernel. The appliance example runs from a verity
+//! root with its data disk.
 
 use crate::util;
 
@@ -224,6 +226,35 @@ fn refused(dir: &Path, arch: &str, disk: &Path, error: &str, what: &str) {
     );
 }
 
+/// Flips one bit of a byte in the first block of `disk`'s root partition.
+fn flip(disk: &Path) {
+    use std::os::unix::fs::FileExt;
+    let (first, _) = partition(disk, 2);
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(disk)
+        .expect("open");
+    let mut b = [0u8; 1];
+    f.read_exact_at(&mut b, first * 512 + 100).expect("read");
+    f.write_all_at(&[b[0] ^ 0x01], first * 512 + 100)
+        .expect("write");
+}
+
+/// examples/minimal.yml with `hull.verity=panic` on its command line,
+/// written in `dir` (named minimal.yml, its packages named absolutely).
+fn panic_manifest(dir: &Path) -> PathBuf {
+    let repo = util::repo();
+    let text = std::fs::read_to_string(repo.join("examples/minimal.yml"))
+        .expect("minimal.yml")
+        .replace("@pkg:../", &format!("@pkg:{}/", repo.display()))
+        .replace("console=ttyAMA0\"", "console=ttyAMA0 hull.verity=panic\"");
+    assert!(text.contains("hull.verity=panic"), "{text}");
+    let m = dir.join("minimal.yml");
+    std::fs::write(&m, text).expect("manifest");
+    m
+}
+
 /// The 16 bytes of a partition GUID's text form as sgdisk takes it.
 fn guid_text(hex: &str) -> String {
     format!(
@@ -246,25 +277,43 @@ fn a_flipped_byte_or_a_wrong_root_hash_stops_the_boot() {
         // One byte of the root's first block.
         let flipped = out.join("flipped.img");
         std::fs::copy(&disk, &flipped).expect("copy");
-        let (first, _) = partition(&flipped, 2);
-        {
-            use std::os::unix::fs::FileExt;
-            let f = std::fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .open(&flipped)
-                .expect("open");
-            let mut b = [0u8; 1];
-            f.read_exact_at(&mut b, first * 512 + 100).expect("read");
-            f.write_all_at(&[b[0] ^ 0x01], first * 512 + 100)
-                .expect("write");
-        }
+        flip(&flipped);
         refused(
             tmp.path(),
             arch,
             &flipped,
             "data block 0 is corrupted",
             "a flipped byte",
+        );
+        // With hull.verity=panic the same byte panics the kernel.
+        let panicky = tmp.path().join(format!("panic-{arch}"));
+        std::fs::create_dir_all(&panicky).expect("dir");
+        let manifest = panic_manifest(&panicky);
+        build_manifest(
+            &manifest,
+            arch,
+            &panicky,
+            &["--root", "verity", "--format", "raw-efi"],
+        );
+        let disk_p = panicky.join("minimal-efi.img");
+        flip(&disk_p);
+        let mut boot = Boot::start(
+            tmp.path(),
+            &[
+                "--arch",
+                arch,
+                "--expect",
+                "HULL-READY",
+                "--timeout",
+                "300",
+                disk_p.to_str().expect("utf-8"),
+            ],
+        );
+        let panicked = boot.wait_for("Kernel panic", Duration::from_secs(300));
+        let text = boot.text();
+        assert!(
+            panicked.is_some() && text.contains("is corrupted") && !text.contains("HULL-READY"),
+            "{arch}: hull.verity=panic did not panic on the corrupted block:\n{text}"
         );
         // Another root hash: its last digit changed on the UKI's command
         // line, and the verity partition's UUID (its second half) to match,
@@ -293,6 +342,48 @@ fn a_flipped_byte_or_a_wrong_root_hash_stops_the_boot() {
             &wrong,
             "is corrupted",
             "a wrong root hash",
+        );
+    }
+}
+
+#[test]
+fn the_appliance_example_runs_from_a_verity_root_with_its_data_disk() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    for arch in ["amd64", "arm64"] {
+        let out = tmp.path().join(arch);
+        util::build_example(
+            "appliance",
+            arch,
+            &out,
+            &["--root", "verity", "--format", "raw-efi"],
+            &[],
+        )
+        .expect_code(0);
+        let data = tmp.path().join(format!("data-{arch}.img"));
+        std::fs::File::create(&data)
+            .and_then(|f| f.set_len(128 << 20))
+            .expect("blank disk");
+        let disk = out.join("appliance-efi.img");
+        let mut boot = Boot::start(
+            tmp.path(),
+            &[
+                "--arch",
+                arch,
+                "--disk",
+                data.to_str().expect("utf-8"),
+                "--expect",
+                "NEVER",
+                disk.to_str().expect("utf-8"),
+            ],
+        );
+        let up = boot.wait_for("[web] APPLIANCE-BOOT-1", Duration::from_secs(400));
+        let text = boot.text();
+        assert!(
+            up.is_some()
+                && text.contains("hull-init: root: /dev/dm-")
+                && text.contains("format: making ext4 labelled hull-data")
+                && text.contains("[002-mount] mount: "),
+            "{arch}: the appliance did not come up on its verity root with its data disk:\n{text}"
         );
     }
 }
