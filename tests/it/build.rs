@@ -293,11 +293,42 @@ impl Env {
         p
     }
 
+    /// Pushes a one-layer amd64 image as `REGISTRY/REPO:1`; returns that.
+    fn push_one(&self, repo: &str, layer: Layer, label: Option<&str>) -> String {
+        let layout = self
+            .tmp
+            .path()
+            .join(format!("one-{}", repo.replace('/', "-")));
+        self.image(&layout, "t", "amd64", vec![layer], label);
+        let image = format!("{}/{repo}:1", self.reg.addr);
+        skopeo_copy(
+            &format!("oci:{}:t", layout.display()),
+            &format!("docker://{image}"),
+            &[],
+        );
+        image
+    }
+
+    /// Writes the manifest `NAME.yml` in the temp dir.
+    fn manifest_text(&self, name: &str, text: &str) -> PathBuf {
+        let m = self.tmp.path().join(format!("{name}.yml"));
+        std::fs::write(&m, text).expect("write the manifest");
+        m
+    }
+
     fn hull(&self, cache: &str, args: &[&str]) -> util::Run {
         let mut all = vec!["--cache", cache];
         all.extend_from_slice(args);
         util::hull_in(self.tmp.path(), &all, &[("DOCKER_CONFIG", "/nonexistent")])
     }
+}
+
+/// Fails unless the output directory `out` is empty or absent.
+fn nothing_written(out: &Path, what: &str) {
+    let left: Vec<_> = std::fs::read_dir(out)
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "{what}: nothing written, found {left:?}");
 }
 
 fn sh(cmd: &str) -> String {
@@ -817,20 +848,11 @@ fn hostile_layers_are_refused_and_nothing_is_written() {
         ),
     ];
     for (name, layer, expect) in cases {
-        let layout = env.tmp.path().join(format!("hostile-{name}"));
-        env.image(&layout, "t", "amd64", vec![layer], None);
-        let image = format!("{}/hostile/{name}:1", env.reg.addr);
-        skopeo_copy(
-            &format!("oci:{}:t", layout.display()),
-            &format!("docker://{image}"),
-            &[],
+        let image = env.push_one(&format!("hostile/{name}"), layer, None);
+        let m = env.manifest_text(
+            name,
+            &format!("kernel:\n  image: {kernel}\ninit:\n  - {image}\n"),
         );
-        let m = env.tmp.path().join(format!("{name}.yml"));
-        std::fs::write(
-            &m,
-            format!("kernel:\n  image: {kernel}\ninit:\n  - {image}\n"),
-        )
-        .expect("write");
         let out = env.tmp.path().join(format!("out-{name}"));
         let run = env
             .hull(
@@ -853,10 +875,7 @@ fn hostile_layers_are_refused_and_nothing_is_written() {
             "{name}: the error names image, layer and path:\n{}",
             run.stderr
         );
-        let left: Vec<_> = std::fs::read_dir(&out)
-            .map(|d| d.flatten().collect())
-            .unwrap_or_default();
-        assert!(left.is_empty(), "{name}: nothing written, found {left:?}");
+        nothing_written(&out, name);
     }
 }
 
@@ -871,21 +890,12 @@ fn a_label_with_nested_aliases_fails_the_build_quickly_in_little_memory() {
         label.push_str(&format!("a{i}: &a{i} [{refs}],\n"));
     }
     label.push('}');
-    let layout = env.tmp.path().join("label-bomb");
     let layer = Layer::new().file("bin/app", b"x", 0o755, (0, 0));
-    env.image(&layout, "t", "amd64", vec![layer], Some(&label));
-    let image = format!("{}/hostile/label-bomb:1", env.reg.addr);
-    skopeo_copy(
-        &format!("oci:{}:t", layout.display()),
-        &format!("docker://{image}"),
-        &[],
+    let image = env.push_one("hostile/label-bomb", layer, Some(&label));
+    let m = env.manifest_text(
+        "label-bomb",
+        &format!("kernel:\n  image: {kernel}\nonboot:\n  - name: app\n    image: {image}\n"),
     );
-    let m = env.tmp.path().join("label-bomb.yml");
-    std::fs::write(
-        &m,
-        format!("kernel:\n  image: {kernel}\nonboot:\n  - name: app\n    image: {image}\n"),
-    )
-    .expect("write");
     let out = env.tmp.path().join("out-label-bomb");
     let cache = env.tmp.path().join("cache");
     let args = [
@@ -916,10 +926,7 @@ fn a_label_with_nested_aliases_fails_the_build_quickly_in_little_memory() {
     );
     assert!(took < std::time::Duration::from_secs(5), "{took:?}");
     assert!(peak < 256 << 10, "peak RSS {peak} KiB");
-    let left: Vec<_> = std::fs::read_dir(&out)
-        .map(|d| d.flatten().collect())
-        .unwrap_or_default();
-    assert!(left.is_empty(), "nothing written, found {left:?}");
+    nothing_written(&out, "label bomb");
 }
 
 #[test]
@@ -930,20 +937,11 @@ fn layer_limits_are_flags() {
     for i in 0..10 {
         layer = layer.file(&format!("data/f{i}"), &[7u8; 2048], 0o644, (0, 0));
     }
-    let layout = env.tmp.path().join("limits");
-    env.image(&layout, "t", "amd64", vec![layer], None);
-    let image = format!("{}/limits/ten-files:1", env.reg.addr);
-    skopeo_copy(
-        &format!("oci:{}:t", layout.display()),
-        &format!("docker://{image}"),
-        &[],
+    let image = env.push_one("limits/ten-files", layer, None);
+    let m = env.manifest_text(
+        "limits",
+        &format!("kernel:\n  image: {kernel}\ninit:\n  - {image}\n"),
     );
-    let m = env.tmp.path().join("limits.yml");
-    std::fs::write(
-        &m,
-        format!("kernel:\n  image: {kernel}\ninit:\n  - {image}\n"),
-    )
-    .expect("write");
     let cache = env.tmp.path().join("cache");
     let build = |name: &str, extra: &[&str]| {
         let out = env.tmp.path().join(format!("out-{name}"));

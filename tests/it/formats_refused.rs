@@ -174,25 +174,8 @@ fn verity_roots_and_signing_need_formats_that_hold_them_and_a_real_key() {
     .expect("write");
     let cert = "/usr/share/ovmf/PkKek-1-snakeoil.pem";
     let k = key.to_str().expect("utf-8");
+    util::registry::self_signed(tmp.path(), "good", "t");
     let (good_key, good_cert) = (tmp.path().join("good.key"), tmp.path().join("good.pem"));
-    let (ok, text) = util::tool(
-        "openssl",
-        &[
-            "req",
-            "-new",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-subj",
-            "/CN=t/",
-            "-keyout",
-            good_key.to_str().expect("utf-8"),
-            "-out",
-            good_cert.to_str().expect("utf-8"),
-        ],
-    );
-    assert!(ok, "{text}");
     let run = build(
         "amd64",
         &out,

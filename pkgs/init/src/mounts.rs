@@ -263,21 +263,7 @@ pub fn early() -> Vec<SysError> {
     // /var becomes a mount of its own and the whole tree shared, so that a
     // container with shared propagation (the mount package) can mount a disk
     // on /var/lib for everybody, as LinuxKit's init allows.
-    // On a read-only root (a verity root on disk) /var is a tmpfs instead,
-    // the one writable place besides /run and /tmp.
-    let _ = std::fs::create_dir_all("/var");
-    let var = if root_read_only() {
-        let (size, _) = crate::sizes::Tmpfs::Root.option();
-        mount(
-            "tmpfs",
-            Path::new("/var"),
-            "tmpfs",
-            &["mode=0755".into(), size],
-        )
-    } else {
-        rustix::mount::mount_bind_recursive("/var", "/var").ctx(|| "bind /var".into())
-    };
-    if let Err(e) = var {
+    if let Err(e) = var_mount() {
         errors.push(e);
     }
     if let Err(e) = set_propagation(
@@ -287,6 +273,24 @@ pub fn early() -> Vec<SysError> {
         errors.push(e);
     }
     errors
+}
+
+/// /var as a mount of its own: a bind of itself, or on a read-only root (a
+/// verity root on disk) a tmpfs, the one writable place besides /run and
+/// /tmp.
+fn var_mount() -> Result<(), SysError> {
+    let _ = std::fs::create_dir_all("/var");
+    if root_read_only() {
+        let (size, _) = crate::sizes::Tmpfs::Root.option();
+        mount(
+            "tmpfs",
+            Path::new("/var"),
+            "tmpfs",
+            &["mode=0755".into(), size],
+        )
+    } else {
+        rustix::mount::mount_bind_recursive("/var", "/var").ctx(|| "bind /var".into())
+    }
 }
 
 /// True when `/` is mounted read-only.

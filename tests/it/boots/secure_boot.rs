@@ -42,29 +42,8 @@ fn snakeoil(arch: &str, dir: &Path) -> (PathBuf, PathBuf) {
 
 /// A key and certificate no firmware store trusts.
 fn other_key(dir: &Path) -> (PathBuf, PathBuf) {
-    let (key, cert) = (dir.join("other.key"), dir.join("other.pem"));
-    let (ok, text) = tool(
-        "openssl",
-        &[
-            "req",
-            "-new",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-sha256",
-            "-days",
-            "3650",
-            "-subj",
-            "/CN=not in db/",
-            "-keyout",
-            key.to_str().expect("utf-8"),
-            "-out",
-            cert.to_str().expect("utf-8"),
-        ],
-    );
-    assert!(ok, "openssl req: {text}");
-    (key, cert)
+    util::registry::self_signed(dir, "other", "not in db");
+    (dir.join("other.key"), dir.join("other.pem"))
 }
 
 /// The verity disk of examples/minimal.yml for `arch` in `out`, signed
@@ -106,23 +85,16 @@ fn uki_of(disk: &Path, arch: &str, to: &Path) -> PathBuf {
 
 /// Boots `disk` with Secure Boot on; the firmware must refuse it.
 fn denied(dir: &Path, arch: &str, disk: &Path, what: &str) {
-    let mut boot = Boot::start(
+    let (refused, text) = Boot::until(
         dir,
-        &[
-            "--arch",
-            arch,
-            "--secure-boot",
-            "--expect",
-            "HULL-READY",
-            "--timeout",
-            "300",
-            disk.to_str().expect("utf-8"),
-        ],
+        arch,
+        disk,
+        &["--secure-boot"],
+        "Access Denied",
+        Duration::from_secs(300),
     );
-    let refused = boot.wait_for("Access Denied", Duration::from_secs(300));
-    let text = boot.text();
     assert!(
-        refused.is_some() && !text.contains("Linux version"),
+        refused && !text.contains("Linux version"),
         "{arch}: {what}: the firmware started it:\n{text}"
     );
 }
@@ -152,29 +124,21 @@ fn signed_verity_disks_boot_under_secure_boot_and_others_are_denied() {
             ok && text.contains("Signature verification OK"),
             "{arch}: sbverify: {text}"
         );
-        let mut boot = Boot::start(
+        let (ready, text) = Boot::until(
             tmp.path(),
-            &[
-                "--arch",
-                arch,
-                "--secure-boot",
-                "--expect",
-                "HULL-READY",
-                "--timeout",
-                "400",
-                a.to_str().expect("utf-8"),
-            ],
+            arch,
+            &a,
+            &["--secure-boot"],
+            "HULL-READY",
+            Duration::from_secs(400),
         );
-        let ready = boot.wait_for("HULL-READY", Duration::from_secs(400));
-        let text = boot.text();
         assert!(
-            ready.is_some()
+            ready
                 && text.contains("Secure boot enabled")
                 && text.contains("locked down")
                 && text.contains("hull-init: root: /dev/dm-"),
             "{arch}: no Secure Boot, lockdown or verity root:\n{text}"
         );
-        drop(boot);
         let unsigned = build(arch, &tmp.path().join(format!("u-{arch}")), None);
         denied(tmp.path(), arch, &unsigned, "an unsigned UKI");
         let wrong = build(arch, &tmp.path().join(format!("w-{arch}")), Some(&other));

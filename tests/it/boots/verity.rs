@@ -206,22 +206,16 @@ fn verity_root_boots_read_only_on_both_arches_in_less_memory() {
 /// Boots `disk`, which must not come up: the console shows `error` and
 /// hull-init stopping the boot, and never the marker.
 fn refused(dir: &Path, arch: &str, disk: &Path, error: &str, what: &str) {
-    let mut boot = Boot::start(
+    let (stopped, text) = Boot::until(
         dir,
-        &[
-            "--arch",
-            arch,
-            "--expect",
-            "HULL-READY",
-            "--timeout",
-            "300",
-            disk.to_str().expect("utf-8"),
-        ],
+        arch,
+        disk,
+        &[],
+        "cannot boot",
+        Duration::from_secs(300),
     );
-    let stopped = boot.wait_for("cannot boot", Duration::from_secs(300));
-    let text = boot.text();
     assert!(
-        stopped.is_some() && text.contains(error) && !text.contains("HULL-READY"),
+        stopped && text.contains(error) && !text.contains("HULL-READY"),
         "{arch}: {what}: expected {error:?} and no marker:\n{text}"
     );
 }
@@ -297,22 +291,16 @@ fn a_flipped_byte_or_a_wrong_root_hash_stops_the_boot() {
         );
         let disk_p = panicky.join("minimal-efi.img");
         flip(&disk_p);
-        let mut boot = Boot::start(
+        let (panicked, text) = Boot::until(
             tmp.path(),
-            &[
-                "--arch",
-                arch,
-                "--expect",
-                "HULL-READY",
-                "--timeout",
-                "300",
-                disk_p.to_str().expect("utf-8"),
-            ],
+            arch,
+            &disk_p,
+            &[],
+            "Kernel panic",
+            Duration::from_secs(300),
         );
-        let panicked = boot.wait_for("Kernel panic", Duration::from_secs(300));
-        let text = boot.text();
         assert!(
-            panicked.is_some() && text.contains("is corrupted") && !text.contains("HULL-READY"),
+            panicked && text.contains("is corrupted") && !text.contains("HULL-READY"),
             "{arch}: hull.verity=panic did not panic on the corrupted block:\n{text}"
         );
         // Another root hash: its last digit changed on the UKI's command
@@ -364,23 +352,17 @@ fn the_appliance_example_runs_from_a_verity_root_with_its_data_disk() {
             .and_then(|f| f.set_len(128 << 20))
             .expect("blank disk");
         let disk = out.join("appliance-efi.img");
-        let mut boot = Boot::start(
+        let data = data.to_str().expect("utf-8");
+        let (up, text) = Boot::until(
             tmp.path(),
-            &[
-                "--arch",
-                arch,
-                "--disk",
-                data.to_str().expect("utf-8"),
-                "--expect",
-                "NEVER",
-                disk.to_str().expect("utf-8"),
-            ],
+            arch,
+            &disk,
+            &["--disk", data],
+            "[web] APPLIANCE-BOOT-1",
+            Duration::from_secs(400),
         );
-        let up = boot.wait_for("[web] APPLIANCE-BOOT-1", Duration::from_secs(400));
-        let text = boot.text();
         assert!(
-            up.is_some()
-                && text.contains("hull-init: root: /dev/dm-")
+            up && text.contains("hull-init: root: /dev/dm-")
                 && text.contains("format: making ext4 labelled hull-data")
                 && text.contains("[002-mount] mount: "),
             "{arch}: the appliance did not come up on its verity root with its data disk:\n{text}"

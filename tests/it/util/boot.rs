@@ -41,6 +41,26 @@ impl Boot {
         boot
     }
 
+    /// Boots `image` for `arch` with `extra` arguments (`--expect` a marker
+    /// that never comes, so QEMU runs until `marker` shows or `timeout`
+    /// passes); whether `marker` came, and the console so far.
+    pub fn until(
+        dir: &Path,
+        arch: &str,
+        image: &Path,
+        extra: &[&str],
+        marker: &str,
+        timeout: Duration,
+    ) -> (bool, String) {
+        let secs = timeout.as_secs().to_string();
+        let mut args = vec!["--arch", arch, "--expect", "HULL-NEVER", "--timeout", &secs];
+        args.extend_from_slice(extra);
+        args.push(image.to_str().expect("utf-8 image path"));
+        let mut boot = Boot::start(dir, &args);
+        let came = boot.wait_for(marker, timeout).is_some();
+        (came, boot.text())
+    }
+
     /// Starts `hull run qemu --qmp SOCK ARGS` in `dir` (the socket in `dir`).
     pub fn start(dir: &Path, args: &[&str]) -> Boot {
         let qmp = dir.join(format!("qmp-{}.sock", std::process::id()));
