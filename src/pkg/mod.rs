@@ -207,8 +207,20 @@ pub fn resolve(dir: &Path) -> Result<String, String> {
     Ok(reference(&p, None, &t))
 }
 
-/// Runs the build step for `arch` into a fresh root under `work`.
-fn run_step(pkg: &Package, arch: Arch, work: &Path, mtime: u64) -> Result<PathBuf, PkgError> {
+/// How often a long build step says what it is doing.
+const STEP_REPORT: std::time::Duration = std::time::Duration::from_secs(15);
+/// Lines of a failed step's output kept for the error.
+const STEP_TAIL: usize = 40;
+
+/// Runs the build step for `arch` into a fresh root under `work`; while it
+/// runs long, says every [`STEP_REPORT`] how long and its last line; at the
+/// end, how long it took.
+fn run_step(
+    pkg: &Package,
+    arch: Arch,
+    (work, mtime): (&Path, u64),
+    progress: &crate::progress::Progress,
+) -> Result<PathBuf, PkgError> {
     let root = work.join(format!("rootfs-{arch}"));
     std::fs::create_dir_all(&root).map_err(|source| PkgError::Pack {
         dir: pkg.dir.clone(),
@@ -216,7 +228,11 @@ fn run_step(pkg: &Package, arch: Arch, work: &Path, mtime: u64) -> Result<PathBu
         source,
     })?;
     let step = pkg.spec.build.clone().unwrap_or_else(|| "build.sh".into());
-    let out = Command::new("bash")
+    let spawn = |source| PkgError::Spawn {
+        dir: pkg.dir.clone(),
+        source,
+    };
+    let mut child = Command::new("bash")
         .arg(&step)
         .current_dir(&pkg.dir)
         .env("TARGETARCH", arch.oci())
@@ -225,24 +241,87 @@ fn run_step(pkg: &Package, arch: Arch, work: &Path, mtime: u64) -> Result<PathBu
         .env("HULL_PKG_DIR", &pkg.dir)
         .env("SOURCE_DATE_EPOCH", mtime.to_string())
         .stdin(std::process::Stdio::null())
-        .output()
-        .map_err(|source| PkgError::Spawn {
-            dir: pkg.dir.clone(),
-            source,
-        })?;
-    if !out.status.success() {
-        let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
-        text.push_str(&String::from_utf8_lossy(&out.stderr));
-        let tail: Vec<&str> = text.lines().rev().take(40).collect();
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(spawn)?;
+    let label = format!("{} for {arch}", pkg.dir.display());
+    let started = std::time::Instant::now();
+    let tail = watch_step(&mut child, &label, progress);
+    let status = child.wait().map_err(spawn)?;
+    if !status.success() {
         return Err(PkgError::Step {
             dir: pkg.dir.clone(),
             step,
             arch,
-            status: out.status.to_string(),
-            output: tail.into_iter().rev().collect::<Vec<_>>().join("\n"),
+            status: status.to_string(),
+            output: tail.into_iter().collect::<Vec<_>>().join("\n"),
         });
     }
+    progress.step(format!(
+        "  built {label} in {:.1} s",
+        started.elapsed().as_secs_f64()
+    ));
     Ok(root)
+}
+
+/// Reads the step's stdout and stderr as lines until both end; reports a
+/// long step's elapsed time and last line; returns the last lines.
+fn watch_step(
+    child: &mut std::process::Child,
+    label: &str,
+    progress: &crate::progress::Progress,
+) -> std::collections::VecDeque<String> {
+    use std::io::BufRead;
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let streams: Vec<Box<dyn std::io::Read + Send>> = [
+        child
+            .stdout
+            .take()
+            .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+        child
+            .stderr
+            .take()
+            .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    for s in streams {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(s).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+    }
+    drop(tx);
+    let started = std::time::Instant::now();
+    let mut next_report = started + STEP_REPORT;
+    let mut tail = std::collections::VecDeque::with_capacity(STEP_TAIL);
+    loop {
+        match rx.recv_timeout(std::time::Duration::from_millis(500)) {
+            Ok(line) => {
+                if tail.len() == STEP_TAIL {
+                    tail.pop_front();
+                }
+                tail.push_back(line);
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+        if std::time::Instant::now() >= next_report {
+            let last = tail.back().map(String::as_str).unwrap_or("(no output yet)");
+            progress.step(format!(
+                "  building {label}: {} s: {last}",
+                started.elapsed().as_secs()
+            ));
+            next_report += STEP_REPORT;
+        }
+    }
+    tail
 }
 
 /// Reads a directory into a tree: owners and modes as they are, hard links
@@ -440,7 +519,7 @@ pub fn build(
     let mut built = Vec::new();
     for arch in arches {
         progress.step(format!("building {} for {arch}", pkg.dir.display()));
-        let root = run_step(pkg, arch, work.path(), mtime)?;
+        let root = run_step(pkg, arch, (work.path(), mtime), progress)?;
         built.push(image_for(pkg, arch, &root, mtime)?);
     }
     let manifests: Vec<Descriptor> = built.iter().map(|b| b.manifest.clone()).collect();

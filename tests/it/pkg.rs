@@ -252,3 +252,36 @@ fn push_sends_the_multi_arch_image_to_a_registry() {
         again.stderr
     );
 }
+
+#[test]
+fn a_long_build_step_says_how_long_and_what_it_is_doing() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let cache = tmp.path().join("cache");
+    let slow = tmp.path().join("slow");
+    std::fs::create_dir_all(&slow).expect("mkdir");
+    std::fs::write(slow.join("build.yml"), "image: hull/slow\n").expect("write");
+    std::fs::write(
+        slow.join("build.sh"),
+        "echo compiling part 1 of 2\nsleep 16\necho compiling part 2 of 2\nmkdir -p \"$ROOTFS/etc\"\n",
+    )
+    .expect("write");
+    let out = hull(
+        &cache,
+        &[
+            "pkg",
+            "build",
+            "--arch",
+            "amd64",
+            slow.to_str().expect("utf-8"),
+        ],
+    )
+    .expect_code(0);
+    let label = format!("{} for amd64", slow.display());
+    assert!(
+        out.stderr
+            .contains(&format!("building {label}: 15 s: compiling part 1 of 2"))
+            && out.stderr.contains(&format!("built {label} in 1")),
+        "{}",
+        out.stderr
+    );
+}
