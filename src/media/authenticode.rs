@@ -91,15 +91,11 @@ struct Layout {
 }
 
 fn u16_at(b: &[u8], at: usize) -> Result<u16, SignError> {
-    b.get(at..at + 2)
-        .map(|s| u16::from_le_bytes([s[0], s[1]]))
-        .ok_or(SignError::NotPe("truncated headers"))
+    super::pe::u16_at(b, at).ok_or(SignError::NotPe("truncated headers"))
 }
 
 fn u32_at(b: &[u8], at: usize) -> Result<u32, SignError> {
-    b.get(at..at + 4)
-        .map(|s| u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
-        .ok_or(SignError::NotPe("truncated headers"))
+    super::pe::u32_at(b, at).ok_or(SignError::NotPe("truncated headers"))
 }
 
 /// Reads the layout from the first bytes of the file.

@@ -10,6 +10,7 @@ pub mod cpio;
 pub mod fat;
 pub mod gpt;
 pub mod iso9660;
+pub mod pe;
 pub mod source;
 pub mod squashfs;
 pub mod tar;

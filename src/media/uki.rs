@@ -30,15 +30,11 @@ pub enum UkiError {
 }
 
 fn u16_at(b: &[u8], at: usize) -> Result<u16, UkiError> {
-    b.get(at..at + 2)
-        .map(|s| u16::from_le_bytes([s[0], s[1]]))
-        .ok_or(UkiError::NotPe("truncated headers"))
+    super::pe::u16_at(b, at).ok_or(UkiError::NotPe("truncated headers"))
 }
 
 fn u32_at(b: &[u8], at: usize) -> Result<u32, UkiError> {
-    b.get(at..at + 4)
-        .map(|s| u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
-        .ok_or(UkiError::NotPe("truncated headers"))
+    super::pe::u32_at(b, at).ok_or(UkiError::NotPe("truncated headers"))
 }
 
 fn put_u16(b: &mut [u8], at: usize, v: u16) {
