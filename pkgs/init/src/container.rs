@@ -266,8 +266,13 @@ pub fn shim(dir: &Path, name: &str) -> Result<i32, SetupError> {
     refuse_unsupported(&spec)?;
     // A runtime.json that cannot be read is not run with less than it asks.
     let runtime = runtime::load(dir).map_err(|e| err(format!("{e}: not started")))?;
-    for e in runtime.prepare() {
-        eprintln!("hull-init: {name}: {e}");
+    // The host side it asks for (directories, cgroups, mounts) or nothing.
+    let failed = runtime.prepare();
+    if !failed.is_empty() {
+        return Err(err(format!(
+            "runtime.json: {}: not started",
+            failed.join("; ")
+        )));
     }
     enter_cgroup(&spec, name)?;
     let flags = join_or_collect_namespaces(&spec)?;

@@ -44,7 +44,8 @@ pub trait HostSide {
 
 impl HostSide for Runtime {
     /// Before the namespaces: directories, cgroups, host mounts. Every
-    /// failure is returned; the container starts anyway, as with LinuxKit.
+    /// failure is returned, naming the step and the path; the shim then does
+    /// not start the container (a cgroup or mount it asked for is missing).
     fn prepare(&self) -> Vec<String> {
         let mut errors = Vec::new();
         for d in &self.mkdir {
@@ -60,7 +61,10 @@ impl HostSide for Runtime {
         }
         for m in &self.mounts {
             let target = Path::new(&m.destination);
-            let _ = std::fs::create_dir_all(target);
+            if let Err(e) = std::fs::create_dir_all(target) {
+                errors.push(format!("mount target {}: mkdir: {e}", target.display()));
+                continue;
+            }
             if let Err(e) = mounts::mount(m.source_or_type(), target, m.fstype(), &m.options) {
                 errors.push(e.to_string());
             }
@@ -131,7 +135,10 @@ impl HostSide for Runtime {
             let Some(path) = path else { continue };
             let target = Path::new(path);
             if let Some(parent) = target.parent() {
-                let _ = std::fs::create_dir_all(parent);
+                if let Err(e) = std::fs::create_dir_all(parent) {
+                    errors.push(format!("bindNS {ns}: mkdir {}: {e}", parent.display()));
+                    continue;
+                }
             }
             if !target.exists() {
                 if let Err(e) = std::fs::write(target, b"") {
@@ -156,6 +163,21 @@ impl HostSide for Runtime {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_mount_target_that_cannot_be_made_is_an_error_naming_it() {
+        // /proc takes no new directories: the mount is not tried.
+        let r = Runtime::from_json(
+            br#"{"mounts":[{"destination":"/proc/hull-none/x","type":"tmpfs","options":[]}]}"#,
+        )
+        .expect("valid");
+        let errors = r.prepare();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0].starts_with("mount target /proc/hull-none/x: mkdir:"),
+            "{errors:?}"
+        );
+    }
 
     #[test]
     fn an_absent_file_is_defaults_and_a_bad_one_an_error_naming_it() {
