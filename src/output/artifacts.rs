@@ -44,6 +44,17 @@ enum Shared {
 }
 
 impl Shared {
+    /// The staged output at `path`.
+    fn output(path: &Path) -> Result<Self, OutputError> {
+        Ok(Shared::Output(FileSource::new(path).map_err(io_err(path))?))
+    }
+
+    /// A temp file of its own (errors name `dest`, the output asking for it).
+    fn temp(file: tempfile::NamedTempFile, dest: &Path) -> Result<Self, OutputError> {
+        let src = FileSource::new(file.path()).map_err(io_err(dest))?;
+        Ok(Shared::Temp { _file: file, src })
+    }
+
     fn source(&self) -> &FileSource {
         match self {
             Shared::Output(src) | Shared::Temp { src, .. } => src,
@@ -137,8 +148,7 @@ impl<'i, 'a> Artifacts<'i, 'a> {
     /// Records that the staged output at `path` holds the initrd.
     pub fn initrd_written_to(&mut self, path: &Path) -> Result<(), OutputError> {
         if self.initrd.is_none() {
-            let src = FileSource::new(path).map_err(io_err(path))?;
-            self.initrd = Some(Shared::Output(src));
+            self.initrd = Some(Shared::output(path)?);
         }
         Ok(())
     }
@@ -151,8 +161,7 @@ impl<'i, 'a> Artifacts<'i, 'a> {
             let w = write_initrd(self.img, io::BufWriter::new(tmp))
                 .and_then(|w| w.into_inner().map_err(|e| e.into_error()))
                 .map_err(io_err(dest))?;
-            let src = FileSource::new(w.path()).map_err(io_err(dest))?;
-            self.initrd = Some(Shared::Temp { _file: w, src });
+            self.initrd = Some(Shared::temp(w, dest)?);
         }
         self.initrd
             .as_ref()
@@ -187,8 +196,7 @@ impl<'i, 'a> Artifacts<'i, 'a> {
     /// Records that the staged output at `path` holds the UKI.
     pub fn uki_written_to(&mut self, path: &Path) -> Result<(), OutputError> {
         if self.uki.is_none() {
-            let src = FileSource::new(path).map_err(io_err(path))?;
-            self.uki = Some(Shared::Output(src));
+            self.uki = Some(Shared::output(path)?);
         }
         Ok(())
     }
@@ -198,8 +206,7 @@ impl<'i, 'a> Artifacts<'i, 'a> {
         if self.uki.is_none() {
             let mut tmp = temp_in(&self.dir, ".hull-uki-", dest)?;
             self.write_uki(format, tmp.as_file_mut(), dest)?;
-            let src = FileSource::new(tmp.path()).map_err(io_err(dest))?;
-            self.uki = Some(Shared::Temp { _file: tmp, src });
+            self.uki = Some(Shared::temp(tmp, dest)?);
         }
         self.uki
             .as_ref()

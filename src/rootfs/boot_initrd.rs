@@ -40,11 +40,10 @@ pub enum BootInitrdError {
     Modules(#[from] ModulesError),
 }
 
-/// The module name a path under `lib/modules/VERSION/` stands for.
+/// The module name a path under `lib/modules/VERSION/` stands for, if it
+/// is a module.
 fn module_name(rel: &str) -> Option<String> {
-    let file = rel.rsplit('/').next()?;
-    let stem = file.split_once(".ko").map(|(s, _)| s)?;
-    Some(stem.replace('-', "_"))
+    rel.contains(".ko").then(|| modules::file_module_name(rel))
 }
 
 /// Paths of `tree`'s modules.dep lines whose module is in the closure of

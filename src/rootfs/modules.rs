@@ -83,7 +83,7 @@ fn decompress(path: &str, data: Vec<u8>) -> Result<Vec<u8>, String> {
 
 /// The module name a file stands for: its `.modinfo` name, else the file
 /// name with `-` as `_`.
-fn file_module_name(path: &str) -> String {
+pub(crate) fn file_module_name(path: &str) -> String {
     let file = path.rsplit('/').next().unwrap_or(path);
     let stem = file.split(".ko").next().unwrap_or(file);
     stem.replace('-', "_")
