@@ -45,6 +45,8 @@ pub struct Request<'a> {
     pub root: output::RootMode,
     /// Signs the UKI for Secure Boot.
     pub signer: Option<crate::media::authenticode::Signer>,
+    /// The version and slot size of a two-slot disk (`--root ab`).
+    pub slots: Option<output::Slots>,
 }
 
 /// The bootloader image a build uses: `--bootloader` (a reference or
@@ -161,6 +163,9 @@ pub fn build(
     progress: &Progress,
 ) -> anyhow::Result<BuildResult> {
     output::check_formats(req.formats, req.arch, req.root, req.signer.is_some())?;
+    if req.root == output::RootMode::Ab && req.slots.is_none() {
+        return Err(output::OutputError::NoVersion.into());
+    }
     let mut refs = references(req.manifest);
     let bootloader = bootloader_for(req)?.map(|(text, dir)| {
         refs.push((text.clone(), dir));
@@ -188,15 +193,14 @@ pub fn build(
         .collect();
     let plan = crate::plan::plan(req.manifest, &infos, req.manifest_dir)?;
     let mut assembled = assemble::assemble(&plan, &images, &mut pack, req.layer_limits)?;
-    let disk_root_initrd = match req.root {
-        output::RootMode::Memory => None,
-        output::RootMode::Verity => {
-            crate::rootfs::boot_initrd::add_mount_points(&mut assembled.tree)?;
-            Some(crate::rootfs::boot_initrd::tree(
-                &assembled.tree,
-                &mut pack,
-            )?)
-        }
+    let disk_root_initrd = if req.root.on_disk() {
+        crate::rootfs::boot_initrd::add_mount_points(&mut assembled.tree)?;
+        Some(crate::rootfs::boot_initrd::tree(
+            &assembled.tree,
+            &mut pack,
+        )?)
+    } else {
+        None
     };
     std::fs::create_dir_all(req.dir)
         .with_context(|| format!("cannot create {}", req.dir.display()))?;
@@ -214,6 +218,7 @@ pub fn build(
         disk_size: req.disk_size,
         disk_root_initrd: disk_root_initrd.as_ref(),
         signer: req.signer.as_ref(),
+        slots: req.slots.as_ref(),
     };
     let formats: Vec<String> = req.formats.iter().map(|f| f.name()).collect();
     progress.step(format!(

@@ -169,8 +169,9 @@ pub struct CacheImportArgs {
 
 #[derive(Debug, Args)]
 pub struct PushArgs {
-    /// The cached image to push
-    #[arg(value_name = "REF")]
+    /// The cached image to push, or an OCI archive file (an update bundle
+    /// of `hull build -f update`), imported into the cache first
+    #[arg(value_name = "REF|FILE")]
     pub source: String,
     /// Where to push it [default: the image's own name]
     #[arg(value_name = "TARGET")]
@@ -227,6 +228,14 @@ pub struct BuildArgs {
     /// Where the booted system's root lives
     #[arg(long, value_enum, default_value_t = crate::output::RootMode::Memory)]
     pub root: crate::output::RootMode,
+    /// The version of this image (--root ab): systemd-boot starts the
+    /// newest, and update bundles carry it (letters, digits, '.', '_', '-')
+    #[arg(long, value_name = "VERSION")]
+    pub image_version: Option<String>,
+    /// Size of each root slot of a two-slot disk (bytes, or with K, M, G)
+    /// [default: twice the root image, at least 64M]
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub slot_size: Option<u64>,
     /// Sign the unified kernel image for UEFI Secure Boot with this RSA key
     /// (PEM, not encrypted)
     #[arg(long, value_name = "KEY", requires = "sign_cert")]
@@ -353,4 +362,8 @@ pub struct RunQemuArgs {
     /// Serve QMP on this unix socket (e.g. to send system_powerdown)
     #[arg(long, value_name = "SOCKET")]
     pub qmp: Option<PathBuf>,
+    /// Let the guest reboot instead of exiting QEMU when it does (two-slot
+    /// disks try updates and fall back across reboots)
+    #[arg(long)]
+    pub reboot: bool,
 }

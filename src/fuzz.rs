@@ -646,7 +646,7 @@ proptest! {
         // Sometimes a data partition after the ESP (which needs 42 MiB and
         // the files): a disk size in MiB.
         let size = data.map(|mib| (mib + 64) << 20);
-        let written = crate::media::gpt::write_disk(&mut out, &refs, None, &[], size)
+        let written = crate::media::gpt::write_disk(&mut out, &refs, None, &[], (size, 0))
             .map_err(|e| TestCaseError::fail(e.to_string()))?;
         drop(out);
         let disk = path.to_str().unwrap_or_default().to_string();

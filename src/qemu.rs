@@ -29,6 +29,9 @@ pub struct Options {
     /// UEFI firmware (code, writable variable store) instead of the
     /// machine's default boot (SeaBIOS on x86_64, none on aarch64).
     pub firmware: Option<Firmware>,
+    /// Let the guest reboot (two-slot disks: updates and fallbacks) instead
+    /// of QEMU exiting when it does.
+    pub reboot: bool,
 }
 
 /// What the machine starts.
@@ -279,8 +282,10 @@ fn command_line_with(o: &Options, kvm: bool) -> (String, Vec<String>) {
         "-smp".to_string(),
         o.cpus.to_string(),
         "-nographic".to_string(),
-        "-no-reboot".to_string(),
     ]);
+    if !o.reboot {
+        args.push("-no-reboot".to_string());
+    }
     if let BootFrom::Kernel {
         kernel,
         initrd,
@@ -819,6 +824,7 @@ mod tests {
             disks: vec!["data.qcow2".into()],
             publish: vec![(2222, 22)],
             qmp: None,
+            reboot: false,
             firmware: None,
         };
         let (program, args) = command_line(&o);

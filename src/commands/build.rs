@@ -67,6 +67,7 @@ pub fn run(cx: &Context, args: BuildArgs) -> anyhow::Result<()> {
         layer_limits: Limits::or_defaults(args.max_layer_size, args.max_layer_entries),
         root: args.root,
         signer: signer(&args)?,
+        slots: slots(&args)?,
     };
     let (outputs, pins) = build::build(&req, &cache, &registry, &progress)?;
     if let Some(path) = &args.write_lock {
@@ -78,6 +79,25 @@ pub fn run(cx: &Context, args: BuildArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The slots of `--root ab`: the version it needs, and `--slot-size`.
+fn slots(args: &BuildArgs) -> anyhow::Result<Option<crate::output::Slots>> {
+    if args.root != crate::output::RootMode::Ab {
+        if args.image_version.is_some() || args.slot_size.is_some() {
+            anyhow::bail!("--image-version and --slot-size are for two-slot disks: add --root ab");
+        }
+        return Ok(None);
+    }
+    let version = args
+        .image_version
+        .clone()
+        .ok_or(crate::output::OutputError::NoVersion)?;
+    crate::output::check_version(&version)?;
+    Ok(Some(crate::output::Slots {
+        version,
+        slot_size: args.slot_size,
+    }))
 }
 
 /// The signer `--sign-key` and `--sign-cert` name, read now so that a bad

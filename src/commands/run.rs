@@ -37,6 +37,7 @@ pub fn run(cx: &Context, cmd: RunCommand) -> anyhow::Result<()> {
         disks: args.disk.clone(),
         publish,
         qmp: args.qmp.clone(),
+        reboot: args.reboot,
     };
     match &args.expect {
         None => Ok(qemu::run_attached(&options)?),

@@ -88,6 +88,9 @@ pub struct Extra<'a> {
     pub uuid: [u8; 16],
     pub name: &'static str,
     pub data: &'a dyn Source,
+    /// The partition's size: at least the data's (rounded up to whole MiB);
+    /// 0 for just the data.
+    pub size: u64,
 }
 
 /// A version-4-shaped GUID derived from `seed` and `what`.
@@ -219,7 +222,7 @@ impl Geometry {
         let mut next = esp_start + esp;
         let mut placed = Vec::new();
         for x in extras {
-            let size = whole_mib(x.data.len());
+            let size = whole_mib(x.data.len().max(x.size));
             placed.push((next / SECTOR, (next + size) / SECTOR - 1));
             next += size;
         }
@@ -346,16 +349,16 @@ fn core_image(g: &Geometry, b: &BiosBoot) -> Result<Vec<u8>, DiskError> {
 /// Writes a GPT disk to `out` (a fresh, empty file): an ESP with `files`,
 /// with `bios` a BIOS boot partition holding GRUB's core image before it
 /// and GRUB's code in the MBR, then, if `disk_size` leaves room, a blank
-/// Linux data partition ("hull-data") filling the rest. Returns the disk
-/// size.
+/// Linux data partition ("hull-data") filling the rest. The ESP has room
+/// for `esp_spare` more bytes of files. Returns the disk size.
 pub fn write_disk(
     out: &mut std::fs::File,
     files: &[fat::File],
     bios: Option<&BiosBoot>,
     extras: &[Extra],
-    disk_size: Option<u64>,
+    (disk_size, esp_spare): (Option<u64>, u64),
 ) -> Result<u64, DiskError> {
-    let payload: u64 = files.iter().map(|(_, d)| d.len()).sum();
+    let payload: u64 = files.iter().map(|(_, d)| d.len()).sum::<u64>() + esp_spare;
     let seed = content_seed(files).map_err(DiskError::Io)?;
     let g = Geometry::new(payload, bios, extras, disk_size)?;
     let table = entries(&partitions(&g, &seed, bios.is_some(), extras));

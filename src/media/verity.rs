@@ -81,13 +81,26 @@ fn superblock(salt: &[u8; 32], uuid: &[u8; 16], data_blocks: u64) -> Vec<u8> {
     sb
 }
 
+/// The size of the hash image (superblock and tree) of `len` bytes of data.
+pub fn hash_size(len: u64) -> u64 {
+    let per = PER_BLOCK as u64;
+    let mut blocks = len.div_ceil(BLOCK).div_ceil(per).max(1);
+    let mut total = 1 + blocks;
+    while blocks > 1 {
+        blocks = blocks.div_ceil(per);
+        total += blocks;
+    }
+    total * BLOCK
+}
+
 /// Reads `data` (a whole number of blocks, `len` bytes) and writes its
 /// hash image to `out`: the superblock, then the tree's levels, top first.
+/// The superblock's UUID is the root hash's first half: whoever holds the
+/// root hash finds the hash image by it (hull-init does, among slots).
 pub fn write(
     data: &mut dyn Read,
     len: u64,
     salt: [u8; 32],
-    uuid: [u8; 16],
     out: &mut dyn Write,
 ) -> io::Result<Verity> {
     if len == 0 || !len.is_multiple_of(BLOCK) {
@@ -115,6 +128,8 @@ pub fn write(
     }
     let top = levels.last().map(Vec::as_slice).unwrap_or_default();
     let root_hash = salted(&salt, top);
+    let mut uuid = [0u8; 16];
+    uuid.copy_from_slice(&root_hash[..16]);
     out.write_all(&superblock(&salt, &uuid, data_blocks))?;
     let mut hash_bytes = BLOCK;
     for level in levels.iter().rev() {
@@ -138,8 +153,10 @@ mod tests {
     fn one_block_has_a_one_block_tree() {
         let data = vec![1u8; BLOCK_BYTES];
         let mut out = Vec::new();
-        let v = write(&mut &data[..], BLOCK, [2; 32], [3; 16], &mut out).expect("writes");
+        let v = write(&mut &data[..], BLOCK, [2; 32], &mut out).expect("writes");
         assert_eq!(v.hash_bytes, 2 * BLOCK);
+        assert_eq!(hash_size(BLOCK), v.hash_bytes);
+        assert_eq!(&out[16..32], &v.root_hash[..16]);
         assert_eq!(out.len() as u64, v.hash_bytes);
         let leaf = salted(&[2; 32], &data);
         assert_eq!(&out[BLOCK_BYTES..BLOCK_BYTES + 32], &leaf);
@@ -153,8 +170,10 @@ mod tests {
         let len = 129 * BLOCK;
         let data = vec![5u8; 129 * BLOCK_BYTES];
         let mut out = Vec::new();
-        let v = write(&mut &data[..], len, [0; 32], [0; 16], &mut out).expect("writes");
+        let v = write(&mut &data[..], len, [0; 32], &mut out).expect("writes");
         assert_eq!(v.hash_bytes, 4 * BLOCK);
+        assert_eq!(hash_size(len), v.hash_bytes);
+        assert_eq!(hash_size(128 * 128 * BLOCK + 1), (1 + 129 + 2 + 1) * BLOCK);
         let b = BLOCK_BYTES;
         let top = &out[b..2 * b];
         assert_eq!(&top[..32], &salted(&[0; 32], &out[2 * b..3 * b]));
@@ -165,7 +184,7 @@ mod tests {
 
     #[test]
     fn partial_blocks_are_refused() {
-        let e = write(&mut &[0u8; 100][..], 100, [0; 32], [0; 16], &mut Vec::new());
+        let e = write(&mut &[0u8; 100][..], 100, [0; 32], &mut Vec::new());
         assert!(e.is_err());
     }
 }

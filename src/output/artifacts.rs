@@ -274,8 +274,8 @@ fn write_uki(
 }
 
 /// Writes the tree as a squashfs image and its verity hash image into temp
-/// files in `dir`. The salt and UUID derive from the image, so the same
-/// tree gives the same bytes and root hash.
+/// files in `dir`. The salt derives from the image, so the same tree gives
+/// the same bytes and root hash.
 fn make_disk_root(img: &Inputs, dir: &Path, dest: &Path) -> Result<DiskRoot, OutputError> {
     let e = io_err(dest);
     let mut data_file = temp_in(dir, ".hull-root-", dest)?;
@@ -292,21 +292,10 @@ fn make_disk_root(img: &Inputs, dir: &Path, dest: &Path) -> Result<DiskRoot, Out
         .map_err(&e)?;
     let data = FileSource::new(data_file.path()).map_err(&e)?;
     let salt = crate::media::source::content_hash(&[&"hull verity salt", &data]).map_err(&e)?;
-    let id = crate::media::content_hash(&[b"hull verity uuid", &salt]);
-    let mut uuid = [0u8; 16];
-    uuid.copy_from_slice(&id[..16]);
-    uuid[6] = (uuid[6] & 0x0f) | 0x40;
-    uuid[8] = (uuid[8] & 0x3f) | 0x80;
     let mut hash_file = temp_in(dir, ".hull-verity-", dest)?;
     let mut w = io::BufWriter::with_capacity(1 << 16, hash_file.as_file_mut());
-    let verity = verity::write(
-        &mut data.open().map_err(&e)?,
-        data.len(),
-        salt,
-        uuid,
-        &mut w,
-    )
-    .map_err(&e)?;
+    let verity =
+        verity::write(&mut data.open().map_err(&e)?, data.len(), salt, &mut w).map_err(&e)?;
     io::Write::flush(&mut w).map_err(&e)?;
     drop(w);
     let hash = FileSource::new(hash_file.path()).map_err(&e)?;
@@ -341,7 +330,8 @@ fn efi_kernel(
     Ok(Some((tmp, src)))
 }
 
-/// The image's /etc/os-release (the init package writes one), or a minimal one.
+/// The image's /etc/os-release (the init package writes one), or a minimal
+/// one; with slots, its IMAGE_VERSION, which systemd-boot orders entries by.
 fn os_release(img: &Inputs) -> Vec<u8> {
     let found = ["etc/os-release", "usr/lib/os-release"]
         .iter()
@@ -349,5 +339,12 @@ fn os_release(img: &Inputs) -> Vec<u8> {
             Some(crate::rootfs::tree::Kind::File(c)) => img.pack.read(c).ok(),
             _ => None,
         });
-    found.unwrap_or_else(|| b"NAME=Hull\nID=hull\n".to_vec())
+    let mut osrel = found.unwrap_or_else(|| b"NAME=Hull\nID=hull\n".to_vec());
+    if let Some(slots) = img.slots {
+        if !osrel.ends_with(b"\n") && !osrel.is_empty() {
+            osrel.push(b'\n');
+        }
+        osrel.extend_from_slice(format!("IMAGE_VERSION={}\n", slots.version).as_bytes());
+    }
+    osrel
 }

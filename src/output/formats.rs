@@ -9,7 +9,7 @@ use super::{boot_file, media, stage, Format, Inputs, OutputError, Staged, Staged
 use crate::media::source::{FileSource, Source};
 use crate::media::{fat, gpt, tar};
 
-type Written = Result<Vec<StagedFile>, OutputError>;
+pub(super) type Written = Result<Vec<StagedFile>, OutputError>;
 
 /// Writes `formats` of `img` as `dir/name...` temp files.
 pub fn stage_all(
@@ -31,21 +31,22 @@ pub fn stage_all(
             Format::IsoEfi => iso_efi(&mut a, &out)?,
             Format::IsoBios => iso_bios(&mut a, &out)?,
             Format::RawBios | Format::Qcow2Bios => bios_disk(&mut a, &out)?,
+            Format::Update => super::slots::update_bundle(&mut a, &out)?,
         });
     }
     Ok(Staged { files })
 }
 
 /// Where a format's files go.
-struct Out<'o> {
-    dir: &'o Path,
-    name: &'o str,
-    format: Format,
+pub(super) struct Out<'o> {
+    pub dir: &'o Path,
+    pub name: &'o str,
+    pub format: Format,
 }
 
 impl Out<'_> {
     /// A staged file named `NAME{suffix}`.
-    fn stage(&self, suffix: &str) -> Result<StagedFile, OutputError> {
+    pub fn stage(&self, suffix: &str) -> Result<StagedFile, OutputError> {
         stage(self.dir, format!("{}{suffix}", self.name))
     }
 }
@@ -71,7 +72,7 @@ fn kernel_of<'a>(
 }
 
 /// Where removable media keep their UEFI boot loader.
-fn efi_loader_path(arch: crate::platform::Arch) -> &'static str {
+pub(super) fn efi_loader_path(arch: crate::platform::Arch) -> &'static str {
     match arch {
         crate::platform::Arch::Amd64 => "EFI/BOOT/BOOTX64.EFI",
         crate::platform::Arch::Arm64 => "EFI/BOOT/BOOTAA64.EFI",
@@ -159,6 +160,10 @@ fn efi_disk(a: &mut Artifacts, out: &Out) -> Written {
     let loader = efi_loader_path(a.img.arch);
     let disk_size = a.img.disk_size;
     let arch = a.img.arch;
+    if let Some(slots) = a.img.slots {
+        let raw = super::slots::slotted_disk(a, (f, fd), out.format, slots)?;
+        return raw_or_qcow2(out, raw, "-efi.qcow2");
+    }
     let verity = a.img.disk_root_initrd.is_some();
     let uki = a.uki(out.format, &fd)?.clone();
     let root = if verity {
@@ -167,13 +172,19 @@ fn efi_disk(a: &mut Artifacts, out: &Out) -> Written {
         None
     };
     let extras = root.map(|r| root_partitions(r, arch)).unwrap_or_default();
-    gpt::write_disk(f.as_file_mut(), &[(loader, &uki)], None, &extras, disk_size)?;
+    gpt::write_disk(
+        f.as_file_mut(),
+        &[(loader, &uki)],
+        None,
+        &extras,
+        (disk_size, 0),
+    )?;
     raw_or_qcow2(out, (f, fd), "-efi.qcow2")
 }
 
 /// The Discoverable Partitions type GUIDs of a root and its verity hash
 /// partition for `arch`.
-fn root_types(arch: crate::platform::Arch) -> (&'static str, &'static str) {
+pub(super) fn root_types(arch: crate::platform::Arch) -> (&'static str, &'static str) {
     match arch {
         crate::platform::Arch::Amd64 => (
             "4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709",
@@ -202,12 +213,14 @@ fn root_partitions(root: &DiskRoot, arch: crate::platform::Arch) -> Vec<gpt::Ext
             uuid: half(0),
             name: "hull-root",
             data: &root.data,
+            size: 0,
         },
         gpt::Extra {
             type_guid: verity_type,
             uuid: half(1),
             name: "hull-root-verity",
             data: &root.hash,
+            size: 0,
         },
     ]
 }
@@ -281,7 +294,7 @@ fn bios_disk(a: &mut Artifacts, out: &Out) -> Written {
     let disk_size = a.img.disk_size;
     let initrd = a.initrd(&fd)?;
     let esp = media::bios_disk_files(&kernel, initrd, &cfg);
-    gpt::write_disk(f.as_file_mut(), &esp, Some(&bios), &[], disk_size)?;
+    gpt::write_disk(f.as_file_mut(), &esp, Some(&bios), &[], (disk_size, 0))?;
     raw_or_qcow2(out, (f, fd), ".qcow2")
 }
 

@@ -10,6 +10,7 @@
 mod artifacts;
 mod formats;
 pub mod media;
+mod slots;
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -57,6 +58,10 @@ pub enum Format {
     /// NAME.qcow2: raw-bios as a qcow2 image (converted by qemu-img)
     #[value(name = "qcow2-bios")]
     Qcow2Bios,
+    /// NAME-update.oci.tar: an update bundle for a two-slot disk (--root
+    /// ab) as an OCI image layout archive (UKI, root and verity blobs),
+    /// for `hull push` to send to a registry
+    Update,
 }
 
 impl Format {
@@ -90,6 +95,37 @@ pub enum RootMode {
     /// On the disk, read-only, checked block by block by dm-verity against
     /// the root hash in the UKI's command line (raw-efi, qcow2-efi)
     Verity,
+    /// As verity, in two slots (A and B) that updates take turns at:
+    /// systemd-boot starts the newest UKI, counts its tries and falls back
+    /// to the other (raw-efi, qcow2-efi, update)
+    Ab,
+}
+
+impl RootMode {
+    /// True when the root is a verity image on disk rather than the initrd.
+    pub fn on_disk(self) -> bool {
+        self != RootMode::Memory
+    }
+}
+
+/// The longest `--image-version`.
+pub const VERSION_MAX: usize = 64;
+
+/// Checks an image version: it names a boot entry file (`hull-V+3.efi`) and
+/// is compared the way systemd-boot compares versions, so it is short and
+/// made of letters, digits, `.`, `_` and `-`, and starts with a digit or
+/// letter.
+pub fn check_version(v: &str) -> Result<(), OutputError> {
+    let ok = !v.is_empty()
+        && v.len() <= VERSION_MAX
+        && v.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && v.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(OutputError::BadVersion(v.to_string()))
+    }
 }
 
 /// Refuses formats `arch` cannot boot, and formats that cannot hold a root
@@ -103,7 +139,7 @@ pub fn check_formats(
     let carries_uki = |f: &Format| {
         matches!(
             f,
-            Format::Uki | Format::RawEfi | Format::Qcow2Efi | Format::IsoEfi
+            Format::Uki | Format::RawEfi | Format::Qcow2Efi | Format::IsoEfi | Format::Update
         )
     };
     if signed && !formats.iter().any(carries_uki) {
@@ -114,13 +150,17 @@ pub fn check_formats(
             return Err(OutputError::BiosOnArm64(f.name()));
         }
     }
-    if root == RootMode::Verity {
-        if let Some(f) = formats
-            .iter()
-            .find(|f| !matches!(f, Format::RawEfi | Format::Qcow2Efi))
-        {
-            return Err(OutputError::NoDiskRoot(f.name()));
-        }
+    let holds_root = |f: &&Format| match root {
+        RootMode::Memory => **f != Format::Update,
+        RootMode::Verity => matches!(f, Format::RawEfi | Format::Qcow2Efi),
+        RootMode::Ab => matches!(f, Format::RawEfi | Format::Qcow2Efi | Format::Update),
+    };
+    if let Some(f) = formats.iter().find(|f| !holds_root(f)) {
+        return Err(match (root, f) {
+            (_, Format::Update) => OutputError::UpdateNeedsSlots,
+            (RootMode::Ab, _) => OutputError::NoSlots(f.name()),
+            _ => OutputError::NoDiskRoot(f.name()),
+        });
     }
     Ok(())
 }
@@ -155,7 +195,24 @@ pub struct Inputs<'a> {
     pub disk_root_initrd: Option<&'a Tree>,
     /// Signs the UKI for Secure Boot (`--sign-key`, `--sign-cert`).
     pub signer: Option<&'a crate::media::authenticode::Signer>,
+    /// Two slots for updates (`--root ab`, and the update bundle).
+    pub slots: Option<&'a Slots>,
 }
+
+/// What a two-slot disk and its update bundles are made with.
+#[derive(Debug, Clone)]
+pub struct Slots {
+    /// `--image-version`, checked by [`check_version`]: in the UKI's
+    /// os-release (IMAGE_VERSION, which systemd-boot orders entries by) and
+    /// the bundle's annotations.
+    pub version: String,
+    /// Each root partition's size (`--slot-size`); `None`: twice the root
+    /// image, at least [`SLOT_MIN`].
+    pub slot_size: Option<u64>,
+}
+
+/// The smallest root slot a two-slot disk gets unless told otherwise.
+pub const SLOT_MIN: u64 = 64 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum OutputError {
@@ -171,6 +228,20 @@ pub enum OutputError {
     BiosOnArm64(String),
     #[error("format {0} cannot hold a root on disk: --root verity makes raw-efi and qcow2-efi")]
     NoDiskRoot(String),
+    #[error(
+        "format {0} cannot hold two root slots: --root ab makes raw-efi, qcow2-efi and update"
+    )]
+    NoSlots(String),
+    #[error("format update is a bundle for a two-slot disk: build it with --root ab")]
+    UpdateNeedsSlots,
+    #[error("--image-version \"{0}\": use 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit")]
+    BadVersion(String),
+    #[error("--root ab needs --image-version: systemd-boot starts the newest version and updates name it")]
+    NoVersion,
+    #[error(
+        "the root image ({root} bytes) does not fit a slot of {slot} bytes: raise --slot-size"
+    )]
+    SlotTooSmall { root: u64, slot: u64 },
     #[error(
         "--sign-key signs the unified kernel image: ask for uki, raw-efi, qcow2-efi or iso-efi"
     )]

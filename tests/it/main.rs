@@ -35,5 +35,7 @@ mod boots {
     mod secure_boot;
     mod stress;
     mod uki;
+    mod updates;
     mod verity;
+    mod watchdog;
 }

@@ -32,6 +32,11 @@ pub enum Verb {
     Restart(String),
     Poweroff,
     Reboot,
+    /// The slots of a two-slot disk: which booted, the boot entries.
+    Slots,
+    /// `debug hang`: PID1 stops feeding the watchdog, as if it hung (to
+    /// test that the watchdog resets the machine).
+    Hang,
 }
 
 impl Verb {
@@ -50,6 +55,8 @@ impl Verb {
             Some("restart") => named(Verb::Restart),
             Some("poweroff") if words.len() == 1 => Ok(Verb::Poweroff),
             Some("reboot") if words.len() == 1 => Ok(Verb::Reboot),
+            Some("slots") if words.len() == 1 => Ok(Verb::Slots),
+            Some("debug") if words.get(1..) == Some(&["hang"][..]) => Ok(Verb::Hang),
             Some(other) => Err(format!("unknown request {other:?}\n{USAGE}")),
             None => Err(USAGE.to_string()),
         }
@@ -60,7 +67,7 @@ impl Verb {
     /// The access a container needs to ask this.
     pub fn needs(&self) -> ControlAccess {
         match self {
-            Verb::List | Verb::Logs(_) => ControlAccess::Read,
+            Verb::List | Verb::Logs(_) | Verb::Slots => ControlAccess::Read,
             _ => ControlAccess::Full,
         }
     }
@@ -140,7 +147,7 @@ impl Reply {
 }
 
 const USAGE: &str =
-    "usage: hullctl list | logs NAME | start NAME | stop NAME | restart NAME | poweroff | reboot";
+    "usage: hullctl list | logs NAME | start NAME | stop NAME | restart NAME | slots | poweroff | reboot | debug hang";
 
 /// Starts listening; requests arrive on the returned channel. A failure
 /// leaves the system without hullctl, nothing more.

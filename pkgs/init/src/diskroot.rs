@@ -5,7 +5,9 @@
 //! The root hash comes only from the kernel command line (`roothash=HEX`),
 //! which the signed UKI carries; the partitions are the GPT entries whose
 //! UUIDs are its two halves (systemd's convention, which `hull build --root
-//! verity` follows); the salt and block count come from the verity
+//! verity` follows), or on a two-slot disk (`--root ab`) the slot whose
+//! verity superblock's UUID is its first half (its PID1 learns the slot,
+//! the ESP and the other slot's partitions from the environment); the salt and block count come from the verity
 //! superblock, which the root hash covers. `hull.verity=panic` makes a
 //! corrupted block a kernel panic (`panic_on_corruption`) instead of an I/O
 //! error. Any failure here stops the boot (PID1 exits, the kernel panics):
@@ -76,12 +78,25 @@ pub fn uuid_on_disk(text_bytes: &[u8]) -> [u8; 16] {
     b
 }
 
-/// The unique GUIDs of a GPT's entries, by index, read through `read_at`
-/// (`sector` bytes a sector).
-pub fn gpt_guids(
+/// A GPT entry: its unique GUID, type GUID (both as stored) and name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GptEntry {
+    pub guid: [u8; 16],
+    pub type_guid: [u8; 16],
+    pub name: String,
+}
+
+/// The ESP's type GUID as a GPT entry stores it.
+const ESP_TYPE: [u8; 16] = [
+    0x28, 0x73, 0x2a, 0xc1, 0x1f, 0xf8, 0xd2, 0x11, 0xba, 0x4b, 0x00, 0xa0, 0xc9, 0x3e, 0xc9, 0x3b,
+];
+
+/// A GPT's entries, by index, read through `read_at` (`sector` bytes a
+/// sector).
+pub fn gpt_entries(
     read_at: &dyn Fn(u64, &mut [u8]) -> std::io::Result<()>,
     sector: u64,
-) -> Option<Vec<[u8; 16]>> {
+) -> Option<Vec<GptEntry>> {
     let mut h = vec![0u8; 92];
     read_at(sector, &mut h).ok()?;
     if &h[0..8] != b"EFI PART" {
@@ -99,9 +114,20 @@ pub fn gpt_guids(
         entries
             .chunks(size as usize)
             .map(|e| {
-                let mut g = [0u8; 16];
-                g.copy_from_slice(&e[16..32]);
-                g
+                let mut guid = [0u8; 16];
+                guid.copy_from_slice(&e[16..32]);
+                let mut type_guid = [0u8; 16];
+                type_guid.copy_from_slice(&e[0..16]);
+                let units: Vec<u16> = e[56..128]
+                    .chunks_exact(2)
+                    .map(|c| u16::from_le_bytes([c[0], c[1]]))
+                    .take_while(|&u| u != 0)
+                    .collect();
+                GptEntry {
+                    guid,
+                    type_guid,
+                    name: String::from_utf16_lossy(&units),
+                }
             })
             .collect(),
     )
@@ -191,7 +217,8 @@ pub fn switch(args: &[std::ffi::OsString], started: u64) -> Result<bool, SysErro
         Some(r) => r.map_err(fail)?,
     };
     load_modules();
-    let (data, hash) = find_partitions(&req)?;
+    let found = find_partitions(&req)?;
+    let (data, hash) = (found.data.clone(), found.hash.clone());
     let sb = read_start(&hash, 4096)?;
     let (salt, blocks) = superblock(&sb).map_err(|e| fail(format!("{}: {e}", hash.display())))?;
     let params = verity_params(
@@ -223,7 +250,7 @@ pub fn switch(args: &[std::ffi::OsString], started: u64) -> Result<bool, SysErro
         hash.display(),
         &params.split(' ').nth(8).unwrap_or_default()
     );
-    enter(args, started)
+    enter(args, started, &found)
 }
 
 /// Loads the disk drivers the machine's devices ask for, then dm-verity and
@@ -249,45 +276,88 @@ fn read_start(path: &Path, n: usize) -> Result<Vec<u8>, SysError> {
     Ok(b)
 }
 
+/// The partitions a root on disk was found on.
+#[derive(Debug, Clone)]
+pub struct Found {
+    pub data: PathBuf,
+    pub hash: PathBuf,
+    /// On a two-slot disk: the slot, the ESP, and the other slot's root and
+    /// verity partitions.
+    pub slot: Option<(String, PathBuf, PathBuf, PathBuf)>,
+}
+
 /// The data and hash partitions' device nodes, waiting for the disk.
-fn find_partitions(req: &Request) -> Result<(PathBuf, PathBuf), SysError> {
-    let want = [
-        uuid_on_disk(&req.root_hash[..16]),
-        uuid_on_disk(&req.root_hash[16..]),
-    ];
+fn find_partitions(req: &Request) -> Result<Found, SysError> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(WAIT_SECS);
     loop {
-        if let Some(found) = scan_disks(&want) {
+        if let Some(found) = scan_disks(&req.root_hash) {
             return Ok(found);
         }
         if std::time::Instant::now() > deadline {
             return Err(fail(format!(
-                "no disk has partitions with the UUIDs of roothash= after {WAIT_SECS} s"
+                "no disk has partitions with the UUIDs of roothash=, nor a slot whose verity superblock names it, after {WAIT_SECS} s"
             )));
         }
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
 }
 
-/// Looks through every disk's GPT for both partitions.
-fn scan_disks(want: &[[u8; 16]; 2]) -> Option<(PathBuf, PathBuf)> {
+/// Looks through every disk's GPT for the partitions of `root_hash`: the
+/// two whose UUIDs are its halves, or a slot's verity partition whose
+/// superblock UUID is its first half, with that slot's root partition.
+fn scan_disks(root_hash: &[u8; 32]) -> Option<Found> {
+    let want = [
+        uuid_on_disk(&root_hash[..16]),
+        uuid_on_disk(&root_hash[16..]),
+    ];
     for disk in std::fs::read_dir("/sys/block").ok()?.flatten() {
         let name = disk.file_name().to_string_lossy().into_owned();
         let Ok(f) = std::fs::File::open(format!("/dev/{name}")) else {
             continue;
         };
         let read = |at: u64, buf: &mut [u8]| f.read_exact_at(buf, at);
-        let guids = [512, 4096].iter().find_map(|s| gpt_guids(&read, *s));
-        let Some(guids) = guids else { continue };
-        let index = |w: &[u8; 16]| guids.iter().position(|g| g == w);
+        let entries = [512, 4096].iter().find_map(|s| gpt_entries(&read, *s));
+        let Some(entries) = entries else { continue };
+        let sys = disk.path();
+        let index = |w: &[u8; 16]| entries.iter().position(|e| &e.guid == w);
         if let (Some(d), Some(h)) = (index(&want[0]), index(&want[1])) {
-            return Some((
-                partition(&disk.path(), d + 1)?,
-                partition(&disk.path(), h + 1)?,
-            ));
+            return Some(Found {
+                data: partition(&sys, d + 1)?,
+                hash: partition(&sys, h + 1)?,
+                slot: None,
+            });
+        }
+        if let Some(found) = find_slot(&sys, &entries, root_hash) {
+            return Some(found);
         }
     }
     None
+}
+
+/// The slot of a two-slot disk whose verity superblock names `root_hash`.
+fn find_slot(sys: &Path, entries: &[GptEntry], root_hash: &[u8; 32]) -> Option<Found> {
+    use hull_contract::slots;
+    let by_name = |n: &str| {
+        let i = entries.iter().position(|e| e.name == n)?;
+        partition(sys, i + 1)
+    };
+    let slot = slots::SLOTS.iter().find(|slot| {
+        by_name(&slots::verity_partition(slot))
+            .and_then(|p| read_start(&p, 4096).ok())
+            .is_some_and(|sb| sb.get(16..32) == Some(&root_hash[..16]))
+    })?;
+    let other = slots::SLOTS.iter().find(|s| *s != slot)?;
+    let esp = entries.iter().position(|e| e.type_guid == ESP_TYPE)?;
+    Some(Found {
+        data: by_name(&slots::root_partition(slot))?,
+        hash: by_name(&slots::verity_partition(slot))?,
+        slot: Some((
+            slot.to_string(),
+            partition(sys, esp + 1)?,
+            by_name(&slots::root_partition(other))?,
+            by_name(&slots::verity_partition(other))?,
+        )),
+    })
 }
 
 /// The device node of partition `number` of the disk at `sys` (its
@@ -311,7 +381,7 @@ fn device_node(major: u32, minor: u32) -> Result<PathBuf, SysError> {
 
 /// Frees the initrd's files, leaves the early mounts, makes the root `/`
 /// and runs `/init` there.
-fn enter(args: &[std::ffi::OsString], started: u64) -> Result<bool, SysError> {
+fn enter(args: &[std::ffi::OsString], started: u64, found: &Found) -> Result<bool, SysError> {
     for e in std::fs::read_dir("/")
         .map_err(io("read /".into()))?
         .flatten()
@@ -338,12 +408,19 @@ fn enter(args: &[std::ffi::OsString], started: u64) -> Result<bool, SysError> {
     rustix::process::chroot(".").ctx(|| "chroot into the root".into())?;
     std::env::set_current_dir("/").map_err(io("cd /".into()))?;
     let program = args.first().cloned().unwrap_or_else(|| "/init".into());
-    let e = std::process::Command::new("/init")
-        .arg0(program)
+    let mut init = std::process::Command::new("/init");
+    init.arg0(program)
         .args(args.get(1..).unwrap_or_default())
         .env(crate::newroot::MOVED, "1")
-        .env(crate::newroot::STARTED, started.to_string())
-        .exec();
+        .env(crate::newroot::STARTED, started.to_string());
+    if let Some((slot, esp, root, verity)) = &found.slot {
+        use crate::bootcount::{ESP_ENV, SLOT_ENV, SPARE_ENV};
+        init.env(SLOT_ENV, slot).env(ESP_ENV, esp).env(
+            SPARE_ENV,
+            format!("{},{}", root.display(), verity.display()),
+        );
+    }
+    let e = init.exec();
     Err(io("exec /init in the root".into())(e))
 }
 
@@ -377,15 +454,20 @@ mod tests {
         disk[512 + 84..512 + 88].copy_from_slice(&128u32.to_le_bytes());
         let g = uuid_on_disk(&[7u8; 16]);
         disk[1024 + 128 + 16..1024 + 128 + 32].copy_from_slice(&g);
+        for (i, u) in "hull-verity-b".encode_utf16().enumerate() {
+            disk[1024 + 128 + 56 + 2 * i..1024 + 128 + 58 + 2 * i]
+                .copy_from_slice(&u.to_le_bytes());
+        }
         let read = |at: u64, buf: &mut [u8]| {
             let at = usize::try_from(at).unwrap_or(usize::MAX);
             buf.copy_from_slice(&disk[at..at + buf.len()]);
             Ok(())
         };
-        let guids = gpt_guids(&read, 512).expect("a GPT");
-        assert_eq!(guids.len(), 4);
-        assert_eq!(guids.iter().position(|x| *x == g), Some(1));
-        assert!(gpt_guids(&read, 4096).is_none());
+        let entries = gpt_entries(&read, 512).expect("a GPT");
+        assert_eq!(entries.len(), 4);
+        assert_eq!(entries.iter().position(|x| x.guid == g), Some(1));
+        assert_eq!(entries[1].name, "hull-verity-b");
+        assert!(gpt_entries(&read, 4096).is_none());
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! `exec DIR NAME` (the container's root, identity and program). It never
 //! panics on purpose: every failure is reported and the system goes on.
 
+mod bootcount;
 mod container;
 mod control;
 mod devfilter;
@@ -26,6 +27,7 @@ mod services;
 mod sizes;
 mod supervisor;
 mod sys;
+mod watchdog;
 
 use std::io::Write;
 use std::path::Path;

@@ -43,6 +43,8 @@ struct Service {
     want: Want,
     kill_at: Option<Instant>,
     waiters: Vec<Sender<Reply>>,
+    /// When the running child was started.
+    started_at: Option<Instant>,
 }
 
 /// An onboot container's outcome: its exit status, or `None` when it could
@@ -56,6 +58,8 @@ pub struct Finished {
 pub struct Table {
     services: BTreeMap<String, Service>,
     onboot: Vec<Finished>,
+    /// When the services were loaded (healthy since then, if none).
+    loaded_at: Instant,
 }
 
 fn backoff(failures: u32) -> Duration {
@@ -68,6 +72,7 @@ impl Service {
         self.kill_at = None;
         say(format!("service {name}: starting"));
         self.child = launch::start(&self.dir, name);
+        self.started_at = self.child.map(|_| Instant::now());
         if self.child.is_none() {
             self.retry_after_failed_start(name, Instant::now());
         }
@@ -140,11 +145,32 @@ impl Table {
                     want: Want::Run,
                     kill_at: None,
                     waiters: Vec::new(),
+                    started_at: None,
                 };
                 (name, s)
             })
             .collect();
-        Table { services, onboot }
+        Table {
+            services,
+            onboot,
+            loaded_at: now,
+        }
+    }
+
+    /// Since when the system has been healthy: every onboot container
+    /// succeeded and every service runs (the latest start among them);
+    /// `None` when it is not healthy now.
+    pub fn healthy_since(&self) -> Option<Instant> {
+        if self.onboot.iter().any(|f| f.status != Some(0)) {
+            return None;
+        }
+        self.services
+            .values()
+            .map(|s| match (&s.child, s.want) {
+                (Some(_), Want::Run) => s.started_at,
+                _ => None,
+            })
+            .try_fold(self.loaded_at, |latest, t| t.map(|t| t.max(latest)))
     }
 
     pub fn names(&self) -> Vec<String> {
@@ -264,7 +290,9 @@ impl Table {
                 }
                 None
             }),
-            Verb::Poweroff | Verb::Reboot => Some(Reply::error("handled by the supervisor\n")),
+            Verb::Poweroff | Verb::Reboot | Verb::Slots | Verb::Hang => {
+                Some(Reply::error("handled by the supervisor\n"))
+            }
         };
         if let Some(a) = answer {
             let _ = reply.send(a);
@@ -409,6 +437,7 @@ mod tests {
             want: Want::Run,
             kill_at: None,
             waiters: Vec::new(),
+            started_at: None,
         }
     }
 
@@ -432,6 +461,7 @@ mod tests {
         let mut table = Table {
             services: BTreeMap::new(),
             onboot: Vec::new(),
+            loaded_at: now,
         };
         for (name, pid) in [("a", 4001), ("b", 4002)] {
             let mut s = service();
@@ -452,6 +482,35 @@ mod tests {
         assert_eq!(b.state(), "waiting");
         // The same pid again (reused later by someone else) is not b's.
         assert!(!table.exited(Exit { pid: 4002, code: 0 }, now));
+    }
+
+    #[test]
+    fn healthy_since_the_last_start_while_everything_runs() {
+        let now = Instant::now();
+        let later = now + Duration::from_secs(5);
+        let mut table = Table {
+            services: BTreeMap::new(),
+            onboot: vec![Finished {
+                name: "format".into(),
+                status: Some(0),
+            }],
+            loaded_at: now,
+        };
+        assert_eq!(table.healthy_since(), Some(now));
+        for (name, pid, at) in [("a", 4001, now), ("b", 4002, later)] {
+            let mut s = service();
+            s.child = Proc::with_pid(pid);
+            s.started_at = Some(at);
+            table.services.insert(name.into(), s);
+        }
+        assert_eq!(table.healthy_since(), Some(later));
+        // A service that exited (and waits to restart) is not healthy.
+        table.exited(Exit { pid: 4001, code: 1 }, later);
+        assert_eq!(table.healthy_since(), None);
+        // Nor is a system whose onboot container failed.
+        table.services.clear();
+        table.onboot[0].status = Some(1);
+        assert_eq!(table.healthy_since(), None);
     }
 
     #[test]

@@ -21,6 +21,7 @@ use crate::control::{self, Reply, Verb};
 use crate::launch;
 use crate::reaper::{self, Proc};
 use crate::services::{Finished, Table};
+use crate::watchdog::Watchdog;
 use crate::{modules, mounts};
 
 /// Prints a line of PID1's own on the console.
@@ -133,7 +134,12 @@ fn shutdown_requests() -> Arc<AtomicUsize> {
 }
 
 /// One hullctl request: power verbs set `term`, the rest go to the table.
-fn answer(req: control::Request, services: &mut Table, term: &AtomicUsize) {
+fn answer(
+    req: control::Request,
+    services: &mut Table,
+    term: &AtomicUsize,
+    watchdog: &mut Option<Watchdog>,
+) {
     match req.verb {
         Verb::Poweroff | Verb::Reboot => {
             let reboot = req.verb == Verb::Reboot;
@@ -144,6 +150,20 @@ fn answer(req: control::Request, services: &mut Table, term: &AtomicUsize) {
             }));
             term.store(if reboot { 2 } else { 1 }, Ordering::SeqCst);
         }
+        Verb::Slots => {
+            let _ = req.reply.send(crate::bootcount::report());
+        }
+        Verb::Hang => {
+            let reply = match watchdog.as_mut() {
+                Some(w) => {
+                    w.starved = true;
+                    say("watchdog: no longer fed (hullctl debug hang)");
+                    Reply::ok("the watchdog is no longer fed: the machine resets at its timeout\n")
+                }
+                None => Reply::error("no watchdog is armed\n"),
+            };
+            let _ = req.reply.send(reply);
+        }
         verb => services.handle(verb, req.reply, Instant::now()),
     }
 }
@@ -152,6 +172,9 @@ fn answer(req: control::Request, services: &mut Table, term: &AtomicUsize) {
 pub fn run() -> ! {
     early_boot();
     let term = shutdown_requests();
+    let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
+    let mut tried = crate::bootcount::start(&cmdline, Instant::now());
+    let mut watchdog = Watchdog::open(&cmdline);
     let onboot = run_in_order(Section::Onboot);
     say("onboot done");
     let requests = match control::serve(launch::control_grants()) {
@@ -167,16 +190,24 @@ pub fn run() -> ! {
     say(timing());
     loop {
         while let Some(req) = requests.as_ref().and_then(|rx| rx.try_recv().ok()) {
-            answer(req, &mut services, &term);
+            answer(req, &mut services, &term, &mut watchdog);
         }
         // Every exit: a service's goes to the table, an orphan's is done.
         let now = Instant::now();
         for exit in reaper::reap() {
             services.exited(exit, now);
         }
+        if let Some(t) = tried.as_mut() {
+            if t.tick(services.healthy_since(), now) == crate::bootcount::Action::Reboot {
+                term.store(2, Ordering::SeqCst);
+            }
+        }
+        if let Some(w) = watchdog.as_mut() {
+            w.feed(now);
+        }
         match term.load(Ordering::SeqCst) {
             0 => std::thread::sleep(Duration::from_millis(100)),
-            how => shutdown(&mut services, how == 2),
+            how => shutdown(&mut services, how == 2, watchdog.take()),
         }
         services.tick(Instant::now());
     }
@@ -268,8 +299,11 @@ fn power_button(term: Arc<AtomicUsize>) {
     }
 }
 
-fn shutdown(services: &mut Table, reboot: bool) -> ! {
+fn shutdown(services: &mut Table, reboot: bool, watchdog: Option<Watchdog>) -> ! {
     say(if reboot { "rebooting" } else { "powering off" });
+    if let Some(w) = watchdog {
+        w.disarm();
+    }
     services.stop_all();
     run_in_order(Section::Onshutdown);
     rustix::fs::sync();

@@ -323,3 +323,31 @@ pub fn dm_ioctl(
     }
     Ok(())
 }
+
+/// `WDIOC_SETTIMEOUT` on an open watchdog: asks for `secs` and returns the
+/// timeout the driver set (it may round).
+pub fn watchdog_set_timeout(
+    watchdog: std::os::fd::BorrowedFd<'_>,
+    secs: u32,
+) -> Result<u32, SysError> {
+    use std::os::fd::AsRawFd;
+    // _IOWR('W', 6, int).
+    let request: u32 = (3 << 30) | (4 << 16) | (u32::from(b'W') << 8) | 6;
+    let mut value = libc::c_int::try_from(secs).unwrap_or(libc::c_int::MAX);
+    // SAFETY: the request names an int, read and written by the kernel;
+    // `value` is a live, writable int for the call's duration.
+    let r = unsafe {
+        libc::ioctl(
+            watchdog.as_raw_fd(),
+            request as libc::Ioctl,
+            &mut value as *mut libc::c_int,
+        )
+    };
+    if r < 0 {
+        return Err(SysError {
+            what: format!("WDIOC_SETTIMEOUT {secs} s"),
+            errno: last_errno(),
+        });
+    }
+    Ok(u32::try_from(value).unwrap_or(secs))
+}

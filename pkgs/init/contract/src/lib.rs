@@ -1,7 +1,8 @@
 //! The image contract between Hull's builder and `hull-init`.
 //!
 //! Owns: where things live in a built image ([`layout`]), the typed
-//! `runtime.json` every container directory holds ([`runtime`]), and every
+//! `runtime.json` every container directory holds ([`runtime`]), the names
+//! two-slot disks and update bundles use ([`slots`]), and every
 //! default the two sides share (restart policy, timeout, cgroup path). The
 //! builder writes only these types and `hull-init` reads only these types, so
 //! a field misspelt on one side is a compile error, not a silently dropped key.
@@ -14,6 +15,7 @@
 
 pub mod layout;
 pub mod runtime;
+pub mod slots;
 
 pub use layout::Section;
 

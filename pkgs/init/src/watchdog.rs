@@ -1,0 +1,132 @@
+//! The hardware watchdog: armed at boot when asked, fed from the
+//! supervisor's loop while PID1 is alive, disarmed on a clean shutdown.
+//!
+//! `hull.watchdog=DEVICE[,SECONDS]` on the kernel command line (the
+//! manifest's `kernel.cmdline`) asks for it: e.g. `/dev/watchdog0,20`
+//! (default timeout [`TIMEOUT`]). Opening the device arms it; PID1 feeds it
+//! every quarter of the timeout; if PID1 hangs (or `hullctl debug hang`
+//! says to act so) the machine resets when the timeout passes. A poweroff
+//! or reboot by PID1 disarms it with the magic close (`V`), so a clean
+//! shutdown is never cut short. The drivers come by coldplug (i6300esb,
+//! iTCO_wdt); Debian's cloud kernels lack both, use softdog there
+//! (`modules` loads it for `DEVICE` `softdog`) or the generic kernels.
+//!
+//! Owns: the watchdog device. Must not decide when the system is healthy
+//! (that is `bootcount`): a watchdog catches a hung PID1 or kernel, not a
+//! failing service.
+
+use std::io::Write;
+use std::os::fd::AsFd;
+use std::time::{Duration, Instant};
+
+use crate::supervisor::say;
+
+/// The timeout asked for when the command line gives none.
+pub const TIMEOUT: u32 = 30;
+
+/// What the command line asks for: the device and the timeout (seconds).
+pub fn settings(cmdline: &str) -> Option<(String, u32)> {
+    let asked = cmdline
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("hull.watchdog="))?;
+    let (device, secs) = match asked.split_once(',') {
+        Some((d, s)) => (d, s.parse().ok()?),
+        None => (asked, TIMEOUT),
+    };
+    let device = if device == "softdog" {
+        "/dev/watchdog0"
+    } else {
+        device
+    };
+    Some((device.to_string(), secs.clamp(1, 3600)))
+}
+
+/// An armed watchdog.
+pub struct Watchdog {
+    file: std::fs::File,
+    every: Duration,
+    fed: Instant,
+    /// Set by `hullctl debug hang`: PID1 stops feeding, as if hung.
+    pub starved: bool,
+}
+
+impl Watchdog {
+    /// Opens and arms the watchdog the command line asks for; `None` when
+    /// it asks for none. A watchdog asked for and missing is reported on
+    /// the console (the boot goes on: there is nothing to fall back to).
+    pub fn open(cmdline: &str) -> Option<Watchdog> {
+        let (device, secs) = settings(cmdline)?;
+        if cmdline.contains("hull.watchdog=softdog") {
+            crate::modules::load_named("softdog");
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let file = loop {
+            match std::fs::OpenOptions::new().write(true).open(&device) {
+                Ok(f) => break f,
+                Err(e) if Instant::now() >= deadline => {
+                    say(format!("watchdog: {device}: {e}: NOT ARMED"));
+                    return None;
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(200)),
+            }
+        };
+        let set = match crate::sys::watchdog_set_timeout(file.as_fd(), secs) {
+            Ok(set) => set,
+            Err(e) => {
+                say(format!(
+                    "watchdog: {device}: {e}: keeping the driver's timeout"
+                ));
+                secs
+            }
+        };
+        say(format!("watchdog: {device} armed, {set} s"));
+        Some(Watchdog {
+            file,
+            every: Duration::from_secs(u64::from(set)) / 4,
+            fed: Instant::now(),
+            starved: false,
+        })
+    }
+
+    /// Feeds it when a quarter of the timeout has passed since the last time.
+    pub fn feed(&mut self, now: Instant) {
+        if self.starved || now.saturating_duration_since(self.fed) < self.every {
+            return;
+        }
+        if let Err(e) = self.file.write_all(b"k") {
+            say(format!("watchdog: feeding: {e}"));
+        }
+        self.fed = now;
+    }
+
+    /// Disarms it (magic close) before a clean poweroff or reboot.
+    pub fn disarm(mut self) {
+        match self.file.write_all(b"V") {
+            Ok(()) => say("watchdog: disarmed"),
+            Err(e) => say(format!("watchdog: disarming: {e}")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_line_names_device_and_timeout() {
+        assert_eq!(settings("console=ttyS0"), None);
+        assert_eq!(
+            settings("hull.watchdog=/dev/watchdog1,20"),
+            Some(("/dev/watchdog1".into(), 20))
+        );
+        assert_eq!(
+            settings("hull.watchdog=/dev/watchdog0"),
+            Some(("/dev/watchdog0".into(), TIMEOUT))
+        );
+        assert_eq!(
+            settings("hull.watchdog=softdog,5"),
+            Some(("/dev/watchdog0".into(), 5))
+        );
+        assert_eq!(settings("hull.watchdog=/dev/watchdog0,x"), None);
+    }
+}
