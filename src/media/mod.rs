@@ -15,7 +15,6 @@ pub mod source;
 pub mod squashfs;
 pub mod tar;
 pub mod uki;
-pub mod verity;
 
 /// The one content hash every derived id comes from (GPT GUIDs, volume ids,
 /// disk signatures): SHA-256 of `parts` one after another, so an output's

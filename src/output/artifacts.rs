@@ -9,9 +9,9 @@ use std::path::{Path, PathBuf};
 
 use super::{boot_file, Format, Inputs, OutputError};
 use crate::media::source::{FileSource, Source};
-use crate::media::verity::{self, Verity};
 use crate::media::{compress, cpio, squashfs, uki};
 use crate::rootfs::tree::{Content, Pack, Tree};
+use hull_contract::verity::{self, Verity};
 
 /// The build's shared artifacts.
 pub struct Artifacts<'i, 'a> {

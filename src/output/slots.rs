@@ -21,8 +21,9 @@ use sha2::Digest as _;
 use super::artifacts::{Artifacts, DiskRoot};
 use super::formats::{efi_loader_path, root_types, Out, Written};
 use super::{boot_file, Format, OutputError, Slots, StagedFile, SLOT_MIN};
+use crate::media::gpt;
 use crate::media::source::{FileSource, Source};
-use crate::media::{gpt, verity};
+use hull_contract::verity;
 
 const MIB: u64 = 1 << 20;
 

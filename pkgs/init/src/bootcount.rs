@@ -77,42 +77,10 @@ pub fn on_esp(loader_path: &str) -> PathBuf {
     Path::new(slots::ESP_MOUNT).join(rel)
 }
 
-/// `IMAGE_VERSION` of the `.osrel` section of the UKI `pe`.
-pub fn uki_version(pe: &[u8]) -> Option<String> {
-    let osrel = pe_section(pe, b".osrel")?;
-    let text = String::from_utf8_lossy(osrel);
-    text.lines()
-        .find_map(|l| l.strip_prefix("IMAGE_VERSION="))
-        .map(|v| v.trim_matches('"').to_string())
-}
-
-/// The raw bytes of the section `name` of a PE image.
-fn pe_section<'a>(pe: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
-    let u16_at = |i: usize| Some(u16::from_le_bytes(pe.get(i..i + 2)?.try_into().ok()?));
-    let u32_at = |i: usize| Some(u32::from_le_bytes(pe.get(i..i + 4)?.try_into().ok()?));
-    let at = u32_at(0x3c)? as usize;
-    if pe.get(at..at + 4)? != b"PE\0\0" {
-        return None;
-    }
-    let count = usize::from(u16_at(at + 6)?);
-    let table = at + 24 + usize::from(u16_at(at + 20)?);
-    (0..count).find_map(|i| {
-        let s = table + 40 * i;
-        let n = pe.get(s..s + 8)?;
-        let end = n.iter().position(|&c| c == 0).unwrap_or(8);
-        if &n[..end] != name {
-            return None;
-        }
-        let size = u32_at(s + 8)?.min(u32_at(s + 16)?) as usize;
-        let start = u32_at(s + 20)? as usize;
-        pe.get(start..start + size)
-    })
-}
-
 /// The version of the UKI at `path` (read whole: UKIs are tens of MB at
 /// most, and this happens once a boot).
 fn version_of(path: &Path) -> Option<String> {
-    uki_version(&std::fs::read(path).ok()?)
+    hull_contract::uki::version(&std::fs::read(path).ok()?)
 }
 
 /// What PID1 does about boot counting from here on.
@@ -173,6 +141,13 @@ pub fn start(cmdline: &str, booted_at: Instant) -> Option<Tracker> {
         blessed: counted.is_none(),
     };
     make_spare_nodes();
+    if let Err(e) = std::fs::create_dir_all(
+        Path::new(UPDATE_REQUEST)
+            .parent()
+            .unwrap_or(Path::new("/run/hull")),
+    ) {
+        say(format!("boot counting: /run/hull/update: {e}"));
+    }
     let t = Tracker {
         window,
         deadline: booted_at + deadline,
@@ -252,6 +227,27 @@ impl Tracker {
             return Action::Reboot;
         }
         Action::Nothing
+    }
+}
+
+/// Where `hullctl update REF` leaves REF for the update service.
+pub const UPDATE_REQUEST: &str = "/run/hull/update/request";
+
+/// `hullctl update REF`: hands REF to the update service (which watches
+/// for it) and says so.
+pub fn request_update(reference: &str) -> crate::control::Reply {
+    use crate::control::Reply;
+    if !Path::new(slots::BOOT_FILE).exists() {
+        return Reply::error("not booted from a two-slot disk: nothing to update\n");
+    }
+    let tmp = format!("{UPDATE_REQUEST}.new");
+    match std::fs::write(&tmp, format!("{reference}\n"))
+        .and_then(|()| std::fs::rename(&tmp, UPDATE_REQUEST))
+    {
+        Ok(()) => Reply::ok(format!(
+            "update to {reference} asked of the update service (its log: hullctl logs NAME)\n"
+        )),
+        Err(e) => Reply::error(format!("{UPDATE_REQUEST}: {e}\n")),
     }
 }
 
@@ -422,24 +418,5 @@ mod tests {
             Path::new("/run/hull/esp/EFI/Linux/hull-2+2-1.efi")
         );
         assert!(efi_text(&[7, 0, 0, 0, 0, 0]).is_none());
-    }
-
-    #[test]
-    fn a_uki_s_version_comes_from_its_osrel_section() {
-        // A PE header at 0x40 with one section, .osrel, at 0x200.
-        let mut pe = vec![0u8; 0x300];
-        pe[0x3c] = 0x40;
-        pe[0x40..0x44].copy_from_slice(b"PE\0\0");
-        pe[0x46] = 1;
-        pe[0x54] = 0; // no optional header
-        let s = 0x40 + 24;
-        pe[s..s + 6].copy_from_slice(b".osrel");
-        let text = b"ID=hull\nIMAGE_VERSION=2.1\n";
-        pe[s + 8..s + 12].copy_from_slice(&u32::try_from(text.len()).expect("short").to_le_bytes());
-        pe[s + 16..s + 20].copy_from_slice(&0x100u32.to_le_bytes());
-        pe[s + 20..s + 24].copy_from_slice(&0x200u32.to_le_bytes());
-        pe[0x200..0x200 + text.len()].copy_from_slice(text);
-        assert_eq!(uki_version(&pe).as_deref(), Some("2.1"));
-        assert!(uki_version(&pe[..0x100]).is_none());
     }
 }

@@ -34,6 +34,8 @@ pub enum Verb {
     Reboot,
     /// The slots of a two-slot disk: which booted, the boot entries.
     Slots,
+    /// `update REF`: asks the update service to install the bundle REF.
+    Update(String),
     /// `debug hang`: PID1 stops feeding the watchdog, as if it hung (to
     /// test that the watchdog resets the machine).
     Hang,
@@ -56,6 +58,10 @@ impl Verb {
             Some("poweroff") if words.len() == 1 => Ok(Verb::Poweroff),
             Some("reboot") if words.len() == 1 => Ok(Verb::Reboot),
             Some("slots") if words.len() == 1 => Ok(Verb::Slots),
+            Some("update") => match words.as_slice() {
+                [_, r] => Ok(Verb::Update((*r).to_string())),
+                _ => Err("update needs one bundle reference (HOST/REPO:TAG or @sha256:...)".into()),
+            },
             Some("debug") if words.get(1..) == Some(&["hang"][..]) => Ok(Verb::Hang),
             Some(other) => Err(format!("unknown request {other:?}\n{USAGE}")),
             None => Err(USAGE.to_string()),
@@ -147,7 +153,7 @@ impl Reply {
 }
 
 const USAGE: &str =
-    "usage: hullctl list | logs NAME | start NAME | stop NAME | restart NAME | slots | poweroff | reboot | debug hang";
+    "usage: hullctl list | logs NAME | start NAME | stop NAME | restart NAME | slots | update REF | poweroff | reboot | debug hang";
 
 /// Starts listening; requests arrive on the returned channel. A failure
 /// leaves the system without hullctl, nothing more.

@@ -290,7 +290,7 @@ impl Table {
                 }
                 None
             }),
-            Verb::Poweroff | Verb::Reboot | Verb::Slots | Verb::Hang => {
+            Verb::Poweroff | Verb::Reboot | Verb::Slots | Verb::Hang | Verb::Update(_) => {
                 Some(Reply::error("handled by the supervisor\n"))
             }
         };

@@ -153,6 +153,9 @@ fn answer(
         Verb::Slots => {
             let _ = req.reply.send(crate::bootcount::report());
         }
+        Verb::Update(reference) => {
+            let _ = req.reply.send(crate::bootcount::request_update(&reference));
+        }
         Verb::Hang => {
             let reply = match watchdog.as_mut() {
                 Some(w) => {

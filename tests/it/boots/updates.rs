@@ -1,16 +1,17 @@
-//! Two-slot disks (`--root ab`) under OVMF with systemd-boot counting
-//! tries: a fresh disk boots slot A; version 2 installed into slot B as a
-//! counted entry (`hull-2+3.efi`) boots, is blessed by hull-init once its
-//! service has been up for the health window, and a reset boots it again
-//! without counting; version 3, whose service never stays up, installed
-//! into slot A, is tried three times (hull-init reboots each try at the
-//! deadline) and systemd-boot falls back to version 2 by itself.
+//! Two-slot disks (`--root ab`) updated from a real registry by the update
+//! service, under OVMF with systemd-boot counting tries (amd64, TCG):
 //!
-//! The bundles come from `hull build -f update` and are checked with
-//! `skopeo`; `install` does on the host, with the VM stopped, what the
-//! on-device update service does: the bundle's root and verity blobs into
-//! the slot that did not boot, its UKI under the counted name, the old
-//! entry of that slot removed first.
+//! - v1 boots from slot A; v2's bundle is pushed to a local
+//!   `docker-registry` with one blob tampered in the registry's storage: the
+//!   service refuses it before writing anything; the blob restored, the
+//!   service installs v2 into slot B and reboots; v2 is tried, blessed after
+//!   the health window, and a reset boots it again as trusted;
+//! - v3 (whose service exits at once, never healthy) is pushed; QEMU is
+//!   killed right after the service removed slot A's old entry and began
+//!   writing slot A: the next boot runs v2; the service installs v3 again,
+//!   it is tried three times (hull-init reboots each try at the deadline)
+//!   and systemd-boot falls back to v2 by itself; `hullctl slots` reports
+//!   the failed attempt and the service does not install v3 again.
 
 use crate::util;
 
@@ -18,14 +19,17 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use util::boot::Boot;
+use util::registry::TestRegistry;
 use util::tool;
 
-/// A manifest whose one service prints `marker` and stays up, or (`bad`)
-/// prints it and exits at once, restarted for ever, never healthy.
-fn manifest(dir: &Path, version: &str, bad: bool) -> PathBuf {
+/// A manifest of version `version`: DHCP, the update service following
+/// `REGISTRY/app/update:stable` every 5 s, a service that reports `hullctl
+/// slots`, and the app, which stays up, or (`bad`) exits at once, restarted
+/// for ever, never healthy.
+fn manifest(dir: &Path, version: &str, bad: bool, registry: &str) -> PathBuf {
     let repo = util::repo();
     let repo = repo.display();
-    let run = if bad {
+    let app = if bad {
         format!("echo HULL-V{version}-UP; exit 1")
     } else {
         format!("echo HULL-V{version}-UP; exec sleep 2147483647")
@@ -36,12 +40,24 @@ fn manifest(dir: &Path, version: &str, bad: bool) -> PathBuf {
   cmdline: "console=ttyS0 console=ttyAMA0 hull.health=5,25"
 init:
   - "@pkg:{repo}/pkgs/init"
+onboot:
+  - name: dhcpcd
+    image: "@pkg:{repo}/pkgs/dhcpcd"
 services:
   - name: app
     image: "@pkg:{repo}/pkgs/getty"
     capabilities: []
     binds: []
-    command: ["/bin/sh", "-c", "{run}"]
+    command: ["/bin/sh", "-c", "{app}"]
+  - name: update
+    image: "@pkg:{repo}/pkgs/update"
+    command: ["/usr/bin/hull-update", "watch", "{registry}/app/update:stable", "--every", "5", "--plain-http", "--reboot"]
+  - name: report
+    image: "@pkg:{repo}/pkgs/getty"
+    capabilities: []
+    control: read
+    binds: ["/run/hullctl:/run/hullctl", "/usr/bin/hullctl:/usr/bin/hullctl"]
+    command: ["/bin/sh", "-c", "sleep 8; hullctl slots | sed 's/^/SLOTS: /'; exec sleep 2147483647"]
 "#
     );
     let path = dir.join(format!("v{version}.yml"));
@@ -49,52 +65,41 @@ services:
     path
 }
 
-/// Builds version `version` of the manifest as `formats` into `dir/vN`.
-fn build(dir: &Path, arch: &str, version: &str, bad: bool, formats: &[&str]) -> PathBuf {
-    let m = manifest(dir, version, bad);
+/// Builds version `version` as `format` into `dir/vN`; returns the output.
+fn build(dir: &Path, version: &str, bad: bool, registry: &str, format: &str) -> PathBuf {
+    let m = manifest(dir, version, bad, registry);
     let out = dir.join(format!("v{version}"));
     let cache = util::examples_cache();
-    let mut args = vec![
+    util::hull(&[
         "--cache",
         cache.to_str().expect("utf-8"),
         "build",
         "-q",
         "--arch",
-        arch,
+        "amd64",
         "--root",
         "ab",
         "--image-version",
         version,
         "--name",
         "app",
+        "--format",
+        format,
         "--dir",
         out.to_str().expect("utf-8"),
-    ];
-    for f in formats {
-        args.extend(["--format", f]);
-    }
-    args.push(m.to_str().expect("utf-8"));
-    util::hull(&args).expect_code(0);
-    out
+        m.to_str().expect("utf-8"),
+    ])
+    .expect_code(0);
+    let file = if format == "update" {
+        "app-update.oci.tar"
+    } else {
+        "app-efi.img"
+    };
+    out.join(file)
 }
 
-/// The first sector of the partition named `name` of `disk` (sgdisk).
-fn partition_start(disk: &Path, name: &str) -> u64 {
-    let (ok, table) = tool("sgdisk", &["-p", disk.to_str().expect("utf-8")]);
-    assert!(ok, "sgdisk -p: {table}");
-    let row = table
-        .lines()
-        .find(|l| l.split_whitespace().last() == Some(name))
-        .unwrap_or_else(|| panic!("no partition {name}:\n{table}"));
-    row.split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .expect("a start sector")
-}
-
-/// The blob of `bundle` (an OCI archive) whose title is `title`, extracted
-/// into `dir`: found through the manifest as `skopeo` reads it.
-fn blob(bundle: &Path, title: &str, dir: &Path) -> PathBuf {
+/// The digest of the blob titled `title` in the bundle, as `skopeo` reads it.
+fn blob_digest(bundle: &Path, title: &str) -> String {
     let (ok, raw) = tool(
         "skopeo",
         &[
@@ -106,205 +111,186 @@ fn blob(bundle: &Path, title: &str, dir: &Path) -> PathBuf {
     assert!(ok, "skopeo inspect: {raw}");
     let m: serde_json::Value = serde_json::from_str(&raw).expect("manifest JSON");
     assert_eq!(m["artifactType"], "application/vnd.hull.update.v1", "{raw}");
-    let layer = m["layers"]
+    m["layers"]
         .as_array()
         .and_then(|ls| {
             ls.iter()
                 .find(|l| l["annotations"]["org.opencontainers.image.title"] == title)
         })
-        .unwrap_or_else(|| panic!("no {title} in {raw}"));
-    let digest = layer["digest"].as_str().expect("digest");
-    let member = format!("blobs/{}", digest.replacen(':', "/", 1));
-    let (ok, text) = tool(
-        "tar",
+        .and_then(|l| l["digest"].as_str())
+        .unwrap_or_else(|| panic!("no {title} in {raw}"))
+        .to_string()
+}
+
+/// Pushes `bundle` to `reg` as `app/update:TAG` with `hull push`.
+fn push(bundle: &Path, reg: &TestRegistry, tag: &str, work: &Path) {
+    let cache = work.join("push-cache");
+    util::hull_in(
+        work,
         &[
-            "-xf",
+            "--cache",
+            cache.to_str().expect("utf-8"),
+            "push",
             bundle.to_str().expect("utf-8"),
-            "-C",
-            dir.to_str().expect("utf-8"),
-            &member,
+            &format!("{}/app/update:{tag}", reg.addr),
         ],
-    );
-    assert!(ok, "tar: {text}");
-    dir.join(member)
+        &[("DOCKER_CONFIG", "/nonexistent")],
+    )
+    .expect_code(0);
 }
 
-/// Installs `bundle` (version `version`) into `slot` of `disk`, as the
-/// update service does: the old entries other than `keep` removed, the
-/// slot's partitions written, the UKI added as `hull-VERSION+3.efi`.
-fn install(disk: &Path, bundle: &Path, slot: &str, version: &str, keep: &str, work: &Path) {
-    let esp = format!("{}@@1M", disk.display());
-    let (ok, listing) = tool("mdir", &["-b", "-i", &esp, "::/EFI/Linux"]);
-    assert!(ok, "mdir: {listing}");
-    for entry in listing
-        .lines()
-        .filter(|l| !l.to_lowercase().ends_with(keep))
-    {
-        let (ok, text) = tool("mdel", &["-i", &esp, entry.trim()]);
-        assert!(ok, "mdel {entry}: {text}");
-    }
-    for (title, part) in [("root.squashfs", "root"), ("root.verity", "verity")] {
-        let file = blob(bundle, title, work);
-        let start = partition_start(disk, &format!("hull-{part}-{slot}"));
-        let (ok, text) = tool(
-            "dd",
-            &[
-                &format!("if={}", file.display()),
-                &format!("of={}", disk.display()),
-                "bs=512",
-                &format!("seek={start}"),
-                "conv=notrunc",
-                "status=none",
-            ],
-        );
-        assert!(ok, "dd: {text}");
-    }
-    let uki = blob(bundle, "hull.efi", work);
-    let (ok, text) = tool(
-        "mcopy",
-        &[
-            "-i",
-            &esp,
-            uki.to_str().expect("utf-8"),
-            &format!("::/EFI/Linux/hull-{version}+3.efi"),
-        ],
-    );
-    assert!(ok, "mcopy: {text}");
+/// The registry's stored file of blob `digest`.
+fn stored(reg: &TestRegistry, digest: &str) -> PathBuf {
+    let hex = digest.trim_start_matches("sha256:");
+    reg.dir
+        .path()
+        .join("data/docker/registry/v2/blobs/sha256")
+        .join(&hex[..2])
+        .join(hex)
+        .join("data")
 }
 
-/// The entries on `disk`'s ESP, lower case.
-fn entries(disk: &Path) -> Vec<String> {
-    let (ok, listing) = tool(
-        "mdir",
-        &[
-            "-b",
-            "-i",
-            &format!("{}@@1M", disk.display()),
-            "::/EFI/Linux",
-        ],
+/// Flips the first byte of the file at `path`.
+fn flip(path: &Path) {
+    let mut bytes = std::fs::read(path).expect("blob");
+    bytes[0] ^= 0xff;
+    std::fs::write(path, bytes).expect("blob written");
+}
+
+fn wait(boot: &mut Boot, marker: &str, secs: u64, what: &str) {
+    assert!(
+        boot.wait_for(marker, Duration::from_secs(secs)).is_some(),
+        "{what}: no \"{marker}\":\n{}",
+        boot.text()
     );
-    assert!(ok, "mdir: {listing}");
-    let mut names: Vec<String> = listing
-        .lines()
-        .filter_map(|l| l.rsplit('/').next())
-        .map(str::to_lowercase)
-        .collect();
-    names.sort();
-    names
+}
+
+fn start(dir: &Path, disk: &Path) -> Boot {
+    Boot::start(
+        dir,
+        &[
+            "--arch",
+            "amd64",
+            "--reboot",
+            "--expect",
+            "HULL-NEVER",
+            "--timeout",
+            "1500",
+            disk.to_str().expect("utf-8"),
+        ],
+    )
 }
 
 #[test]
-fn a_two_slot_disk_blesses_a_good_version_and_falls_back_from_a_bad_one() {
+fn updates_come_from_a_registry_and_a_bad_one_falls_back_by_itself() {
     let tmp = tempfile::tempdir().expect("tmp");
     let dir = tmp.path();
-    let arch = "amd64";
-    let v1 = build(dir, arch, "1", false, &["raw-efi"]);
-    let disk = v1.join("app-efi.img");
-    let v2 = build(dir, arch, "2", false, &["update"]).join("app-update.oci.tar");
-    let v3 = build(dir, arch, "3", true, &["update"]).join("app-update.oci.tar");
+    let reg = TestRegistry::start();
+    let port = reg.addr.rsplit(':').next().expect("a port");
+    let guest_reg = format!("10.0.2.2:{port}");
+    let disk = build(dir, "1", false, &guest_reg, "raw-efi");
+    let v2 = build(dir, "2", false, &guest_reg, "update");
+    let v3 = build(dir, "3", true, &guest_reg, "update");
     let (ok, text) = tool("sgdisk", &["-v", disk.to_str().expect("utf-8")]);
     assert!(
         ok && text.contains("No problems found"),
         "sgdisk -v: {text}"
     );
-    let forever = Duration::from_secs(900);
 
-    // A fresh disk: slot A, trusted.
-    let disk_arg = disk.to_str().expect("utf-8");
-    let mut boot = Boot::start(
-        dir,
-        &[
-            "--arch",
-            arch,
-            "--uefi",
-            "--expect",
-            "HULL-NEVER",
-            "--timeout",
-            "900",
-            disk_arg,
-        ],
-    );
+    let mut boot = start(dir, &disk);
+    wait(&mut boot, "HULL-V1-UP", 300, "v1 from slot A");
     assert!(
-        boot.wait_for("HULL-V1-UP", Duration::from_secs(300))
-            .is_some()
-            && boot
-                .text()
-                .contains("slot a booted, version 1, entry hull.efi: trusted"),
-        "{arch}: v1 did not boot from slot A:\n{}",
+        boot.text()
+            .contains("slot a booted, version 1, entry hull.efi: trusted"),
+        "v1 did not boot from slot A:\n{}",
         boot.text()
     );
-    drop(boot);
 
-    // Version 2 into slot B: tried, blessed, and trusted after a reset.
-    install(&disk, &v2, "b", "2", "hull.efi", dir);
-    let mut boot = Boot::start(
-        dir,
-        &[
-            "--arch",
-            arch,
-            "--uefi",
-            "--reboot",
-            "--expect",
-            "HULL-NEVER",
-            "--timeout",
-            "900",
-            disk_arg,
-        ],
-    );
+    // v2 with its root blob tampered in the registry: refused, nothing written.
+    push(&v2, &reg, "2", dir);
+    let root = stored(&reg, &blob_digest(&v2, "root.squashfs"));
+    flip(&root);
+    push(&v2, &reg, "stable", dir);
+    wait(&mut boot, "refused", 120, "a tampered blob");
     assert!(
-        boot.wait_for("blessed hull-2.efi", Duration::from_secs(300))
-            .is_some()
-            && boot
-                .text()
-                .contains("slot b booted, version 2, entry hull-2+3.efi: on trial"),
-        "{arch}: v2 was not tried and blessed:\n{}",
+        !boot.text().contains("removed the spare slot's entry") && !boot.text().contains("wrote "),
+        "something was written for a tampered bundle:\n{}",
+        boot.text()
+    );
+    flip(&root);
+    wait(&mut boot, "installed hull-2+3.efi", 120, "v2 installed");
+    wait(&mut boot, "blessed hull-2.efi", 300, "v2 tried and blessed");
+    assert!(
+        boot.text()
+            .contains("slot b booted, version 2, entry hull-2+3.efi: on trial"),
+        "v2 was not on trial in slot B:\n{}",
         boot.text()
     );
     boot.qmp("system_reset");
-    assert!(
-        boot.wait_for(
-            "slot b booted, version 2, entry hull-2.efi: trusted",
-            Duration::from_secs(300)
-        )
-        .is_some(),
-        "{arch}: v2 did not boot again as trusted:\n{}",
+    wait(
+        &mut boot,
+        "slot b booted, version 2, entry hull-2.efi: trusted",
+        300,
+        "v2 again after a reset",
+    );
+
+    // v3: QEMU killed as soon as slot A is being written.
+    push(&v3, &reg, "stable", dir);
+    wait(
+        &mut boot,
+        "removed the spare slot's entry",
+        120,
+        "v3 being installed",
+    );
+    drop(boot);
+
+    let mut boot = start(dir, &disk);
+    wait(
+        &mut boot,
+        "slot b booted, version 2, entry hull-2.efi: trusted",
+        300,
+        "v2 after QEMU was killed while slot A was written",
+    );
+    wait(
+        &mut boot,
+        "installed hull-3+3.efi",
+        300,
+        "v3 installed again",
+    );
+    wait(
+        &mut boot,
+        "not healthy by the deadline",
+        300,
+        "v3's first try",
+    );
+    let tries = |b: &Boot| b.text().matches("slot a booted, version 3").count();
+    let fallback = "slot b booted, version 2, entry hull-2.efi: trusted";
+    let before = boot.text().matches(fallback).count();
+    let deadline = std::time::Instant::now() + Duration::from_secs(600);
+    while boot.text().matches(fallback).count() == before && std::time::Instant::now() < deadline {
+        boot.wait_for("HULL-NEVER", Duration::from_secs(5));
+    }
+    assert_eq!(
+        tries(&boot),
+        3,
+        "v3 was not tried three times:\n{}",
         boot.text()
     );
-    drop(boot);
-    assert_eq!(entries(&disk), ["hull-2.efi", "hull.efi"].map(String::from));
-
-    // Version 3 into slot A: never healthy, tried three times, then v2.
-    install(&disk, &v3, "a", "3", "hull-2.efi", dir);
-    let mut boot = Boot::start(
-        dir,
-        &[
-            "--arch",
-            arch,
-            "--uefi",
-            "--reboot",
-            "--expect",
-            "HULL-NEVER",
-            "--timeout",
-            "900",
-            disk_arg,
-        ],
+    wait(
+        &mut boot,
+        "failed: tried 3 times, given up",
+        120,
+        "hullctl slots after the fallback",
     );
-    let fell_back = boot
-        .wait_for(
-            "slot b booted, version 2, entry hull-2.efi: trusted",
-            forever,
-        )
-        .is_some();
-    let text = boot.text();
-    let tries = text.matches("slot a booted, version 3").count();
-    let gave_up = text.matches("not healthy by the deadline").count();
+    wait(
+        &mut boot,
+        "was tried and given up",
+        60,
+        "the service not installing v3 again",
+    );
     assert!(
-        fell_back && tries == 3 && gave_up == 3 && boot.wait_for("HULL-V2-UP", Duration::from_secs(60)).is_some(),
-        "{arch}: v3 was not tried three times before v2 ({tries} tries, {gave_up} given up):\n{text}"
-    );
-    drop(boot);
-    assert_eq!(
-        entries(&disk),
-        ["hull-2.efi", "hull-3+0-3.efi"].map(String::from)
+        boot.text().matches("not healthy by the deadline").count() == 3,
+        "{}",
+        boot.text()
     );
 }

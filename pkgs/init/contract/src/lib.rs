@@ -9,13 +9,16 @@
 //! `config.json` is the OCI runtime spec, `oci_spec::runtime::Spec`, on both
 //! sides.
 //!
-//! Must not do I/O or know about manifests, registries or syscalls: it is
-//! serde types, constants and pure functions, built into both the host
-//! builder and the static PID1.
+//! Must not open files or know about manifests, registries or syscalls: it
+//! is serde types, constants and pure functions (the verity hash tree reads
+//! and writes the streams it is given), built into the host builder, the
+//! static PID1 and the update service.
 
 pub mod layout;
 pub mod runtime;
 pub mod slots;
+pub mod uki;
+pub mod verity;
 
 pub use layout::Section;
 

@@ -5,10 +5,11 @@
 //! hash blocks, a salt), laid out as `veritysetup format` lays it out (a
 //! superblock, then the levels, the top one first), and the root hash. Byte
 //! for byte what cryptsetup writes for the same salt and UUID (its
-//! `veritysetup verify` checks them in the tests). Written by hand: the
-//! crates that exist only verify (`verity-hash`) or need libcryptsetup; the
-//! format is a few lines over `sha2`. Must not know partitions or what the
-//! data is.
+//! `veritysetup verify` checks them in the tests). The builder writes root
+//! images with it; the update service checks a slot it wrote against the
+//! root hash with it. Written by hand: the crates that exist only verify
+//! (`verity-hash`) or need libcryptsetup; the format is a few lines over
+//! `sha2`. Must not know partitions or what the data is.
 
 use std::io::{self, Read, Write};
 
@@ -32,20 +33,6 @@ pub struct Verity {
     pub data_blocks: u64,
     /// Size of the hash image (superblock and tree).
     pub hash_bytes: u64,
-}
-
-impl Verity {
-    /// The target line after `0 SECTORS verity ` of a dm table, with the
-    /// data device `data` and the hash device `hash` (the tree starts at
-    /// block 1, after the superblock).
-    pub fn table(&self, data: &str, hash: &str) -> String {
-        format!(
-            "1 {data} {hash} {BLOCK} {BLOCK} {} 1 sha256 {} {}",
-            self.data_blocks,
-            hex::encode(self.root_hash),
-            hex::encode(self.salt)
-        )
-    }
 }
 
 fn salted(salt: &[u8], block: &[u8]) -> [u8; 32] {

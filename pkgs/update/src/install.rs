@@ -1,0 +1,478 @@
+//! Installing an update bundle into the spare slot of a two-slot disk.
+//!
+//! In order, so that a power cut at any point leaves a bootable system:
+//! every blob downloaded and checked first (digest, UKI and verity against
+//! the bundle's root hash, sizes against the slot) — a bad bundle is
+//! refused before anything is written; then the spare slot's old boot
+//! entries removed from the ESP (so nothing can start a half-written slot);
+//! the root and verity images written to the spare slot and read back
+//! against the root hash; the UKI written under a temporary name and only
+//! then renamed to its boot-counted name (`hull-V+3.efi`), which is what
+//! makes systemd-boot try it. The booted slot and its entry are never
+//! touched, and an update while this boot is still on trial is refused (its
+//! fallback is the entry an update would replace).
+//!
+//! Owns: the order above and the checks. Reads what hull-init prepared
+//! (`hull_contract::slots`: boot.json, the spare slot's nodes, the ESP);
+//! must not talk HTTP itself (`registry`).
+
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use hull_contract::slots::{self, BootInfo, Entry};
+use hull_contract::verity;
+
+use crate::registry::{self, Client, Reference, RegistryError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum InstallError {
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    #[error("{0}: not booted from a two-slot disk, or hull-init did not say (bind it into the update service)")]
+    NoBootInfo(String),
+    #[error("this boot (version {0}) is still on trial: update once it is blessed, or its fallback would be overwritten")]
+    OnTrial(String),
+    #[error("{reference}: not a Hull update bundle: {why}")]
+    NotABundle { reference: String, why: String },
+    #[error("{reference} is for {bundle}, this machine is {machine}")]
+    Arch {
+        reference: String,
+        bundle: String,
+        machine: String,
+    },
+    #[error("{reference}: {why}: refused, nothing written")]
+    Refused { reference: String, why: String },
+    #[error("{step} {path}: {source}")]
+    Io {
+        step: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("slot {slot} written, but it does not read back as root hash {want} (got {got}): its entry was not installed")]
+    Verify {
+        slot: String,
+        want: String,
+        got: String,
+    },
+}
+
+fn io<'p>(step: &'static str, path: &'p Path) -> impl Fn(std::io::Error) -> InstallError + 'p {
+    move |source| InstallError::Io {
+        step,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// What an install did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// The bundle's version is the one running.
+    Running(String),
+    /// Its entry is on the ESP already, waiting for a boot.
+    Pending(String),
+    /// It was tried and given up (its spent entry is still on the ESP): it
+    /// is not installed again; a newer version replaces it.
+    Failed(String),
+    /// Written to `slot`; systemd-boot tries `entry` at the next boot.
+    Installed {
+        version: String,
+        slot: String,
+        entry: String,
+    },
+}
+
+/// The bundle's manifest, as far as this reads it.
+#[derive(Debug, serde::Deserialize)]
+struct Manifest {
+    #[serde(rename = "artifactType")]
+    artifact_type: Option<String>,
+    layers: Vec<Layer>,
+    #[serde(default)]
+    annotations: std::collections::BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, serde::Deserialize)]
+struct Layer {
+    #[serde(rename = "mediaType")]
+    media_type: String,
+    digest: String,
+    size: u64,
+}
+
+/// What a bundle is: its version, root hash and three blobs.
+#[derive(Debug)]
+struct Bundle {
+    version: String,
+    root_hash: String,
+    uki: Layer,
+    root: Layer,
+    verity: Layer,
+}
+
+/// This machine's arch as bundles name it.
+pub fn machine_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    }
+}
+
+fn bundle(reference: &Reference, raw: &[u8]) -> Result<Bundle, InstallError> {
+    let not = |why: String| InstallError::NotABundle {
+        reference: reference.to_string(),
+        why,
+    };
+    let m: Manifest = serde_json::from_slice(raw).map_err(|e| not(e.to_string()))?;
+    if m.artifact_type.as_deref() != Some(slots::ARTIFACT_TYPE) {
+        return Err(not(format!("artifactType {:?}", m.artifact_type)));
+    }
+    let annotation = |k: &str| {
+        m.annotations
+            .get(k)
+            .cloned()
+            .ok_or_else(|| not(format!("no annotation {k}")))
+    };
+    let arch = annotation(slots::ARCH_ANNOTATION)?;
+    if arch != machine_arch() {
+        return Err(InstallError::Arch {
+            reference: reference.to_string(),
+            bundle: arch,
+            machine: machine_arch().into(),
+        });
+    }
+    let layer = |t: &str| {
+        let mut found = m.layers.iter().filter(|l| l.media_type == t);
+        match (found.next(), found.next()) {
+            (Some(l), None) => Ok(l.clone()),
+            _ => Err(not(format!("not exactly one {t} layer"))),
+        }
+    };
+    Ok(Bundle {
+        version: annotation(slots::VERSION_ANNOTATION)?,
+        root_hash: annotation(slots::ROOT_HASH_ANNOTATION)?,
+        uki: layer(slots::UKI_TYPE)?,
+        root: layer(slots::ROOT_TYPE)?,
+        verity: layer(slots::VERITY_TYPE)?,
+    })
+}
+
+/// Where things are: hull-init's files (changed by tests only).
+pub struct Paths {
+    pub boot: PathBuf,
+    pub esp: PathBuf,
+    pub spare: PathBuf,
+    /// Downloads, kept across tries (a directory on the data partition
+    /// makes them survive a reboot).
+    pub scratch: PathBuf,
+}
+
+impl Paths {
+    pub fn system(scratch: PathBuf) -> Paths {
+        Paths {
+            boot: slots::BOOT_FILE.into(),
+            esp: slots::ESP_MOUNT.into(),
+            spare: slots::SPARE_DIR.into(),
+            scratch,
+        }
+    }
+
+    fn entries(&self) -> PathBuf {
+        self.esp.join(slots::ENTRY_DIR)
+    }
+}
+
+fn boot_info(p: &Paths) -> Result<BootInfo, InstallError> {
+    let raw = std::fs::read(&p.boot)
+        .map_err(|e| InstallError::NoBootInfo(format!("{}: {e}", p.boot.display())))?;
+    serde_json::from_slice(&raw)
+        .map_err(|e| InstallError::NoBootInfo(format!("{}: {e}", p.boot.display())))
+}
+
+/// The entries on the ESP: file name and parsed name.
+fn entries(p: &Paths) -> Result<Vec<(String, Entry)>, InstallError> {
+    let dir = p.entries();
+    let mut out: Vec<(String, Entry)> = std::fs::read_dir(&dir)
+        .map_err(io("read", &dir))?
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            Entry::parse(&name).map(|p| (name, p))
+        })
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(out)
+}
+
+/// Installs the bundle `reference` into the spare slot.
+pub fn install(
+    reference: &Reference,
+    client: &mut Client,
+    p: &Paths,
+) -> Result<Outcome, InstallError> {
+    let info = boot_info(p)?;
+    let (raw, digest) = client.manifest(reference)?;
+    let b = bundle(reference, &raw)?;
+    say(format!(
+        "{reference}: {digest}: version {} for {}",
+        b.version,
+        machine_arch()
+    ));
+    if b.version == info.version {
+        return Ok(Outcome::Running(b.version));
+    }
+    let stem = format!("{}-{}", slots::ENTRY_PREFIX, b.version).to_ascii_lowercase();
+    match entries(p)?.iter().find(|(_, e)| e.stem == stem) {
+        Some((_, e)) if e.spent() => return Ok(Outcome::Failed(b.version)),
+        Some(_) => return Ok(Outcome::Pending(b.version)),
+        None => {}
+    }
+    if !info.blessed {
+        return Err(InstallError::OnTrial(info.version));
+    }
+    let files = download(reference, client, &b, p)?;
+    check(reference, &b, &files, p, &info)?;
+    remove_spare_entries(p, &info)?;
+    write_slot(&files, p)?;
+    verify_slot(&b, p, &info)?;
+    let entry = add_entry(&files.uki, &b.version, p)?;
+    let spare = slots::SLOTS
+        .iter()
+        .find(|s| **s != info.slot)
+        .map_or_else(String::new, |s| s.to_string());
+    Ok(Outcome::Installed {
+        version: b.version,
+        slot: spare,
+        entry,
+    })
+}
+
+pub fn say(msg: impl AsRef<str>) {
+    let _ = writeln!(std::io::stdout(), "hull-update: {}", msg.as_ref());
+}
+
+/// The three blobs in the scratch directory.
+struct Files {
+    uki: PathBuf,
+    root: PathBuf,
+    verity: PathBuf,
+}
+
+fn download(
+    reference: &Reference,
+    client: &mut Client,
+    b: &Bundle,
+    p: &Paths,
+) -> Result<Files, InstallError> {
+    std::fs::create_dir_all(&p.scratch).map_err(io("mkdir", &p.scratch))?;
+    let mut get = |l: &Layer| -> Result<PathBuf, InstallError> {
+        let path = p.scratch.join(l.digest.replace(':', "-"));
+        if !path.exists() {
+            say(format!(
+                "{reference}: fetching {} ({} bytes)",
+                l.digest, l.size
+            ));
+            client.blob(&l.digest, l.size, &path)?;
+        } else if registry::file_sha256(&path)? != l.digest {
+            std::fs::remove_file(&path).map_err(io("remove", &path))?;
+            client.blob(&l.digest, l.size, &path)?;
+        }
+        Ok(path)
+    };
+    Ok(Files {
+        uki: get(&b.uki)?,
+        root: get(&b.root)?,
+        verity: get(&b.verity)?,
+    })
+}
+
+/// The size of the file or block device at `path`.
+fn size_of(path: &Path) -> Result<u64, InstallError> {
+    let mut f = File::open(path).map_err(io("open", path))?;
+    f.seek(SeekFrom::End(0)).map_err(io("measure", path))
+}
+
+/// Everything that can be checked before a byte is written.
+fn check(
+    reference: &Reference,
+    b: &Bundle,
+    f: &Files,
+    p: &Paths,
+    info: &BootInfo,
+) -> Result<(), InstallError> {
+    let refuse = |why: String| InstallError::Refused {
+        reference: reference.to_string(),
+        why,
+    };
+    let uki = std::fs::read(&f.uki).map_err(io("read", &f.uki))?;
+    match hull_contract::uki::root_hash(&uki) {
+        Some(h) if h == b.root_hash => {}
+        other => {
+            return Err(refuse(format!(
+                "its UKI boots root hash {other:?}, the bundle says {}",
+                b.root_hash
+            )))
+        }
+    }
+    if hull_contract::uki::version(&uki).as_deref() != Some(b.version.as_str()) {
+        return Err(refuse(
+            "its UKI's IMAGE_VERSION is not the bundle's version".into(),
+        ));
+    }
+    let mut sb = vec![0u8; 512];
+    File::open(&f.verity)
+        .and_then(|mut v| v.read_exact(&mut sb))
+        .map_err(io("read", &f.verity))?;
+    if &sb[0..8] != b"verity\0\0" || registry::hex(&sb[16..32]) != b.root_hash[..32] {
+        return Err(refuse(
+            "its verity image does not name its root hash".into(),
+        ));
+    }
+    for (blob, part) in [(&f.root, "root"), (&f.verity, "verity")] {
+        let (need, room) = (size_of(blob)?, size_of(&p.spare.join(part))?);
+        if need > room {
+            return Err(refuse(format!(
+                "its {part} image is {need} bytes, the slot's partition {room}: rebuild the disk with a larger --slot-size"
+            )));
+        }
+    }
+    let free = esp_free(p, booted_stem(info))?;
+    if free < uki.len() as u64 {
+        return Err(refuse(format!(
+            "its UKI ({} bytes) does not fit the ESP ({free} bytes free once the spare slot's entries go)",
+            uki.len()
+        )));
+    }
+    Ok(())
+}
+
+/// Free bytes on the ESP once the entries other than the booted one go.
+fn esp_free(p: &Paths, booted: String) -> Result<u64, InstallError> {
+    let st = rustix::fs::statvfs(&p.esp).map_err(|e| io("statvfs", &p.esp)(e.into()))?;
+    let mut free = st.f_bavail * st.f_frsize;
+    for (name, e) in entries(p)? {
+        if e.stem != booted {
+            let path = p.entries().join(name);
+            free += std::fs::metadata(&path).map_err(io("stat", &path))?.len();
+        }
+    }
+    Ok(free)
+}
+
+/// The booted entry's name without counter.
+fn booted_stem(info: &BootInfo) -> String {
+    info.entry
+        .as_deref()
+        .and_then(Entry::parse)
+        .map(|e| e.stem)
+        .unwrap_or_default()
+}
+
+/// Removes every entry but the booted one (the spare slot's, and failed
+/// or half-written ones), so nothing can start the slot being written.
+fn remove_spare_entries(p: &Paths, info: &BootInfo) -> Result<(), InstallError> {
+    let booted = booted_stem(info);
+    let dir = p.entries();
+    for (name, e) in entries(p)? {
+        if e.stem != booted {
+            let path = dir.join(&name);
+            std::fs::remove_file(&path).map_err(io("remove", &path))?;
+            say(format!("removed the spare slot's entry {name}"));
+        }
+    }
+    if let Ok(d) = std::fs::read_dir(&dir) {
+        for e in d.flatten() {
+            if e.file_name().to_string_lossy().starts_with(".hull-") {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+    File::open(&dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io("sync", &dir))
+}
+
+/// Copies `from` onto the device `to` and syncs it.
+fn copy_to(from: &Path, to: &Path) -> Result<u64, InstallError> {
+    let mut src = File::open(from).map_err(io("open", from))?;
+    let mut dst = std::fs::OpenOptions::new()
+        .write(true)
+        .open(to)
+        .map_err(io("open", to))?;
+    let n = std::io::copy(&mut src, &mut dst).map_err(io("write", to))?;
+    dst.sync_all().map_err(io("sync", to))?;
+    Ok(n)
+}
+
+fn write_slot(f: &Files, p: &Paths) -> Result<(), InstallError> {
+    for (blob, part) in [(&f.root, "root"), (&f.verity, "verity")] {
+        let dev = p.spare.join(part);
+        let n = copy_to(blob, &dev)?;
+        say(format!(
+            "wrote {n} bytes to the spare slot's {part} ({})",
+            dev.display()
+        ));
+    }
+    Ok(())
+}
+
+/// Reads the spare slot back: the hash tree of its root must be the one in
+/// its verity partition and give the bundle's root hash.
+fn verify_slot(b: &Bundle, p: &Paths, info: &BootInfo) -> Result<(), InstallError> {
+    let (root_dev, verity_dev) = (p.spare.join("root"), p.spare.join("verity"));
+    let mut sb = vec![0u8; 4096];
+    File::open(&verity_dev)
+        .and_then(|mut v| v.read_exact(&mut sb))
+        .map_err(io("read", &verity_dev))?;
+    let blocks = u64::from_le_bytes(sb[72..80].try_into().unwrap_or_default());
+    let mut salt = [0u8; 32];
+    salt.copy_from_slice(&sb[88..120]);
+    let len = blocks * verity::BLOCK;
+    let mut data = File::open(&root_dev)
+        .map_err(io("open", &root_dev))?
+        .take(len);
+    let mut tree = Vec::new();
+    let v = verity::write(&mut data, len, salt, &mut tree).map_err(io("read", &root_dev))?;
+    let mut written = vec![0u8; tree.len()];
+    File::open(&verity_dev)
+        .and_then(|mut f| f.read_exact(&mut written))
+        .map_err(io("read", &verity_dev))?;
+    let got = registry::hex(&v.root_hash);
+    if got != b.root_hash || written != tree {
+        let slot = slots::SLOTS
+            .iter()
+            .find(|s| **s != info.slot)
+            .map_or_else(String::new, |s| s.to_string());
+        return Err(InstallError::Verify {
+            slot,
+            want: b.root_hash.clone(),
+            got,
+        });
+    }
+    say(format!("the spare slot reads back as root hash {got}"));
+    Ok(())
+}
+
+/// Writes the UKI under a temporary name, then renames it to its counted
+/// entry name; returns that name.
+fn add_entry(uki: &Path, version: &str, p: &Paths) -> Result<String, InstallError> {
+    let dir = p.entries();
+    let tmp = dir.join(".hull-new.tmp");
+    let entry = slots::counted_entry(version);
+    let dest = dir.join(&entry);
+    std::fs::copy(uki, &tmp).map_err(io("copy", &tmp))?;
+    File::open(&tmp)
+        .and_then(|f| f.sync_all())
+        .map_err(io("sync", &tmp))?;
+    std::fs::rename(&tmp, &dest).map_err(io("rename", &dest))?;
+    File::open(&dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io("sync", &dir))?;
+    say(format!(
+        "installed {entry}: systemd-boot tries it at the next boot"
+    ));
+    Ok(entry)
+}
