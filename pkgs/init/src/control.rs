@@ -269,6 +269,17 @@ mod tests {
         assert!(Verb::parse("restart").is_err());
         assert!(Verb::parse("stop a b").is_err());
         assert!(Verb::parse("list x").is_err());
+        assert_eq!(Verb::parse("slots"), Ok(Verb::Slots));
+        assert_eq!(
+            Verb::parse("update reg.example/app:2"),
+            Ok(Verb::Update("reg.example/app:2".into()))
+        );
+        assert!(Verb::parse("update").is_err());
+        assert_eq!(Verb::parse("debug hang"), Ok(Verb::Hang));
+        assert!(Verb::parse("debug").is_err());
+        assert_eq!(Verb::Slots.needs(), ControlAccess::Read);
+        assert_eq!(Verb::Update("r".into()).needs(), ControlAccess::Full);
+        assert_eq!(Verb::Hang.needs(), ControlAccess::Full);
         assert!(Verb::parse("frobnicate").is_err());
         assert!(Verb::parse("").is_err());
     }

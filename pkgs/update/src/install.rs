@@ -214,6 +214,9 @@ pub fn install(
     p: &Paths,
 ) -> Result<Outcome, InstallError> {
     let info = boot_info(p)?;
+    if !info.blessed {
+        return Err(InstallError::OnTrial(info.version));
+    }
     let (raw, digest) = client.manifest(reference)?;
     let b = bundle(reference, &raw)?;
     say(format!(
@@ -229,9 +232,6 @@ pub fn install(
         Some((_, e)) if e.spent() => return Ok(Outcome::Failed(b.version)),
         Some(_) => return Ok(Outcome::Pending(b.version)),
         None => {}
-    }
-    if !info.blessed {
-        return Err(InstallError::OnTrial(info.version));
     }
     let files = download(reference, client, &b, p)?;
     check(reference, &b, &files, p, &info)?;
@@ -475,4 +475,276 @@ fn add_entry(uki: &Path, version: &str, p: &Paths) -> Result<String, InstallErro
         "installed {entry}: systemd-boot tries it at the next boot"
     ));
     Ok(entry)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A PE image with `sections` (name, bytes), as a UKI has them.
+    fn pe(sections: &[(&str, &[u8])]) -> Vec<u8> {
+        let mut out = vec![0u8; 0x400];
+        out[0x3c] = 0x40;
+        out[0x40..0x44].copy_from_slice(b"PE\0\0");
+        out[0x46] = u8::try_from(sections.len()).expect("few");
+        for (i, (name, data)) in sections.iter().enumerate() {
+            let s = 0x40 + 24 + 40 * i;
+            out[s..s + name.len()].copy_from_slice(name.as_bytes());
+            let len = u32::try_from(data.len()).expect("small");
+            let at = u32::try_from(out.len()).expect("small");
+            out[s + 8..s + 12].copy_from_slice(&len.to_le_bytes());
+            out[s + 16..s + 20].copy_from_slice(&len.to_le_bytes());
+            out[s + 20..s + 24].copy_from_slice(&at.to_le_bytes());
+            out.extend_from_slice(data);
+        }
+        out
+    }
+
+    /// A root image of `blocks` 4 KiB blocks and its verity image.
+    fn root_and_verity(blocks: usize) -> (Vec<u8>, Vec<u8>, String) {
+        let data: Vec<u8> = (0..blocks * 4096).map(|i| u8::try_from(i % 251).unwrap_or(0)).collect();
+        let mut tree = Vec::new();
+        let v =
+            verity::write(&mut &data[..], data.len() as u64, [7; 32], &mut tree).expect("a tree");
+        (data, tree, registry::hex(&v.root_hash))
+    }
+
+    struct Disk {
+        _dir: tempfile::TempDir,
+        paths: Paths,
+        files: Files,
+        bundle: Bundle,
+        info: BootInfo,
+    }
+
+    /// A fake machine booted from slot a (`hull.efi`), with a stale spent
+    /// entry, spare partitions of `room` bytes, and a bundle of version 2.
+    fn disk(room: u64) -> Disk {
+        let dir = tempfile::tempdir().expect("tmp");
+        let d = dir.path();
+        let paths = Paths {
+            boot: d.join("boot.json"),
+            esp: d.join("esp"),
+            spare: d.join("spare"),
+            scratch: d.join("scratch"),
+        };
+        std::fs::create_dir_all(paths.entries()).expect("esp");
+        std::fs::create_dir_all(&paths.spare).expect("spare");
+        std::fs::create_dir_all(&paths.scratch).expect("scratch");
+        std::fs::write(paths.entries().join("hull.efi"), b"booted").expect("entry");
+        std::fs::write(paths.entries().join("hull-1+0-3.efi"), b"spent").expect("entry");
+        for part in ["root", "verity"] {
+            let f = File::create(paths.spare.join(part)).expect("part");
+            f.set_len(room).expect("size");
+        }
+        let (data, tree, root_hash) = root_and_verity(40);
+        let files = Files {
+            uki: paths.scratch.join("uki"),
+            root: paths.scratch.join("root"),
+            verity: paths.scratch.join("verity"),
+        };
+        let cmdline = format!("console=ttyS0 roothash={root_hash}");
+        let uki = pe(&[
+            (".osrel", b"ID=hull\nIMAGE_VERSION=2\n"),
+            (".cmdline", cmdline.as_bytes()),
+        ]);
+        std::fs::write(&files.uki, uki).expect("uki");
+        std::fs::write(&files.root, data).expect("root");
+        std::fs::write(&files.verity, tree).expect("verity");
+        let layer = |t: &str| Layer {
+            media_type: t.into(),
+            digest: String::new(),
+            size: 0,
+        };
+        let bundle = Bundle {
+            version: "2".into(),
+            root_hash,
+            uki: layer(slots::UKI_TYPE),
+            root: layer(slots::ROOT_TYPE),
+            verity: layer(slots::VERITY_TYPE),
+        };
+        let info = BootInfo {
+            slot: "a".into(),
+            version: "1".into(),
+            root_hash: String::new(),
+            entry: Some("hull.efi".into()),
+            count_path: None,
+            blessed: true,
+        };
+        Disk {
+            _dir: dir,
+            paths,
+            files,
+            bundle,
+            info,
+        }
+    }
+
+    fn reference() -> Reference {
+        Reference::parse("reg.example/app/update:2").expect("valid")
+    }
+
+    #[test]
+    fn a_bundle_is_read_from_its_manifest_and_anything_else_is_refused() {
+        let manifest = |artifact: &str, arch: &str, ukis: usize| {
+            let uki = format!(
+                r#"{{"mediaType":"{}","digest":"sha256:u","size":1}}"#,
+                slots::UKI_TYPE
+            );
+            let layers = std::iter::repeat_n(uki, ukis)
+                .chain([
+                    format!(
+                        r#"{{"mediaType":"{}","digest":"sha256:r","size":2}}"#,
+                        slots::ROOT_TYPE
+                    ),
+                    format!(
+                        r#"{{"mediaType":"{}","digest":"sha256:v","size":3}}"#,
+                        slots::VERITY_TYPE
+                    ),
+                ])
+                .collect::<Vec<_>>()
+                .join(",");
+            format!(
+                r#"{{"artifactType":"{artifact}","layers":[{layers}],"annotations":{{"{}":"2","{}":"{arch}","{}":"ab"}}}}"#,
+                slots::VERSION_ANNOTATION,
+                slots::ARCH_ANNOTATION,
+                slots::ROOT_HASH_ANNOTATION
+            )
+        };
+        let r = reference();
+        let b = bundle(
+            &r,
+            manifest(slots::ARTIFACT_TYPE, machine_arch(), 1).as_bytes(),
+        )
+        .expect("a bundle");
+        assert_eq!((b.version.as_str(), b.root.size), ("2", 2));
+        assert!(matches!(
+            bundle(
+                &r,
+                manifest("application/other", machine_arch(), 1).as_bytes()
+            ),
+            Err(InstallError::NotABundle { .. })
+        ));
+        assert!(matches!(
+            bundle(&r, manifest(slots::ARTIFACT_TYPE, "riscv64", 1).as_bytes()),
+            Err(InstallError::Arch { .. })
+        ));
+        assert!(bundle(
+            &r,
+            manifest(slots::ARTIFACT_TYPE, machine_arch(), 2).as_bytes()
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn a_good_bundle_is_written_read_back_and_its_entry_added_last() {
+        let d = disk(1 << 20);
+        check(&reference(), &d.bundle, &d.files, &d.paths, &d.info).expect("passes its checks");
+        remove_spare_entries(&d.paths, &d.info).expect("removed");
+        assert_eq!(
+            entries(&d.paths)
+                .expect("listed")
+                .into_iter()
+                .map(|e| e.0)
+                .collect::<Vec<_>>(),
+            ["hull.efi"]
+        );
+        write_slot(&d.files, &d.paths).expect("written");
+        verify_slot(&d.bundle, &d.paths, &d.info).expect("reads back");
+        assert_eq!(
+            add_entry(&d.files.uki, "2", &d.paths).expect("added"),
+            "hull-2+3.efi"
+        );
+        let names: Vec<String> = entries(&d.paths)
+            .expect("listed")
+            .into_iter()
+            .map(|e| e.0)
+            .collect();
+        assert_eq!(names, ["hull-2+3.efi", "hull.efi"]);
+        assert!(!d.paths.entries().join(".hull-new.tmp").exists());
+    }
+
+    #[test]
+    fn a_bundle_that_does_not_hold_together_is_refused_before_writing() {
+        let d = disk(1 << 20);
+        let mut other = Bundle {
+            root_hash: "00".repeat(32),
+            ..d.bundle
+        };
+        let refused = check(&reference(), &other, &d.files, &d.paths, &d.info);
+        assert!(
+            matches!(&refused, Err(InstallError::Refused { why, .. }) if why.contains("root hash")),
+            "{refused:?}"
+        );
+        other.root_hash = root_and_verity(40).2;
+        let small = disk(4096);
+        let refused = check(
+            &reference(),
+            &small.bundle,
+            &small.files,
+            &small.paths,
+            &small.info,
+        );
+        assert!(
+            matches!(&refused, Err(InstallError::Refused { why, .. }) if why.contains("--slot-size")),
+            "{refused:?}"
+        );
+        // Nothing was written: the spare partitions are still zeros.
+        let root = std::fs::read(small.paths.spare.join("root")).expect("read");
+        assert!(root.iter().all(|&b| b == 0));
+    }
+
+    #[test]
+    fn a_slot_that_reads_back_wrong_gets_no_entry() {
+        let d = disk(1 << 20);
+        write_slot(&d.files, &d.paths).expect("written");
+        let dev = d.paths.spare.join("root");
+        let mut bytes = std::fs::read(&dev).expect("read");
+        bytes[5000] ^= 1;
+        std::fs::write(&dev, bytes).expect("corrupted");
+        assert!(matches!(
+            verify_slot(&d.bundle, &d.paths, &d.info),
+            Err(InstallError::Verify { .. })
+        ));
+    }
+
+    #[test]
+    fn an_update_on_trial_or_without_boot_info_is_refused_before_asking_the_registry() {
+        let d = disk(1 << 20);
+        // Nothing listens on port 1: reaching the registry would be an HTTP error.
+        let r = Reference::parse("127.0.0.1:1/app/update:2").expect("valid");
+        let options = registry::Options {
+            plain_http: true,
+            ..Default::default()
+        };
+        let mut client = Client::new(&r, &options).expect("a client");
+        let no_info = install(&r, &mut client, &d.paths);
+        assert!(
+            matches!(no_info, Err(InstallError::NoBootInfo(_))),
+            "{no_info:?}"
+        );
+        let trial = BootInfo {
+            blessed: false,
+            ..d.info.clone()
+        };
+        std::fs::write(&d.paths.boot, serde_json::to_vec(&trial).expect("json"))
+            .expect("boot.json");
+        let on_trial = install(&r, &mut client, &d.paths);
+        assert!(
+            matches!(on_trial, Err(InstallError::OnTrial(_))),
+            "{on_trial:?}"
+        );
+        std::fs::write(&d.paths.boot, serde_json::to_vec(&d.info).expect("json"))
+            .expect("boot.json");
+        let unreachable = install(&r, &mut client, &d.paths);
+        assert!(
+            matches!(unreachable, Err(InstallError::Registry(_))),
+            "{unreachable:?}"
+        );
+        assert_eq!(
+            entries(&d.paths).expect("listed").len(),
+            2,
+            "nothing was removed"
+        );
+    }
 }
