@@ -23,6 +23,7 @@ mod registry_faults;
 mod registry_pull;
 mod registry_tls;
 mod registry_token;
+mod update_service;
 
 /// Tier 3: images booted under QEMU.
 mod boots {

@@ -10,7 +10,7 @@ use std::process::Command;
 use base64::Engine as _;
 use util::registry::{run, self_signed, umoci_image, Secure, TestRegistry};
 
-fn make_pki(dir: &Path) -> (std::path::PathBuf, Secure) {
+pub(crate) fn make_pki(dir: &Path) -> (std::path::PathBuf, Secure) {
     let ossl = |args: &[&str]| run(Command::new("openssl").current_dir(dir).args(args));
     self_signed(dir, "ca", "hull test CA");
     ossl(&[
@@ -59,7 +59,7 @@ fn make_pki(dir: &Path) -> (std::path::PathBuf, Secure) {
     )
 }
 
-fn docker_config(dir: &Path, host: &str, user: &str, pass: &str) {
+pub(crate) fn docker_config(dir: &Path, host: &str, user: &str, pass: &str) {
     std::fs::create_dir_all(dir).expect("mkdir");
     let auth = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
     std::fs::write(

@@ -250,6 +250,22 @@ pub fn install(
     })
 }
 
+/// Downloads and checks the bundle `reference` into the scratch directory
+/// without installing it (to stage an update, or to check a registry);
+/// returns its version and the three files.
+pub fn fetch(
+    reference: &Reference,
+    client: &mut Client,
+    p: &Paths,
+) -> Result<(String, [PathBuf; 3]), InstallError> {
+    let (raw, digest) = client.manifest(reference)?;
+    let b = bundle(reference, &raw)?;
+    say(format!("{reference}: {digest}: version {}", b.version));
+    let files = download(reference, client, &b, p)?;
+    check_bundle(reference, &b, &files)?;
+    Ok((b.version, [files.uki, files.root, files.verity]))
+}
+
 pub fn say(msg: impl AsRef<str>) {
     let _ = writeln!(std::io::stdout(), "hull-update: {}", msg.as_ref());
 }
@@ -295,14 +311,9 @@ fn size_of(path: &Path) -> Result<u64, InstallError> {
     f.seek(SeekFrom::End(0)).map_err(io("measure", path))
 }
 
-/// Everything that can be checked before a byte is written.
-fn check(
-    reference: &Reference,
-    b: &Bundle,
-    f: &Files,
-    p: &Paths,
-    info: &BootInfo,
-) -> Result<(), InstallError> {
+/// What the bundle's blobs must say of each other: the UKI boots the
+/// bundle's root hash and version, the verity image is that root hash's.
+fn check_bundle(reference: &Reference, b: &Bundle, f: &Files) -> Result<(), InstallError> {
     let refuse = |why: String| InstallError::Refused {
         reference: reference.to_string(),
         why,
@@ -331,6 +342,23 @@ fn check(
             "its verity image does not name its root hash".into(),
         ));
     }
+    Ok(())
+}
+
+/// Everything that can be checked before a byte is written: the bundle,
+/// and that it fits the spare slot and the ESP.
+fn check(
+    reference: &Reference,
+    b: &Bundle,
+    f: &Files,
+    p: &Paths,
+    info: &BootInfo,
+) -> Result<(), InstallError> {
+    check_bundle(reference, b, f)?;
+    let refuse = |why: String| InstallError::Refused {
+        reference: reference.to_string(),
+        why,
+    };
     for (blob, part) in [(&f.root, "root"), (&f.verity, "verity")] {
         let (need, room) = (size_of(blob)?, size_of(&p.spare.join(part))?);
         if need > room {
@@ -339,11 +367,11 @@ fn check(
             )));
         }
     }
+    let uki = size_of(&f.uki)?;
     let free = esp_free(p, booted_stem(info))?;
-    if free < uki.len() as u64 {
+    if free < uki {
         return Err(refuse(format!(
-            "its UKI ({} bytes) does not fit the ESP ({free} bytes free once the spare slot's entries go)",
-            uki.len()
+            "its UKI ({uki} bytes) does not fit the ESP ({free} bytes free once the spare slot's entries go)"
         )));
     }
     Ok(())
@@ -502,7 +530,9 @@ mod tests {
 
     /// A root image of `blocks` 4 KiB blocks and its verity image.
     fn root_and_verity(blocks: usize) -> (Vec<u8>, Vec<u8>, String) {
-        let data: Vec<u8> = (0..blocks * 4096).map(|i| u8::try_from(i % 251).unwrap_or(0)).collect();
+        let data: Vec<u8> = (0..blocks * 4096)
+            .map(|i| u8::try_from(i % 251).unwrap_or(0))
+            .collect();
         let mut tree = Vec::new();
         let v =
             verity::write(&mut &data[..], data.len() as u64, [7; 32], &mut tree).expect("a tree");

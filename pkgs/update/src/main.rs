@@ -5,6 +5,7 @@
 //!
 //! ```text
 //! hull-update install REF [OPTIONS]        once
+//! hull-update fetch REF [OPTIONS]          download and check it only
 //! hull-update watch [REF] [OPTIONS]        for ever: REF every --every
 //!                                          seconds, and what `hullctl
 //!                                          update REF` asks
@@ -34,11 +35,20 @@ const REQUEST: &str = "/run/hull/update/request";
 /// The control socket, to ask hull-init for a reboot.
 const CONTROL: &str = "/run/hullctl/control.sock";
 
-const USAGE: &str = "usage: hull-update install REF | watch [REF] [--every SECONDS]\n  [--ca FILE] [--auth FILE] [--plain-http] [--scratch DIR] [--reboot]";
+const USAGE: &str = "usage: hull-update install REF | fetch REF | watch [REF] [--every SECONDS]\n  [--ca FILE] [--auth FILE] [--plain-http] [--scratch DIR] [--reboot]";
+
+/// What to do.
+#[derive(Debug, Default, PartialEq, Eq)]
+enum Command {
+    #[default]
+    Install,
+    Fetch,
+    Watch,
+}
 
 #[derive(Debug, Default)]
 struct Args {
-    watch: bool,
+    command: Command,
     reference: Option<String>,
     every: Option<u64>,
     options: registry::Options,
@@ -49,11 +59,12 @@ struct Args {
 fn parse(args: &[String]) -> Result<Args, String> {
     let mut a = Args::default();
     let mut it = args.iter();
-    match it.next().map(String::as_str) {
-        Some("install") => {}
-        Some("watch") => a.watch = true,
+    a.command = match it.next().map(String::as_str) {
+        Some("install") => Command::Install,
+        Some("fetch") => Command::Fetch,
+        Some("watch") => Command::Watch,
         _ => return Err(USAGE.into()),
-    }
+    };
     while let Some(arg) = it.next() {
         let mut value = |name: &str| {
             it.next()
@@ -74,8 +85,8 @@ fn parse(args: &[String]) -> Result<Args, String> {
             other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
         }
     }
-    if !a.watch && a.reference.is_none() {
-        return Err(format!("install needs a reference\n{USAGE}"));
+    if a.command != Command::Watch && a.reference.is_none() {
+        return Err(format!("{} needs a reference\n{USAGE}", args[0]));
     }
     Ok(a)
 }
@@ -94,17 +105,28 @@ fn main() {
             .clone()
             .unwrap_or_else(|| PathBuf::from("/var/lib/hull-update")),
     );
-    if !a.watch {
-        let r = a.reference.clone().unwrap_or_default();
-        std::process::exit(match once(&r, &a, &paths) {
-            Ok(_) => 0,
-            Err(e) => {
-                eprintln!("hull-update: {e}");
-                1
-            }
-        });
+    let r = a.reference.clone().unwrap_or_default();
+    let done = match a.command {
+        Command::Watch => watch(&a, &paths),
+        Command::Install => once(&r, &a, &paths).map(|_| ()),
+        Command::Fetch => fetch(&r, &a, &paths),
+    };
+    if let Err(e) = done {
+        eprintln!("hull-update: {e}");
+        std::process::exit(1);
     }
-    watch(&a, &paths)
+}
+
+/// Downloads and checks `reference` into the scratch directory.
+fn fetch(reference: &str, a: &Args, paths: &Paths) -> Result<(), String> {
+    let r = Reference::parse(reference).map_err(|e| e.to_string())?;
+    let mut client = Client::new(&r, &a.options).map_err(|e| e.to_string())?;
+    let (version, files) = install::fetch(&r, &mut client, paths).map_err(|e| e.to_string())?;
+    install::say(format!("{r}: version {version} fetched and checked:"));
+    for f in files {
+        install::say(format!("  {}", f.display()));
+    }
+    Ok(())
 }
 
 /// Installs `reference`; reboots after an install when asked to.
@@ -197,11 +219,16 @@ mod tests {
     #[test]
     fn arguments_parse_into_the_command_and_its_options() {
         let a = args("install reg/app:2 --plain-http --reboot --scratch /data/u").expect("valid");
-        assert!(!a.watch && a.reboot && a.options.plain_http);
+        assert!(a.command == Command::Install && a.reboot && a.options.plain_http);
         assert_eq!(a.reference.as_deref(), Some("reg/app:2"));
         assert_eq!(a.scratch, Some(PathBuf::from("/data/u")));
         let w = args("watch reg/app:stable --every 600 --ca /etc/ca.pem").expect("valid");
-        assert!(w.watch && w.every == Some(600));
+        assert!(w.command == Command::Watch && w.every == Some(600));
+        assert_eq!(
+            args("fetch reg/app:2").expect("valid").command,
+            Command::Fetch
+        );
+        assert!(args("fetch").is_err());
         assert!(args("watch")
             .expect("a bare watch waits for hullctl")
             .reference
