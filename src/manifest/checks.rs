@@ -48,11 +48,57 @@ pub fn check_file(m: &Manifest, dir: &Path, cx: &mut Diagnostics) {
     for volume in m.volumes.iter().flatten() {
         check_volume(volume, cx);
     }
+    if let Some(w) = &m.watchdog {
+        check_watchdog(w, cx);
+    }
+    if let Some(h) = &m.health {
+        check_health(h, cx);
+    }
     if let Some(trust) = &m.trust {
         cx.warning(
             &trust.pos,
             "trust: ignored (content trust is not used; pin images by digest instead)",
         );
+    }
+}
+
+/// The longest watchdog timeout hull-init sets.
+pub const WATCHDOG_MAX: u64 = 3600;
+
+fn check_watchdog(w: &crate::manifest::types::Watchdog, cx: &mut Diagnostics) {
+    match &w.device {
+        Some(d) if d.value == "softdog" || (d.starts_with("/dev/") && !d.contains([' ', ','])) => {}
+        Some(d) => cx.error(
+            &d.pos,
+            format!(
+                "device: \"{}\" is not a device under /dev/ (e.g. /dev/watchdog0) or \"softdog\"",
+                d.value
+            ),
+        ),
+        None => cx.error(&w.pos, "watchdog: \"device\" is required"),
+    }
+    if let Some(t) = w.timeout.as_ref().filter(|t| t.value.0 > WATCHDOG_MAX) {
+        cx.error(
+            &t.pos,
+            format!(
+                "timeout: {} is longer than the {WATCHDOG_MAX} s a watchdog may be set to",
+                t.value
+            ),
+        );
+    }
+}
+
+fn check_health(h: &crate::manifest::types::Health, cx: &mut Diagnostics) {
+    if let (Some(w), Some(d)) = (&h.window, &h.deadline) {
+        if d.value.0 <= w.value.0 {
+            cx.error(
+                &d.pos,
+                format!(
+                    "deadline: {} is not longer than the window ({}): no tried version could be blessed",
+                    d.value, w.value
+                ),
+            );
+        }
     }
 }
 

@@ -3,7 +3,7 @@
 //! Owns: LinuxKit's merge rules: kernel `image`, `cmdline` and `binary` are taken
 //! from the last file that sets them non-empty; `tar` and `ucode` from the last
 //! file that sets them at all (so `ucode: ""` turns microcode off); Hull's
-//! `bootloader` from the last file that sets it; every list appends. Must not
+//! `bootloader`, `health` and `watchdog` from the last file that sets them; every list appends. Must not
 //! check the result: `checks::check_merged` does.
 
 use super::types::{Kernel, Manifest};
@@ -47,6 +47,12 @@ pub fn append(base: &mut Manifest, next: Manifest) {
     }
     if next.bootloader.is_some() {
         base.bootloader = next.bootloader;
+    }
+    if next.health.is_some() {
+        base.health = next.health;
+    }
+    if next.watchdog.is_some() {
+        base.watchdog = next.watchdog;
     }
     if base.pos == Default::default() {
         base.pos = next.pos;

@@ -29,6 +29,29 @@ manifest_struct! {
         /// Hull: the bootloader image the disk, ISO and UKI formats take
         /// firmware-side files from (`--bootloader` overrides it).
         bootloader: Spanned<ImageRef> => "bootloader",
+        /// Hull: when a version tried on a two-slot disk is blessed or
+        /// given up (`docs/updates.md`).
+        health: Health => "health",
+        /// Hull: the hardware watchdog PID1 arms and feeds.
+        watchdog: Watchdog => "watchdog",
+    }
+}
+
+manifest_struct! {
+    /// `health:` how long every service must stay up before a tried version
+    /// is blessed (`window`), and by when it must be, or the machine reboots
+    /// (`deadline`).
+    pub struct Health ("health") {
+        window: Spanned<Seconds> => "window",
+        deadline: Spanned<Seconds> => "deadline",
+    }
+}
+
+manifest_struct! {
+    /// `watchdog:` the device (or `softdog`) and its timeout.
+    pub struct Watchdog ("watchdog") {
+        device: Spanned<String> => "device",
+        timeout: Spanned<Seconds> => "timeout",
     }
 }
 

@@ -17,8 +17,9 @@ use std::path::Path;
 use hull_contract::{layout, Runtime, Section};
 use oci_spec::runtime::Spec;
 
+use crate::manifest::decode::Spanned;
 use crate::manifest::types::{Image as Entry, Kernel, Manifest};
-use crate::manifest::values::Id;
+use crate::manifest::values::{Id, Seconds};
 use crate::manifest::ImageConfig;
 
 pub use files::{FileContent, FilePlan};
@@ -114,6 +115,39 @@ pub enum PlanError {
     },
 }
 
+/// The kernel command line: the manifest's, then the words hull-init reads
+/// for `health:` and `watchdog:` (`hull.health=WINDOW,DEADLINE`, either
+/// empty for hull-init's default; `hull.watchdog=DEVICE[,TIMEOUT]`).
+fn cmdline(manifest: &Manifest) -> String {
+    let mut words: Vec<String> = manifest
+        .kernel
+        .as_ref()
+        .and_then(|k| k.cmdline.clone())
+        .into_iter()
+        .filter(|c| !c.trim().is_empty())
+        .collect();
+    let secs = |s: &Option<Spanned<Seconds>>| s.as_ref().map(|s| s.value.0.to_string());
+    if let Some(h) = &manifest.health {
+        words.push(format!(
+            "hull.health={},{}",
+            secs(&h.window).unwrap_or_default(),
+            secs(&h.deadline).unwrap_or_default()
+        ));
+    }
+    if let Some(w) = &manifest.watchdog {
+        let device = w
+            .device
+            .as_ref()
+            .map(|d| d.value.clone())
+            .unwrap_or_default();
+        words.push(match secs(&w.timeout) {
+            Some(t) => format!("hull.watchdog={device},{t}"),
+            None => format!("hull.watchdog={device}"),
+        });
+    }
+    words.join(" ")
+}
+
 /// Plans a build of `manifest` whose images (by reference as written) are
 /// described by `images`; `manifest_dir` anchors `files:` sources.
 pub fn plan(
@@ -130,11 +164,7 @@ pub fn plan(
     }
     Ok(Plan {
         kernel: manifest.kernel.as_ref().and_then(kernel),
-        cmdline: manifest
-            .kernel
-            .as_ref()
-            .and_then(|k| k.cmdline.clone())
-            .unwrap_or_default(),
+        cmdline: cmdline(manifest),
         init: manifest
             .init
             .iter()

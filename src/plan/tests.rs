@@ -55,7 +55,11 @@ fn all_fields_plans_every_part() {
         .tar
         .as_ref()
         .is_some_and(|t| t.required && t.name == "kernel.tar"));
-    assert_eq!(p.cmdline, "console=ttyS0 quiet");
+    // health: and watchdog: become the words hull-init reads.
+    assert_eq!(
+        p.cmdline,
+        "console=ttyS0 quiet hull.health=30,300 hull.watchdog=/dev/watchdog0,20"
+    );
     assert_eq!(p.init.len(), 2);
 
     let dirs: Vec<(&Section, &str)> = p
@@ -140,6 +144,13 @@ fn defaults_apply_when_the_manifest_says_nothing() {
         })
     );
     assert_eq!(p.cmdline, "");
+    let only_deadline = manifest("kernel:\n  image: k:1\nhealth:\n  deadline: 10m\n");
+    assert_eq!(
+        plan(&only_deadline, &infos(&only_deadline), Path::new("."))
+            .expect("plans")
+            .cmdline,
+        "hull.health=,600"
+    );
     assert_eq!(p.containers[0].runtime.hull.timeout_seconds, Some(60));
     assert_eq!(
         p.containers[1].runtime.hull.restart,

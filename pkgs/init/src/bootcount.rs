@@ -8,8 +8,9 @@
 //! name (`hull-2.efi`): systemd-boot then starts it without counting. A boot
 //! that is not healthy by the deadline reboots, so a bad version uses up its
 //! tries and systemd-boot falls back to the other slot; a panic or a
-//! watchdog reset does the same without this. `hull.health=WINDOW[,DEADLINE]`
-//! (seconds) on the kernel command line changes the defaults.
+//! watchdog reset does the same without this. `hull.health=WINDOW,DEADLINE`
+//! (seconds, either empty for the default) on the kernel command line, which
+//! the builder writes from the manifest's `health:`, changes the defaults.
 //!
 //! Also writes `/run/hull/boot.json` (`hull_contract::slots::BootInfo`),
 //! mounts the ESP at `/run/hull/esp` and makes the device nodes of the slot

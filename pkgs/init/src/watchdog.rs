@@ -1,8 +1,9 @@
 //! The hardware watchdog: armed at boot when asked, fed from the
 //! supervisor's loop while PID1 is alive, disarmed on a clean shutdown.
 //!
-//! `hull.watchdog=DEVICE[,SECONDS]` on the kernel command line (the
-//! manifest's `kernel.cmdline`) asks for it: e.g. `/dev/watchdog0,20`
+//! `hull.watchdog=DEVICE[,SECONDS]` on the kernel command line (which the
+//! builder writes from the manifest's `watchdog:`) asks for it: e.g.
+//! `/dev/watchdog0,20`
 //! (default timeout [`TIMEOUT`]). Opening the device arms it; PID1 feeds it
 //! every quarter of the timeout; if PID1 hangs (or `hullctl debug hang`
 //! says to act so) the machine resets when the timeout passes. A poweroff

@@ -37,7 +37,10 @@ fn manifest(dir: &Path, version: &str, bad: bool, registry: &str) -> PathBuf {
     let text = format!(
         r#"kernel:
   image: "@pkg:{repo}/kernels/debian-cloud"
-  cmdline: "console=ttyS0 console=ttyAMA0 hull.health=5,25"
+  cmdline: "console=ttyS0 console=ttyAMA0"
+health:
+  window: 5s
+  deadline: 25s
 init:
   - "@pkg:{repo}/pkgs/init"
 onboot:

@@ -1,4 +1,4 @@
-//! The watchdog: `hull.watchdog=softdog,5` on the command line arms it at
+//! The watchdog: the manifest's `watchdog: {device: softdog, timeout: 5s}` arms it at
 //! boot and PID1 feeds it; when PID1 stops feeding (`hullctl debug hang`
 //! from a service with full control access) the machine resets within the
 //! timeout; a clean poweroff disarms it and the machine stays off.
@@ -25,7 +25,10 @@ fn build(dir: &Path, arch: &str, hang: bool) -> PathBuf {
     let text = format!(
         r#"kernel:
   image: "@pkg:{repo}/kernels/debian-cloud"
-  cmdline: "console=ttyS0 console=ttyAMA0 hull.watchdog=softdog,5"
+  cmdline: "console=ttyS0 console=ttyAMA0"
+watchdog:
+  device: softdog
+  timeout: 5s
 init:
   - "@pkg:{repo}/pkgs/init"
 services:
