@@ -209,3 +209,69 @@ fn verity_roots_and_signing_need_formats_that_hold_them_and_a_real_key() {
     assert!(run.stderr.contains("--sign-cert"), "{}", run.stderr);
     assert!(!out.exists(), "the output directory was made");
 }
+
+#[test]
+fn two_slot_disks_need_a_version_formats_that_hold_slots_and_a_root_that_fits() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let out = tmp.path().join("out");
+    for (flags, says) in [
+        (
+            &["--root", "ab", "--format", "raw-efi"][..],
+            "--root ab needs --image-version",
+        ),
+        (
+            &[
+                "--root",
+                "ab",
+                "--image-version",
+                "1/2",
+                "--format",
+                "raw-efi",
+            ][..],
+            "--image-version \"1/2\": use 1 to 64 letters",
+        ),
+        (
+            &["--root", "ab", "--image-version", "1", "--format", "uki"][..],
+            "format uki cannot hold two root slots",
+        ),
+        (
+            &["--root", "verity", "--format", "update"][..],
+            "format update is a bundle for a two-slot disk: build it with --root ab",
+        ),
+        (
+            &["--image-version", "1", "--format", "raw-efi"][..],
+            "--image-version and --slot-size are for two-slot disks",
+        ),
+    ] {
+        let run = build("amd64", &out, flags);
+        assert_eq!(run.code, Some(1), "{flags:?}: {}", run.stderr);
+        assert!(run.stderr.contains(says), "{flags:?}: {}", run.stderr);
+    }
+    assert!(!out.exists(), "the output directory was made");
+    // A slot smaller than the root: found once the root is made; nothing kept.
+    let run = build(
+        "amd64",
+        &out,
+        &[
+            "--root",
+            "ab",
+            "--image-version",
+            "1",
+            "--slot-size",
+            "1M",
+            "--format",
+            "raw-efi",
+        ],
+    );
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("does not fit a slot of 1048576 bytes: raise --slot-size"),
+        "{}",
+        run.stderr
+    );
+    let left: Vec<_> = std::fs::read_dir(&out)
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "files left behind: {left:?}");
+}
