@@ -323,14 +323,6 @@ impl Env {
     }
 }
 
-/// Fails unless the output directory `out` is empty or absent.
-fn nothing_written(out: &Path, what: &str) {
-    let left: Vec<_> = std::fs::read_dir(out)
-        .map(|d| d.flatten().map(|e| e.file_name()).collect())
-        .unwrap_or_default();
-    assert!(left.is_empty(), "{what}: nothing written, found {left:?}");
-}
-
 fn sh(cmd: &str) -> String {
     run(Command::new("sh").args(["-c", cmd]))
 }
@@ -875,7 +867,7 @@ fn hostile_layers_are_refused_and_nothing_is_written() {
             "{name}: the error names image, layer and path:\n{}",
             run.stderr
         );
-        nothing_written(&out, name);
+        util::nothing_written(&out, name);
     }
 }
 
@@ -926,7 +918,7 @@ fn a_label_with_nested_aliases_fails_the_build_quickly_in_little_memory() {
     );
     assert!(took < std::time::Duration::from_secs(5), "{took:?}");
     assert!(peak < 256 << 10, "peak RSS {peak} KiB");
-    nothing_written(&out, "label bomb");
+    util::nothing_written(&out, "label bomb");
 }
 
 #[test]

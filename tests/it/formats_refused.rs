@@ -49,10 +49,7 @@ fn a_disk_too_small_is_refused_and_nothing_is_written() {
         "{}",
         run.stderr
     );
-    let left: Vec<_> = std::fs::read_dir(&out)
-        .map(|d| d.flatten().map(|e| e.file_name()).collect())
-        .unwrap_or_default();
-    assert!(left.is_empty(), "files left behind: {left:?}");
+    util::nothing_written(&out, "a refused build");
 }
 
 #[test]
@@ -119,10 +116,7 @@ fn uki_without_a_usable_bootloader_fails_and_writes_nothing() {
         "{}",
         run.stderr
     );
-    let left: Vec<_> = std::fs::read_dir(&out)
-        .map(|d| d.flatten().map(|e| e.file_name()).collect())
-        .unwrap_or_default();
-    assert!(left.is_empty(), "files left behind: {left:?}");
+    util::nothing_written(&out, "a refused build");
     let bootloader = format!("@pkg:{}", util::repo().join("pkgs/bootloader").display());
     let a = args(&["--bootloader", &bootloader]);
     util::hull(&a.iter().map(String::as_str).collect::<Vec<_>>()).expect_code(0);
@@ -270,8 +264,5 @@ fn two_slot_disks_need_a_version_formats_that_hold_slots_and_a_root_that_fits() 
         "{}",
         run.stderr
     );
-    let left: Vec<_> = std::fs::read_dir(&out)
-        .map(|d| d.flatten().map(|e| e.file_name()).collect())
-        .unwrap_or_default();
-    assert!(left.is_empty(), "files left behind: {left:?}");
+    util::nothing_written(&out, "a refused build");
 }

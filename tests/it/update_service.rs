@@ -81,16 +81,6 @@ fn layers(bundle: &Path, work: &Path) -> Vec<(String, String, Vec<u8>)> {
         .collect()
 }
 
-fn stored(reg: &TestRegistry, digest: &str) -> PathBuf {
-    let hex = digest.trim_start_matches("sha256:");
-    reg.dir
-        .path()
-        .join("data/docker/registry/v2/blobs/sha256")
-        .join(&hex[..2])
-        .join(hex)
-        .join("data")
-}
-
 #[test]
 fn the_update_service_fetches_over_tls_resumes_and_refuses_a_tampered_blob() {
     let tmp = tempfile::tempdir().expect("tmp");
@@ -190,7 +180,7 @@ fn the_update_service_fetches_over_tls_resumes_and_refuses_a_tampered_blob() {
         .find(|(t, _, _)| t == "root.squashfs")
         .expect("a root")
         .clone();
-    let path = stored(&reg, &root_digest);
+    let path = reg.stored_blob(&root_digest);
     let mut tampered = root.clone();
     tampered[0] ^= 0xff;
     std::fs::write(&path, &tampered).expect("tamper");

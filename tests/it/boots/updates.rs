@@ -142,17 +142,6 @@ fn push(bundle: &Path, reg: &TestRegistry, tag: &str, work: &Path) {
     .expect_code(0);
 }
 
-/// The registry's stored file of blob `digest`.
-fn stored(reg: &TestRegistry, digest: &str) -> PathBuf {
-    let hex = digest.trim_start_matches("sha256:");
-    reg.dir
-        .path()
-        .join("data/docker/registry/v2/blobs/sha256")
-        .join(&hex[..2])
-        .join(hex)
-        .join("data")
-}
-
 /// Flips the first byte of the file at `path`.
 fn flip(path: &Path) {
     let mut bytes = std::fs::read(path).expect("blob");
@@ -211,7 +200,7 @@ fn updates_come_from_a_registry_and_a_bad_one_falls_back_by_itself() {
 
     // v2 with its root blob tampered in the registry: refused, nothing written.
     push(&v2, &reg, "2", dir);
-    let root = stored(&reg, &blob_digest(&v2, "root.squashfs"));
+    let root = reg.stored_blob(&blob_digest(&v2, "root.squashfs"));
     flip(&root);
     push(&v2, &reg, "stable", dir);
     wait(&mut boot, "refused", 120, "a tampered blob");

@@ -186,3 +186,11 @@ pub fn tool(program: &str, args: &[&str]) -> (bool, String) {
         ),
     )
 }
+
+/// Fails unless the output directory `out` is empty or absent.
+pub fn nothing_written(out: &Path, what: &str) {
+    let left: Vec<_> = std::fs::read_dir(out)
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "{what}: nothing written, found {left:?}");
+}

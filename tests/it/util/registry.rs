@@ -30,6 +30,17 @@ pub struct Secure {
 }
 
 impl TestRegistry {
+    /// The file the registry keeps blob `digest` in (to tamper with it).
+    pub fn stored_blob(&self, digest: &str) -> PathBuf {
+        let hex = digest.trim_start_matches("sha256:");
+        self.dir
+            .path()
+            .join("data/docker/registry/v2/blobs/sha256")
+            .join(hex.get(..2).unwrap_or_default())
+            .join(hex)
+            .join("data")
+    }
+
     pub fn start() -> Self {
         Self::start_with(None)
     }
