@@ -14,7 +14,7 @@
 //!
 //! Also writes `/run/hull/boot.json` (`hull_contract::slots::BootInfo`),
 //! mounts the ESP at `/run/hull/esp` and makes the device nodes of the slot
-//! that did not boot in `/run/hull/spare`, for `hullctl` and the update
+//! that did not boot in `/dev/hull/spare`, for `hullctl` and the update
 //! service. Owns none of the services' states (`services`) and never
 //! touches the booted slot.
 
@@ -353,7 +353,7 @@ fn mount_esp() -> Result<(), String> {
     .map_err(|e| format!("mount {dev} (vfat) on {}: {e}", slots::ESP_MOUNT))
 }
 
-/// Block device nodes in `/run/hull/spare` for the slot that did not boot.
+/// Block device nodes in `/dev/hull/spare` for the slot that did not boot.
 fn make_spare_nodes() {
     let Ok(spare) = std::env::var(SPARE_ENV) else {
         return;

@@ -14,7 +14,7 @@
 //!
 //! Runs as a service in its own sandbox, granted only what hull-init made
 //! for it: `/run/hull/boot.json`, the spare slot's device nodes
-//! (`/run/hull/spare`), the ESP (`/run/hull/esp`), the request directory
+//! (`/dev/hull/spare`, as `devices:`), the ESP (`/run/hull/esp`), the request directory
 //! (`/run/hull/update`) and, to reboot, the control socket. Arguments are
 //! parsed by hand: eight flags do not need a parser crate in a binary every
 //! device carries. Owns the loop and the reboot; the work is `install`, the

@@ -109,8 +109,9 @@ pub const BOOT_FILE: &str = "/run/hull/boot.json";
 /// Where `hull-init` mounts the ESP of a two-slot disk.
 pub const ESP_MOUNT: &str = "/run/hull/esp";
 /// The device nodes of the slot that did not boot, made by `hull-init` for
-/// the update service (`root`, `verity`): the only disk it may write.
-pub const SPARE_DIR: &str = "/run/hull/spare";
+/// the update service (`root`, `verity`): the only disk it may write. In
+/// `/dev` (devtmpfs): nodes on `/run` (a `nodev` mount) cannot be opened.
+pub const SPARE_DIR: &str = "/dev/hull/spare";
 
 /// What [`BOOT_FILE`] holds.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
