@@ -150,3 +150,79 @@ fn signed_verity_disks_boot_under_secure_boot_and_others_are_denied() {
         );
     }
 }
+
+/// Copies `path` off `disk`'s ESP into `to` with mtools.
+fn esp_file(disk: &Path, path: &str, to: &Path) -> PathBuf {
+    let (ok, text) = tool(
+        "mcopy",
+        &[
+            "-n",
+            "-i",
+            &format!("{}@@1M", disk.display()),
+            &format!("::{path}"),
+            to.to_str().expect("utf-8"),
+        ],
+    );
+    assert!(ok, "mcopy {path}: {text}");
+    to.to_path_buf()
+}
+
+#[test]
+fn a_signed_two_slot_disk_boots_through_signed_systemd_boot_under_secure_boot() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let arch = "amd64";
+    let key = snakeoil(arch, tmp.path());
+    let out = tmp.path().join("ab");
+    util::build_example(
+        "minimal",
+        arch,
+        &out,
+        &[
+            "--root",
+            "ab",
+            "--image-version",
+            "1",
+            "--format",
+            "raw-efi",
+            "--sign-key",
+            key.0.to_str().expect("utf-8"),
+            "--sign-cert",
+            key.1.to_str().expect("utf-8"),
+        ],
+        &[],
+    )
+    .expect_code(0);
+    let disk = out.join("minimal-efi.img");
+    for (path, name) in [
+        ("/EFI/BOOT/BOOTX64.EFI", "sd-boot.efi"),
+        ("/EFI/Linux/HULL.EFI", "uki.efi"),
+    ] {
+        let file = esp_file(&disk, path, &tmp.path().join(name));
+        let (ok, text) = tool(
+            "sbverify",
+            &[
+                "--cert",
+                key.1.to_str().expect("utf-8"),
+                file.to_str().expect("utf-8"),
+            ],
+        );
+        assert!(
+            ok && text.contains("Signature verification OK"),
+            "{path}: sbverify: {text}"
+        );
+    }
+    let (ready, text) = Boot::until(
+        tmp.path(),
+        arch,
+        &disk,
+        &["--secure-boot"],
+        "HULL-READY",
+        Duration::from_secs(400),
+    );
+    assert!(
+        ready
+            && text.contains("Secure boot enabled")
+            && text.contains("slot a booted, version 1, entry hull.efi: trusted"),
+        "{arch}: the signed two-slot disk did not boot under Secure Boot:\n{text}"
+    );
+}
