@@ -140,9 +140,7 @@ impl<'i, 'a> Artifacts<'i, 'a> {
             return Ok(cmdline);
         }
         let root = hex::encode(self.disk_root(dest)?.verity.root_hash);
-        Ok(format!("{cmdline} roothash={root}")
-            .trim_start()
-            .to_string())
+        Ok(disk_root_cmdline(&cmdline, &root, self.img.slots.is_some()))
     }
 
     /// Records that the staged output at `path` holds the initrd.
@@ -213,6 +211,24 @@ impl<'i, 'a> Artifacts<'i, 'a> {
             .map(Shared::source)
             .ok_or_else(|| io_err(dest)(io::Error::other("no UKI")))
     }
+}
+
+/// How long a kernel of a two-slot disk waits after a panic before it
+/// reboots (`panic=`), unless the manifest's command line says.
+pub const PANIC_REBOOT_SECS: u32 = 10;
+
+/// The command line of a root on disk: the manifest's, then the root hash;
+/// on a two-slot disk also `panic=` unless given, so that a panicking
+/// version uses up its tries and systemd-boot falls back (Debian's kernels
+/// otherwise wait for ever).
+fn disk_root_cmdline(cmdline: &str, root_hash: &str, slots: bool) -> String {
+    let mut words = vec![cmdline.trim().to_string()];
+    if slots && !cmdline.split_whitespace().any(|w| w.starts_with("panic=")) {
+        words.push(format!("panic={PANIC_REBOOT_SECS}"));
+    }
+    words.push(format!("roothash={root_hash}"));
+    words.retain(|w| !w.is_empty());
+    words.join(" ")
 }
 
 /// The EFI stub file of the bootloader image for `arch`.
@@ -347,4 +363,26 @@ fn os_release(img: &Inputs) -> Vec<u8> {
         osrel.extend_from_slice(format!("IMAGE_VERSION={}\n", slots.version).as_bytes());
     }
     osrel
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_disk_root_s_command_line_ends_with_its_root_hash_and_slots_reboot_on_panic() {
+        assert_eq!(
+            disk_root_cmdline("console=ttyS0", "ab", false),
+            "console=ttyS0 roothash=ab"
+        );
+        assert_eq!(disk_root_cmdline("", "ab", false), "roothash=ab");
+        assert_eq!(
+            disk_root_cmdline("console=ttyS0", "ab", true),
+            "console=ttyS0 panic=10 roothash=ab"
+        );
+        assert_eq!(
+            disk_root_cmdline("panic=30 console=ttyS0", "ab", true),
+            "panic=30 console=ttyS0 roothash=ab"
+        );
+    }
 }
