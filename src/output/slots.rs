@@ -174,11 +174,10 @@ struct Blob<'s> {
     data: &'s dyn Source,
 }
 
-/// sha256 of a source, streamed.
+/// `sha256:HEX` of a source, streamed.
 fn sha256(src: &dyn Source) -> io::Result<String> {
-    let mut h = sha2::Sha256::new();
-    crate::media::source::copy(src, &mut h)?;
-    Ok(format!("sha256:{}", hex::encode(h.finalize())))
+    let digest = crate::media::source::content_hash(&[src])?;
+    Ok(format!("sha256:{}", hex::encode(digest)))
 }
 
 /// NAME-update.oci.tar: the update bundle for this image's version.

@@ -78,10 +78,9 @@ pub fn on_esp(loader_path: &str) -> PathBuf {
     Path::new(slots::ESP_MOUNT).join(rel)
 }
 
-/// The version of the UKI at `path` (read whole: UKIs are tens of MB at
-/// most, and this happens once a boot).
+/// The version of the UKI at `path` (its headers and `.osrel` read).
 fn version_of(path: &Path) -> Option<String> {
-    hull_contract::uki::version(&std::fs::read(path).ok()?)
+    hull_contract::uki::version(&mut std::fs::File::open(path).ok()?)
 }
 
 /// What PID1 does about boot counting from here on.
@@ -321,9 +320,8 @@ fn bless(counted: &Path) -> std::io::Result<String> {
 }
 
 fn mount_efivars() -> Result<(), String> {
-    if Path::new(EFIVARS).join(".").exists()
-        && std::fs::read_dir(EFIVARS).is_ok_and(|mut d| d.next().is_some())
-    {
+    // Mounted already (built in and mounted by someone): it lists variables.
+    if std::fs::read_dir(EFIVARS).is_ok_and(|mut d| d.next().is_some()) {
         return Ok(());
     }
     rustix::mount::mount(

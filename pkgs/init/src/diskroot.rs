@@ -346,7 +346,7 @@ fn find_slot(sys: &Path, entries: &[GptEntry], root_hash: &[u8; 32]) -> Option<F
             .and_then(|p| read_start(&p, 4096).ok())
             .is_some_and(|sb| sb.get(16..32) == Some(&root_hash[..16]))
     })?;
-    let other = slots::SLOTS.iter().find(|s| *s != slot)?;
+    let other = slots::other(slot)?;
     let esp = entries.iter().position(|e| e.type_guid == ESP_TYPE)?;
     Some(Found {
         data: by_name(&slots::root_partition(slot))?,

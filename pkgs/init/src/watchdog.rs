@@ -25,8 +25,18 @@ use crate::supervisor::say;
 /// The timeout asked for when the command line gives none.
 pub const TIMEOUT: u32 = 30;
 
-/// What the command line asks for: the device and the timeout (seconds).
-pub fn settings(cmdline: &str) -> Option<(String, u32)> {
+/// What the command line asks for.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Settings {
+    pub device: String,
+    /// Seconds.
+    pub timeout: u32,
+    /// `softdog`: the kernel's software watchdog, loaded by name.
+    pub softdog: bool,
+}
+
+/// The watchdog the command line asks for, if any.
+pub fn settings(cmdline: &str) -> Option<Settings> {
     let asked = cmdline
         .split_whitespace()
         .find_map(|w| w.strip_prefix("hull.watchdog="))?;
@@ -34,12 +44,12 @@ pub fn settings(cmdline: &str) -> Option<(String, u32)> {
         Some((d, s)) => (d, s.parse().ok()?),
         None => (asked, TIMEOUT),
     };
-    let device = if device == "softdog" {
-        "/dev/watchdog0"
-    } else {
-        device
-    };
-    Some((device.to_string(), secs.clamp(1, 3600)))
+    let softdog = device == "softdog";
+    Some(Settings {
+        device: if softdog { "/dev/watchdog0" } else { device }.to_string(),
+        timeout: secs.clamp(1, 3600),
+        softdog,
+    })
 }
 
 /// An armed watchdog.
@@ -56,8 +66,12 @@ impl Watchdog {
     /// it asks for none. A watchdog asked for and missing is reported on
     /// the console (the boot goes on: there is nothing to fall back to).
     pub fn open(cmdline: &str) -> Option<Watchdog> {
-        let (device, secs) = settings(cmdline)?;
-        if cmdline.contains("hull.watchdog=softdog") {
+        let Settings {
+            device,
+            timeout: secs,
+            softdog,
+        } = settings(cmdline)?;
+        if softdog {
             crate::modules::load_named("softdog");
         }
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -116,17 +130,24 @@ mod tests {
     #[test]
     fn the_command_line_names_device_and_timeout() {
         assert_eq!(settings("console=ttyS0"), None);
+        let s = |device: &str, timeout, softdog| {
+            Some(Settings {
+                device: device.into(),
+                timeout,
+                softdog,
+            })
+        };
         assert_eq!(
             settings("hull.watchdog=/dev/watchdog1,20"),
-            Some(("/dev/watchdog1".into(), 20))
+            s("/dev/watchdog1", 20, false)
         );
         assert_eq!(
             settings("hull.watchdog=/dev/watchdog0"),
-            Some(("/dev/watchdog0".into(), TIMEOUT))
+            s("/dev/watchdog0", TIMEOUT, false)
         );
         assert_eq!(
             settings("hull.watchdog=softdog,5"),
-            Some(("/dev/watchdog0".into(), 5))
+            s("/dev/watchdog0", 5, true)
         );
         assert_eq!(settings("hull.watchdog=/dev/watchdog0,x"), None);
     }

@@ -151,9 +151,13 @@ fn bundle(reference: &Reference, raw: &[u8]) -> Result<Bundle, InstallError> {
             _ => Err(not(format!("not exactly one {t} layer"))),
         }
     };
+    let root_hash = annotation(slots::ROOT_HASH_ANNOTATION)?;
+    if root_hash.len() != 64 || !root_hash.bytes().all(|c| c.is_ascii_hexdigit()) {
+        return Err(not(format!("root hash {root_hash:?} is not 64 hex digits")));
+    }
     Ok(Bundle {
         version: annotation(slots::VERSION_ANNOTATION)?,
-        root_hash: annotation(slots::ROOT_HASH_ANNOTATION)?,
+        root_hash,
         uki: layer(slots::UKI_TYPE)?,
         root: layer(slots::ROOT_TYPE)?,
         verity: layer(slots::VERITY_TYPE)?,
@@ -239,10 +243,7 @@ pub fn install(
     write_slot(&files, p)?;
     verify_slot(&b, p, &info)?;
     let entry = add_entry(&files.uki, &b.version, p)?;
-    let spare = slots::SLOTS
-        .iter()
-        .find(|s| **s != info.slot)
-        .map_or_else(String::new, |s| s.to_string());
+    let spare = slots::other(&info.slot).unwrap_or_default().to_string();
     Ok(Outcome::Installed {
         version: b.version,
         slot: spare,
@@ -318,8 +319,8 @@ fn check_bundle(reference: &Reference, b: &Bundle, f: &Files) -> Result<(), Inst
         reference: reference.to_string(),
         why,
     };
-    let uki = std::fs::read(&f.uki).map_err(io("read", &f.uki))?;
-    match hull_contract::uki::root_hash(&uki) {
+    let mut uki = File::open(&f.uki).map_err(io("open", &f.uki))?;
+    match hull_contract::uki::root_hash(&mut uki) {
         Some(h) if h == b.root_hash => {}
         other => {
             return Err(refuse(format!(
@@ -328,7 +329,7 @@ fn check_bundle(reference: &Reference, b: &Bundle, f: &Files) -> Result<(), Inst
             )))
         }
     }
-    if hull_contract::uki::version(&uki).as_deref() != Some(b.version.as_str()) {
+    if hull_contract::uki::version(&mut uki).as_deref() != Some(b.version.as_str()) {
         return Err(refuse(
             "its UKI's IMAGE_VERSION is not the bundle's version".into(),
         ));
@@ -337,7 +338,9 @@ fn check_bundle(reference: &Reference, b: &Bundle, f: &Files) -> Result<(), Inst
     File::open(&f.verity)
         .and_then(|mut v| v.read_exact(&mut sb))
         .map_err(io("read", &f.verity))?;
-    if &sb[0..8] != b"verity\0\0" || registry::hex(&sb[16..32]) != b.root_hash[..32] {
+    if &sb[0..8] != b"verity\0\0"
+        || Some(registry::hex(&sb[16..32]).as_str()) != b.root_hash.get(..32)
+    {
         return Err(refuse(
             "its verity image does not name its root hash".into(),
         ));
@@ -470,10 +473,7 @@ fn verify_slot(b: &Bundle, p: &Paths, info: &BootInfo) -> Result<(), InstallErro
         .map_err(io("read", &verity_dev))?;
     let got = registry::hex(&v.root_hash);
     if got != b.root_hash || written != tree {
-        let slot = slots::SLOTS
-            .iter()
-            .find(|s| **s != info.slot)
-            .map_or_else(String::new, |s| s.to_string());
+        let slot = slots::other(&info.slot).unwrap_or_default().to_string();
         return Err(InstallError::Verify {
             slot,
             want: b.root_hash.clone(),
@@ -635,10 +635,11 @@ mod tests {
                 .collect::<Vec<_>>()
                 .join(",");
             format!(
-                r#"{{"artifactType":"{artifact}","layers":[{layers}],"annotations":{{"{}":"2","{}":"{arch}","{}":"ab"}}}}"#,
+                r#"{{"artifactType":"{artifact}","layers":[{layers}],"annotations":{{"{}":"2","{}":"{arch}","{}":"{}"}}}}"#,
                 slots::VERSION_ANNOTATION,
                 slots::ARCH_ANNOTATION,
-                slots::ROOT_HASH_ANNOTATION
+                slots::ROOT_HASH_ANNOTATION,
+                "ab".repeat(32)
             )
         };
         let r = reference();
@@ -648,6 +649,12 @@ mod tests {
         )
         .expect("a bundle");
         assert_eq!((b.version.as_str(), b.root.size), ("2", 2));
+        let short =
+            manifest(slots::ARTIFACT_TYPE, machine_arch(), 1).replace(&"ab".repeat(32), "ab");
+        assert!(matches!(
+            bundle(&r, short.as_bytes()),
+            Err(InstallError::NotABundle { why, .. }) if why.contains("64 hex digits")
+        ));
         assert!(matches!(
             bundle(
                 &r,

@@ -62,25 +62,14 @@ fn build(arch: &str, out: &Path, key: Option<&(PathBuf, PathBuf)>) -> PathBuf {
     out.join("minimal-efi.img")
 }
 
-/// The UKI of `disk`'s ESP, copied out with mtools.
+/// The UKI of `disk`'s ESP (the firmware's loader path), copied out.
 fn uki_of(disk: &Path, arch: &str, to: &Path) -> PathBuf {
     let name = if arch == "amd64" {
         "BOOTX64.EFI"
     } else {
         "BOOTAA64.EFI"
     };
-    let (ok, text) = tool(
-        "mcopy",
-        &[
-            "-n",
-            "-i",
-            &format!("{}@@1M", disk.display()),
-            &format!("::/EFI/BOOT/{name}"),
-            to.to_str().expect("utf-8"),
-        ],
-    );
-    assert!(ok, "mcopy: {text}");
-    to.to_path_buf()
+    esp_file(disk, &format!("/EFI/BOOT/{name}"), to)
 }
 
 /// Boots `disk` with Secure Boot on; the firmware must refuse it.

@@ -13,6 +13,13 @@
 /// The slots' names.
 pub const SLOTS: [&str; 2] = ["a", "b"];
 
+/// The slot that is not `slot`.
+pub fn other(slot: &str) -> Option<&'static str> {
+    SLOTS
+        .contains(&slot)
+        .then(|| SLOTS.into_iter().find(|s| *s != slot))?
+}
+
 /// The GPT name of a slot's root partition.
 pub fn root_partition(slot: &str) -> String {
     format!("hull-root-{slot}")
@@ -150,5 +157,9 @@ mod tests {
         assert_eq!(counted_entry("1.2"), "hull-1.2+3.efi");
         assert_eq!(slot_of_verity("hull-verity-b"), Some("b"));
         assert_eq!(slot_of_verity("hull-verity-c"), None);
+        assert_eq!(
+            (other("a"), other("b"), other("c")),
+            (Some("b"), Some("a"), None)
+        );
     }
 }

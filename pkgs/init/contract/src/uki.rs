@@ -2,45 +2,66 @@
 //! `.osrel` and the root hash on its `.cmdline`. Used where a UKI is
 //! found on an ESP or in an update bundle (`hull-init`, the update service).
 
-/// `IMAGE_VERSION` of the `.osrel` section of the UKI `pe`.
-pub fn version(pe: &[u8]) -> Option<String> {
-    let osrel = section(pe, b".osrel")?;
-    let text = String::from_utf8_lossy(osrel);
-    text.lines()
+use std::io::{Read, Seek, SeekFrom};
+
+/// How much of the file the PE headers and section table are read from.
+const HEADERS: usize = 4096;
+
+/// `IMAGE_VERSION` of the `.osrel` section of the UKI in `file`.
+pub fn version(file: &mut (impl Read + Seek)) -> Option<String> {
+    let osrel = read_section(file, b".osrel")?;
+    String::from_utf8_lossy(&osrel)
+        .lines()
         .find_map(|l| l.strip_prefix("IMAGE_VERSION="))
         .map(|v| v.trim_matches('"').to_string())
 }
 
-/// The raw bytes of the section `name` of a PE image.
-pub fn section<'a>(pe: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
-    let u16_at = |i: usize| Some(u16::from_le_bytes(pe.get(i..i + 2)?.try_into().ok()?));
-    let u32_at = |i: usize| Some(u32::from_le_bytes(pe.get(i..i + 4)?.try_into().ok()?));
-    let at = u32_at(0x3c)? as usize;
-    if pe.get(at..at + 4)? != b"PE\0\0" {
+/// `roothash=` of the `.cmdline` section of the UKI in `file`, as its hex
+/// text.
+pub fn root_hash(file: &mut (impl Read + Seek)) -> Option<String> {
+    let cmdline = read_section(file, b".cmdline")?;
+    String::from_utf8_lossy(&cmdline)
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("roothash="))
+        .map(|h| h.trim_end_matches('\0').to_string())
+}
+
+/// The section `name` of the PE image in `file`, reading only its headers
+/// and that section (a UKI is tens of MB).
+pub fn read_section(file: &mut (impl Read + Seek), name: &[u8]) -> Option<Vec<u8>> {
+    let mut head = Vec::with_capacity(HEADERS);
+    file.seek(SeekFrom::Start(0)).ok()?;
+    file.by_ref()
+        .take(HEADERS as u64)
+        .read_to_end(&mut head)
+        .ok()?;
+    let (start, size) = locate(&head, name)?;
+    file.seek(SeekFrom::Start(u64::from(start))).ok()?;
+    let mut out = vec![0u8; usize::try_from(size).ok()?];
+    file.read_exact(&mut out).ok()?;
+    Some(out)
+}
+
+/// Where the section `name` is in a PE image whose first bytes are `head`:
+/// its file offset and size.
+fn locate(head: &[u8], name: &[u8]) -> Option<(u32, u32)> {
+    let u16_at = |i: usize| Some(u16::from_le_bytes(head.get(i..i + 2)?.try_into().ok()?));
+    let u32_at = |i: usize| Some(u32::from_le_bytes(head.get(i..i + 4)?.try_into().ok()?));
+    let at = usize::try_from(u32_at(0x3c)?).ok()?;
+    if head.get(at..at + 4)? != b"PE\0\0" {
         return None;
     }
     let count = usize::from(u16_at(at + 6)?);
     let table = at + 24 + usize::from(u16_at(at + 20)?);
     (0..count).find_map(|i| {
         let s = table + 40 * i;
-        let n = pe.get(s..s + 8)?;
+        let n = head.get(s..s + 8)?;
         let end = n.iter().position(|&c| c == 0).unwrap_or(8);
         if &n[..end] != name {
             return None;
         }
-        let size = u32_at(s + 8)?.min(u32_at(s + 16)?) as usize;
-        let start = u32_at(s + 20)? as usize;
-        pe.get(start..start + size)
+        Some((u32_at(s + 20)?, u32_at(s + 8)?.min(u32_at(s + 16)?)))
     })
-}
-
-/// `roothash=` of the `.cmdline` section of the UKI `pe`, as its hex text.
-pub fn root_hash(pe: &[u8]) -> Option<String> {
-    let cmdline = section(pe, b".cmdline")?;
-    String::from_utf8_lossy(cmdline)
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("roothash="))
-        .map(|h| h.trim_end_matches('\0').to_string())
 }
 
 #[cfg(test)]
@@ -62,7 +83,11 @@ mod tests {
         pe[s + 16..s + 20].copy_from_slice(&0x100u32.to_le_bytes());
         pe[s + 20..s + 24].copy_from_slice(&0x200u32.to_le_bytes());
         pe[0x200..0x200 + text.len()].copy_from_slice(text);
-        assert_eq!(version(&pe).as_deref(), Some("2.1"));
-        assert!(version(&pe[..0x100]).is_none());
+        assert_eq!(
+            version(&mut std::io::Cursor::new(&pe)).as_deref(),
+            Some("2.1")
+        );
+        assert!(version(&mut std::io::Cursor::new(&pe[..0x100])).is_none());
+        assert!(root_hash(&mut std::io::Cursor::new(&pe)).is_none());
     }
 }
