@@ -173,11 +173,10 @@ pub fn build(
     });
     let (cached, pins) = fetch(req, &refs, cache, registry, progress)?;
     let mut pack = Pack::new(&std::env::temp_dir()).context("cannot create a temp file")?;
-    let mut images: BTreeMap<String, Flat> = BTreeMap::new();
-    for (text, name, img) in cached {
-        let flat = assemble::flatten(cache, &mut pack, &name, img, req.layer_limits)?;
-        images.insert(text, flat);
-    }
+    let images: BTreeMap<String, Flat> =
+        assemble::flatten_all(cache, &pack, cached, req.layer_limits)?
+            .into_iter()
+            .collect();
     let bootloader = match bootloader {
         None => None,
         Some(text) => {
@@ -204,6 +203,7 @@ pub fn build(
     };
     std::fs::create_dir_all(req.dir)
         .with_context(|| format!("cannot create {}", req.dir.display()))?;
+    let parts = output::initrd_parts::PartStore::new(&cache.parts_dir());
     let img = output::Inputs {
         tree: &assembled.tree,
         pack: &pack,
@@ -219,6 +219,7 @@ pub fn build(
         disk_root_initrd: disk_root_initrd.as_ref(),
         signer: req.signer.as_ref(),
         slots: req.slots.as_ref(),
+        parts: Some(&parts),
     };
     let formats: Vec<String> = req.formats.iter().map(|f| f.name()).collect();
     progress.step(format!(

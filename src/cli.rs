@@ -112,7 +112,8 @@ pub enum CacheCommand {
     /// Remove references (their blobs go at the next gc)
     #[command(after_help = "Example:\n  hull cache rm alpine:3.20 && hull cache gc")]
     Rm(CacheRefsArgs),
-    /// Remove blobs no reference reaches
+    /// Remove blobs no reference reaches, and initrd parts no build used
+    /// for a week
     #[command(after_help = "Example:\n  hull cache gc")]
     Gc,
     /// Rehash every blob and report the bad ones

@@ -6,6 +6,7 @@ use super::{parse_ref, runtime, Context};
 use crate::cli::{CacheCommand, CacheExportArgs, CachePullArgs};
 use crate::image::cache::{archive, Cache};
 use crate::image::registry::{pull, Registry};
+use crate::output::initrd_parts::{PartStore, PARTS_KEPT_FOR};
 use crate::platform::Arch;
 use crate::progress::{Mode, Progress};
 
@@ -26,8 +27,12 @@ pub fn run(cx: &Context, cmd: CacheCommand) -> anyhow::Result<()> {
         }
         CacheCommand::Gc => {
             let (removed, freed) = cache.gc()?;
+            let parts = PartStore::new(&cache.parts_dir());
+            let parts_freed = parts
+                .prune(PARTS_KEPT_FOR)
+                .with_context(|| format!("cannot prune {}", cache.parts_dir().display()))?;
             if !cx.quiet {
-                let freed = indicatif::HumanBytes(freed);
+                let freed = indicatif::HumanBytes(freed + parts_freed);
                 println!("removed {} blobs, {freed} freed", removed.len());
             }
             Ok(())

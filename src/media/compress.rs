@@ -1,11 +1,12 @@
-//! Compressing an output stream: gzip in independently compressed members
-//! made in parallel, zstd multithreaded, or none.
+//! Compressing an output stream: gzip deflated in parallel blocks
+//! ([`pgzip`]), zstd multithreaded, or none.
 //!
-//! Owns: the [`Compressor`] writer. Callers mark the places where a member may
-//! end (`boundary`), so a gzip member always holds whole archive entries.
-//! Must not know what it compresses.
+//! Owns: the codecs, their levels and defaults, and the [`Compressor`]
+//! writer. Must not know what it compresses.
 
 use std::io::{self, Write};
+
+use super::pgzip;
 
 /// The codec for initrds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -61,22 +62,15 @@ impl Compression {
     }
 }
 
-/// Uncompressed bytes per gzip member (at least; members end at boundaries).
-const CHUNK: usize = 4 << 20;
-
-/// A writer that compresses into `out`.
+/// A writer that compresses into `out`: one gzip member or one zstd frame
+/// (both concatenate, so a caller makes a stream of parts by finishing one
+/// compressor and starting the next on the same writer).
 pub struct Compressor<W: Write> {
     inner: Inner<W>,
 }
 
 enum Inner<W: Write> {
-    Gzip {
-        out: W,
-        chunk: Vec<u8>,
-        pending: Vec<Vec<u8>>,
-        threads: usize,
-        level: u32,
-    },
+    Gzip(pgzip::Writer<W>),
     Zstd(zstd::stream::write::Encoder<'static, W>),
     None(W),
 }
@@ -86,31 +80,12 @@ pub fn threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
-/// One gzip member of `data` (deterministic: no name, no time).
-pub fn gzip_member(data: &[u8], level: u32) -> io::Result<Vec<u8>> {
-    let mut enc = flate2::GzBuilder::new()
-        .mtime(0)
-        .operating_system(255)
-        .write(
-            Vec::with_capacity(data.len() / 2),
-            flate2::Compression::new(level),
-        );
-    enc.write_all(data)?;
-    enc.finish()
-}
-
 impl<W: Write> Compressor<W> {
     /// A compressor with `codec` at `level` (one [`Compression::check_level`]
     /// accepts).
     pub fn new(out: W, codec: Compression, level: u32) -> io::Result<Self> {
         let inner = match codec {
-            Compression::Gzip => Inner::Gzip {
-                out,
-                chunk: Vec::with_capacity(CHUNK + (1 << 16)),
-                pending: Vec::new(),
-                threads: threads(),
-                level,
-            },
+            Compression::Gzip => Inner::Gzip(pgzip::Writer::new(out, level, threads())?),
             Compression::Zstd => {
                 let level = i32::try_from(level).unwrap_or(3);
                 let mut enc = zstd::stream::write::Encoder::new(out, level)?;
@@ -123,66 +98,12 @@ impl<W: Write> Compressor<W> {
         Ok(Compressor { inner })
     }
 
-    /// A gzip member may end here.
-    pub fn boundary(&mut self) -> io::Result<()> {
-        if let Inner::Gzip {
-            chunk,
-            pending,
-            threads,
-            ..
-        } = &mut self.inner
-        {
-            if chunk.len() >= CHUNK {
-                pending.push(std::mem::take(chunk));
-                if pending.len() >= *threads {
-                    self.flush_pending()?;
-                }
-            }
-        }
-        Ok(())
-    }
-
-    fn flush_pending(&mut self) -> io::Result<()> {
-        if let Inner::Gzip {
-            out,
-            pending,
-            level,
-            ..
-        } = &mut self.inner
-        {
-            let level = *level;
-            let results: Vec<io::Result<Vec<u8>>> = std::thread::scope(|s| {
-                let handles: Vec<_> = pending
-                    .iter()
-                    .map(|c| s.spawn(move || gzip_member(c, level)))
-                    .collect();
-                handles
-                    .into_iter()
-                    .map(|h| {
-                        h.join()
-                            .unwrap_or_else(|_| Err(io::Error::other("gzip worker failed")))
-                    })
-                    .collect()
-            });
-            pending.clear();
-            for r in results {
-                out.write_all(&r?)?;
-            }
-        }
-        Ok(())
-    }
-
-    /// Finishes the stream and returns the writer.
-    pub fn finish(mut self) -> io::Result<W> {
-        if let Inner::Gzip { chunk, pending, .. } = &mut self.inner {
-            if !chunk.is_empty() {
-                pending.push(std::mem::take(chunk));
-            }
-        }
-        self.flush_pending()?;
+    /// Finishes the member or frame and returns the writer.
+    pub fn finish(self) -> io::Result<W> {
         match self.inner {
-            Inner::Gzip { out, .. } | Inner::None(out) => Ok(out),
+            Inner::Gzip(w) => w.finish(),
             Inner::Zstd(enc) => enc.finish(),
+            Inner::None(out) => Ok(out),
         }
     }
 }
@@ -190,10 +111,7 @@ impl<W: Write> Compressor<W> {
 impl<W: Write> Write for Compressor<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match &mut self.inner {
-            Inner::Gzip { chunk, .. } => {
-                chunk.extend_from_slice(buf);
-                Ok(buf.len())
-            }
+            Inner::Gzip(w) => w.write(buf),
             Inner::Zstd(enc) => enc.write(buf),
             Inner::None(out) => out.write(buf),
         }
@@ -201,7 +119,7 @@ impl<W: Write> Write for Compressor<W> {
 
     fn flush(&mut self) -> io::Result<()> {
         match &mut self.inner {
-            Inner::Gzip { .. } => Ok(()),
+            Inner::Gzip(w) => w.flush(),
             Inner::Zstd(enc) => enc.flush(),
             Inner::None(out) => out.flush(),
         }
@@ -218,24 +136,25 @@ mod tests {
         let data: Vec<u8> = (0..10_000_000u32)
             .map(|i| (i % 251).to_le_bytes()[0])
             .collect();
-        let mut c = Compressor::new(Vec::new(), Compression::Gzip, 6).expect("new");
-        for piece in data.chunks(1_000_000) {
+        let mut out = Vec::new();
+        for piece in data.chunks(3_000_000) {
+            let mut c = Compressor::new(&mut out, Compression::Gzip, 6).expect("new");
             c.write_all(piece).expect("write");
-            c.boundary().expect("boundary");
+            c.finish().expect("finish");
         }
-        let out = c.finish().expect("finish");
         let mut back = Vec::new();
         flate2::read::MultiGzDecoder::new(&out[..])
             .read_to_end(&mut back)
             .expect("decode");
         assert_eq!(back, data);
         let again = {
-            let mut c = Compressor::new(Vec::new(), Compression::Gzip, 6).expect("new");
-            for piece in data.chunks(1_000_000) {
+            let mut out = Vec::new();
+            for piece in data.chunks(3_000_000) {
+                let mut c = Compressor::new(&mut out, Compression::Gzip, 6).expect("new");
                 c.write_all(piece).expect("write");
-                c.boundary().expect("boundary");
+                c.finish().expect("finish");
             }
-            c.finish().expect("finish")
+            out
         };
         assert_eq!(out, again, "deterministic");
     }

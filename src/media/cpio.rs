@@ -1,15 +1,15 @@
 //! Writing a tree as a cpio "newc" archive, the format the kernel unpacks as
 //! an initramfs.
 //!
-//! Owns: entry order (the tree's, parents first), inode numbers (1, 2, ... in
-//! that order), hard links (one inode, data with the last link, as the kernel
-//! expects), and fixed times. Headers come from the `cpio` crate. Must not
-//! compress: it writes to a [`Compressor`] and marks entry boundaries.
+//! Owns: entry order (the tree's, parents first), the archive's parts (runs
+//! of entries whose bytes do not depend on the rest: [`parts`]), inode
+//! numbers (1, 2, ... in a part, on the part's own device number), hard
+//! links (one inode, data with the last link, as the kernel expects), and
+//! fixed times. Headers come from the `cpio` crate. Must not compress.
 
 use std::collections::BTreeMap;
 use std::io::{self, Write};
 
-use super::compress::Compressor;
 use crate::rootfs::tree::{Content, Entry, Kind, Pack, Tree};
 
 const S_IFDIR: u32 = 0o040000;
@@ -37,11 +37,11 @@ struct Inodes<'t> {
 }
 
 impl<'t> Inodes<'t> {
-    fn new(tree: &'t Tree) -> Self {
+    fn new(entries: impl Iterator<Item = (&'t String, &'t Entry)>) -> Self {
         let mut ino: BTreeMap<&str, u32> = BTreeMap::new();
         let mut links: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
         let mut next = 1u32;
-        for (path, entry) in tree.iter().filter(|(p, _)| !p.is_empty()) {
+        for (path, entry) in entries {
             if let Kind::Hardlink(target) = &entry.kind {
                 links
                     .entry(target.as_str())
@@ -125,15 +125,118 @@ fn record<'a>(tree: &'a Tree, inodes: &Inodes, path: &str, entry: &'a Entry) -> 
     }
 }
 
-/// Writes `tree` (without its root entry) and the trailer.
-pub fn write<W: Write>(
+/// Which part a path belongs to: each image a container uses and each
+/// volume (`containers/{images,volumes}/NAME`) has its own, as has the rest
+/// of `containers/` (the containers' small files), apart from the system
+/// around it; these are the units a rebuild most often keeps while
+/// something else changes.
+fn part_of(path: &str) -> &str {
+    let Some(rest) = path.strip_prefix("containers") else {
+        return "";
+    };
+    let Some(rest) = rest.strip_prefix('/') else {
+        return if rest.is_empty() { "containers" } else { "" };
+    };
+    let Some((group, rest)) = rest.split_once('/') else {
+        return "containers";
+    };
+    if group != "images" && group != "volumes" {
+        return "containers";
+    }
+    let name_len = rest.find('/').unwrap_or(rest.len());
+    &path[..path.len() - rest.len() + name_len]
+}
+
+/// A run of consecutive entries written as one unit. Its inode numbers
+/// count from 1 on a device number of its own, so its bytes depend only on
+/// its entries and a build can reuse them (compressed) when they recur.
+pub struct Part<'t> {
+    entries: Vec<(&'t String, &'t Entry)>,
+    /// The cpio `devminor` of its entries (unique in the archive).
+    dev: u32,
+}
+
+impl<'t> Part<'t> {
+    /// Its entries, in archive order.
+    pub fn entries(&self) -> impl Iterator<Item = (&'t String, &'t Entry)> + '_ {
+        self.entries.iter().copied()
+    }
+}
+
+/// Device numbers are 20 bits.
+const DEV_BITS: u32 = 20;
+
+/// A device number from `first`, the part's first path: the same part gets
+/// the same number in every archive, unless another part of this one took
+/// it, then the next free one.
+fn dev_for(first: &str, taken: &mut std::collections::BTreeSet<u32>) -> u32 {
+    let digest = <sha2::Sha256 as sha2::Digest>::digest(first.as_bytes());
+    let mut dev = u32::from_le_bytes([digest[0], digest[1], digest[2], 0]) & ((1 << DEV_BITS) - 1);
+    while dev == 0 || !taken.insert(dev) {
+        dev = (dev + 1) & ((1 << DEV_BITS) - 1);
+    }
+    dev
+}
+
+/// Splits `tree` (without its root entry) into parts: one per image and
+/// volume under `containers/`, one for each run of entries between them.
+/// Parts joined by a hard link become one.
+pub fn parts(tree: &Tree) -> Vec<Part<'_>> {
+    let entries: Vec<(&String, &Entry)> = tree.iter().filter(|(p, _)| !p.is_empty()).collect();
+    let mut starts = vec![0usize];
+    for i in 1..entries.len() {
+        if part_of(entries[i].0) != part_of(entries[i - 1].0) {
+            starts.push(i);
+        }
+    }
+    let part_index = |i: usize| starts.partition_point(|&s| s <= i) - 1;
+    let index: BTreeMap<&str, usize> = entries
+        .iter()
+        .enumerate()
+        .map(|(i, (p, _))| (p.as_str(), i))
+        .collect();
+    // reach[k]: the last part part k must be joined with.
+    let mut reach: Vec<usize> = (0..starts.len()).collect();
+    for (i, (_, entry)) in entries.iter().enumerate() {
+        if let Kind::Hardlink(target) = &entry.kind {
+            if let Some(&j) = index.get(target.as_str()) {
+                let (a, b) = (
+                    part_index(i).min(part_index(j)),
+                    part_index(i).max(part_index(j)),
+                );
+                reach[a] = reach[a].max(b);
+            }
+        }
+    }
+    let mut cuts = Vec::new();
+    let mut end = 0;
+    for (k, &r) in reach.iter().enumerate() {
+        if k > end || k == 0 {
+            cuts.push(starts[k]);
+        }
+        end = end.max(r);
+    }
+    cuts.push(entries.len());
+    let mut taken = std::collections::BTreeSet::new();
+    cuts.windows(2)
+        .filter(|w| w[0] < w[1])
+        .map(|w| Part {
+            entries: entries[w[0]..w[1]].to_vec(),
+            dev: dev_for(entries[w[0]].0, &mut taken),
+        })
+        .collect()
+}
+
+/// Writes one part's entries.
+pub fn write_part(
     tree: &Tree,
     pack: &Pack,
+    part: &Part,
     mtime: u32,
-    out: &mut Compressor<W>,
+    out: &mut dyn Write,
 ) -> io::Result<()> {
-    let inodes = Inodes::new(tree);
-    for (path, entry) in tree.iter().filter(|(p, _)| !p.is_empty()) {
+    let inodes = Inodes::new(part.entries.iter().copied());
+    for &(path, entry) in &part.entries {
         let r = record(tree, &inodes, path, entry);
         let size = match &r.data {
             Some(DataRef::Content(c)) => u32::try_from(c.len()).map_err(|_| too_big(path))?,
@@ -142,6 +245,7 @@ pub fn write<W: Write>(
         };
         let builder = cpio::newc::Builder::new(path)
             .ino(r.inode)
+            .dev_minor(part.dev)
             .mode(r.mode)
             .uid(r.uid)
             .gid(r.gid)
@@ -156,10 +260,21 @@ pub fn write<W: Write>(
             None => {}
         }
         w.finish()?;
-        out.boundary()?;
     }
-    cpio::newc::trailer(&mut *out)?;
     Ok(())
+}
+
+/// Writes the archive's end.
+pub fn write_trailer(out: &mut dyn Write) -> io::Result<()> {
+    cpio::newc::trailer(out).map(|_| ())
+}
+
+/// Writes `tree` (without its root entry) and the trailer.
+pub fn write(tree: &Tree, pack: &Pack, mtime: u32, out: &mut dyn Write) -> io::Result<()> {
+    for part in parts(tree) {
+        write_part(tree, pack, &part, mtime, out)?;
+    }
+    write_trailer(out)
 }
 
 enum DataRef<'a> {
@@ -184,4 +299,116 @@ pub fn single_file(name: &str, data: &[u8], mtime: u32) -> io::Result<Vec<u8>> {
     w.finish()?;
     cpio::newc::trailer(&mut out)?;
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A tree like an assembled one: root files around two container images.
+    fn tree(pack: &mut Pack, app: &[u8]) -> Tree {
+        let mut t = Tree::new();
+        let file = |t: &mut Tree, path: &str, data: &[u8]| {
+            let c = pack.store_bytes(data).expect("store");
+            t.insert(path, Entry::file(c, 0o644)).expect("insert");
+        };
+        file(&mut t, "bin/sh", b"shell");
+        file(&mut t, "containers/images/aaa/rootfs/app", app);
+        file(&mut t, "containers/images/bbb/rootfs/db", b"database");
+        file(&mut t, "containers/services/web/config.json", b"{}");
+        file(&mut t, "etc/motd", b"hello");
+        t
+    }
+
+    fn firsts(parts: &[Part]) -> Vec<String> {
+        parts
+            .iter()
+            .map(|p| {
+                p.entries()
+                    .next()
+                    .map(|(n, _)| n.clone())
+                    .unwrap_or_default()
+            })
+            .collect()
+    }
+
+    fn bytes(tree: &Tree, pack: &Pack, part: &Part) -> Vec<u8> {
+        let mut out = Vec::new();
+        write_part(tree, pack, part, 0, &mut out).expect("write");
+        out
+    }
+
+    #[test]
+    fn each_image_is_a_part_whose_bytes_do_not_depend_on_the_others() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let mut pack = Pack::new(dir.path()).expect("pack");
+        let (one, two) = (
+            tree(&mut pack, b"app v1"),
+            tree(&mut pack, b"app version 2"),
+        );
+        let (p1, p2) = (parts(&one), parts(&two));
+        assert_eq!(
+            firsts(&p1),
+            [
+                "bin",
+                "containers",
+                "containers/images/aaa",
+                "containers/images/bbb",
+                "containers/services",
+                "etc",
+            ]
+            .map(String::from)
+        );
+        let devs: std::collections::BTreeSet<u32> = p1.iter().map(|p| p.dev).collect();
+        assert_eq!(devs.len(), p1.len(), "a device number per part");
+        // Only the changed image's part differs, though later inodes moved.
+        for (i, (a, b)) in p1.iter().zip(&p2).enumerate() {
+            let same = bytes(&one, &pack, a) == bytes(&two, &pack, b);
+            assert_eq!(same, i != 2, "part {i}");
+        }
+        // The parts and a trailer are the archive, which cpio reads whole.
+        let mut whole = Vec::new();
+        write(&one, &pack, 0, &mut whole).expect("write");
+        let mut joined: Vec<u8> = p1.iter().flat_map(|p| bytes(&one, &pack, p)).collect();
+        write_trailer(&mut joined).expect("trailer");
+        assert_eq!(whole, joined);
+        let mut names = Vec::new();
+        let mut rest = &whole[..];
+        loop {
+            let r = cpio::newc::Reader::new(rest).expect("entry");
+            if r.entry().is_trailer() {
+                break;
+            }
+            names.push(r.entry().name().to_string());
+            rest = r.finish().expect("next");
+        }
+        assert_eq!(names.len(), one.iter().count() - 1);
+    }
+
+    #[test]
+    fn a_hard_link_across_parts_joins_them() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let mut pack = Pack::new(dir.path()).expect("pack");
+        let mut t = tree(&mut pack, b"app");
+        let link = Entry {
+            kind: Kind::Hardlink("bin/sh".into()),
+            ..Entry::dir(0o755)
+        };
+        t.insert("containers/images/bbb/rootfs/sh", link)
+            .expect("link");
+        let p = parts(&t);
+        assert_eq!(
+            firsts(&p),
+            ["bin", "containers/services", "etc"].map(String::from),
+            "bin/sh's part runs to the link's"
+        );
+        // Both names share the inode; the data goes with the last.
+        let first = &p[0];
+        let inodes = Inodes::new(first.entries());
+        let sh = record(&t, &inodes, "bin/sh", t.get("bin/sh").expect("sh"));
+        let lk = t.get("containers/images/bbb/rootfs/sh").expect("link");
+        let lr = record(&t, &inodes, "containers/images/bbb/rootfs/sh", lk);
+        assert_eq!((sh.inode, sh.nlink), (lr.inode, 2));
+        assert!(sh.data.is_none() && lr.data.is_some());
+    }
 }

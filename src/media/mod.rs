@@ -11,6 +11,7 @@ pub mod fat;
 pub mod gpt;
 pub mod iso9660;
 pub mod pe;
+pub mod pgzip;
 pub mod source;
 pub mod squashfs;
 pub mod tar;

@@ -7,9 +7,9 @@
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
-use super::{boot_file, Format, Inputs, OutputError};
+use super::{boot_file, initrd_parts, Format, Inputs, OutputError};
 use crate::media::source::{FileSource, Source};
-use crate::media::{compress, cpio, squashfs, uki};
+use crate::media::{squashfs, uki};
 use crate::rootfs::tree::{Content, Pack, Tree};
 use hull_contract::verity::{self, Verity};
 
@@ -91,14 +91,16 @@ pub fn write_initrd<W: io::Write>(img: &Inputs, mut out: W) -> io::Result<W> {
         img.pack.copy_to(u, &mut out)?;
     }
     let tree: &Tree = img.disk_root_initrd.unwrap_or(img.tree);
-    let mut c = compress::Compressor::new(out, img.compression, img.compression_level)?;
-    cpio::write(
+    initrd_parts::write(
         tree,
         img.pack,
         u32::try_from(img.mtime).unwrap_or(u32::MAX),
-        &mut c,
+        img.compression,
+        img.compression_level,
+        img.parts,
+        &mut out,
     )?;
-    c.finish()
+    Ok(out)
 }
 
 /// A new temp file in `dir` for the output at `dest`.

@@ -9,6 +9,7 @@
 
 mod artifacts;
 mod formats;
+pub mod initrd_parts;
 pub mod media;
 mod slots;
 
@@ -197,6 +198,8 @@ pub struct Inputs<'a> {
     pub signer: Option<&'a crate::media::authenticode::Signer>,
     /// Two slots for updates (`--root ab`, and the update bundle).
     pub slots: Option<&'a Slots>,
+    /// Compressed initrd parts kept from earlier builds, to reuse.
+    pub parts: Option<&'a initrd_parts::PartStore>,
 }
 
 /// What a two-slot disk and its update bundles are made with.
@@ -292,17 +295,39 @@ impl Staged {
                     .set_permissions(std::fs::Permissions::from_mode(0o644))
                     .map_err(io_err)?;
             }
-            tmp.as_file().sync_all().map_err(io_err)?;
-            let mut f = std::fs::File::open(tmp.path()).map_err(io_err)?;
-            let mut h = sha2::Sha256::new();
-            io::copy(&mut f, &mut h).map_err(io_err)?;
+            // Hashed while the disk syncs it.
+            let (synced, digest) = std::thread::scope(|s| {
+                let digest = s.spawn(|| sha256_file(tmp.path()));
+                let synced = tmp.as_file().sync_all();
+                let digest = digest
+                    .join()
+                    .unwrap_or_else(|_| Err(io::Error::other("the hashing thread failed")));
+                (synced, digest)
+            });
+            synced.map_err(io_err)?;
+            let digest = digest.map_err(io_err)?;
             tmp.persist(&dest).map_err(|e| OutputError::Io {
                 path: dest.clone(),
                 source: e.error,
             })?;
-            out.push((dest, hex::encode(h.finalize())));
+            out.push((dest, digest));
         }
         Ok(out)
+    }
+}
+
+/// The sha256 of the file at `path`, in hex.
+fn sha256_file(path: &Path) -> io::Result<String> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path)?;
+    let mut h = sha2::Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            return Ok(hex::encode(h.finalize()));
+        }
+        h.update(&buf[..n]);
     }
 }
 

@@ -99,7 +99,8 @@ pub enum LayerFault {
     },
 }
 
-/// Opens a layer blob, decompressing gzip or zstd by magic bytes.
+/// Opens a layer blob, decompressing gzip or zstd by magic bytes (on
+/// another thread, ahead of the caller).
 pub fn open_layer(path: &Path) -> std::io::Result<Box<dyn Read>> {
     let mut f = BufReader::with_capacity(1 << 16, File::open(path)?);
     let mut magic = [0u8; 4];
@@ -110,13 +111,14 @@ pub fn open_layer(path: &Path) -> std::io::Result<Box<dyn Read>> {
         magic[..n].copy_from_slice(&buf[..n]);
         n
     };
-    Ok(if n >= 2 && magic[..2] == [0x1f, 0x8b] {
+    let decoder: Box<dyn Read + Send> = if n >= 2 && magic[..2] == [0x1f, 0x8b] {
         Box::new(flate2::read::MultiGzDecoder::new(f))
     } else if n == 4 && magic == [0x28, 0xb5, 0x2f, 0xfd] {
         Box::new(zstd::stream::read::Decoder::with_buffer(f)?)
     } else {
-        Box::new(f)
-    })
+        return Ok(Box::new(f));
+    };
+    Ok(Box::new(super::read_ahead::ReadAhead::new(decoder)))
 }
 
 /// The layer being applied, for errors.
@@ -158,21 +160,61 @@ impl<'a> Source<'a> {
     }
 }
 
-/// Applies the layer at `path` (named `layer`, of `image`, in errors) to
-/// `tree`, within `limits`.
+/// Applies the layer blob at `path` (named `layer`, of `image`, in errors)
+/// to `tree` within `limits`, its files' contents going into `pack`:
+/// [`read`], then [`Layer::apply`].
 pub fn apply(
     tree: &mut Tree,
-    pack: &mut Pack,
+    pack: &Pack,
     path: &Path,
     (image, layer): (&str, &str),
     limits: Limits,
 ) -> Result<(), LayerError> {
+    read(pack, path, (image, layer), limits)?.apply(tree)
+}
+
+/// The error for a layer a reading thread never returned.
+pub fn not_read(image: &str, layer: &str) -> LayerError {
+    Source { image, layer }.read(None)(std::io::Error::other("its reading thread failed")).into()
+}
+
+/// What one tar entry does to the tree below it.
+enum Op {
+    /// An opaque marker: the directory's lower contents go.
+    Opaque { dir: String },
+    /// A whiteout: the path goes.
+    Whiteout { target: String },
+    /// The layer's own root ("./"): its mode, if it is a directory.
+    Root { mode: Option<u32> },
+    /// An entry put in the tree.
+    Put {
+        raw_path: String,
+        path: String,
+        entry: Entry,
+    },
+}
+
+/// A layer read: its entries in order, their files' contents in the pack.
+/// Layers can be read on several threads at once and applied in order.
+pub struct Layer {
+    image: String,
+    layer: String,
+    ops: Vec<Op>,
+}
+
+/// Reads the layer blob at `path`: checks every entry and its limits, and
+/// stores its files' contents in `pack`.
+pub fn read(
+    pack: &Pack,
+    path: &Path,
+    (image, layer): (&str, &str),
+    limits: Limits,
+) -> Result<Layer, LayerError> {
     let src = Source { image, layer };
     let reader = open_layer(path).map_err(src.read(None))?;
     let mut archive = tar::Archive::new(reader);
-    // Paths this layer added: its whiteouts never hide them.
-    let mut added: HashSet<String> = HashSet::new();
     let (mut entries, mut bytes) = (0u64, 0u64);
+    let mut ops = Vec::new();
     for entry in archive.entries().map_err(src.read(None))? {
         let mut entry = entry.map_err(src.read(None))?;
         entries += 1;
@@ -185,33 +227,70 @@ pub fn apply(
             );
             return Err(src.unsupported(&path, message));
         }
-        apply_entry(tree, pack, &mut entry, src, &mut added)?;
+        ops.push(read_entry(pack, &mut entry, src)?);
     }
-    Ok(())
+    Ok(Layer {
+        image: image.to_string(),
+        layer: layer.to_string(),
+        ops,
+    })
+}
+
+impl Layer {
+    /// Applies the layer to `tree`, as an overlay would show it on top.
+    pub fn apply(self, tree: &mut Tree) -> Result<(), LayerError> {
+        let src = Source {
+            image: &self.image,
+            layer: &self.layer,
+        };
+        // Paths this layer added: its whiteouts never hide them.
+        let mut added: HashSet<String> = HashSet::new();
+        for op in self.ops {
+            match op {
+                Op::Opaque { dir } => tree.clear_dir(&dir, &|p| added.contains(p)),
+                Op::Whiteout { target } => {
+                    if !added.contains(&target) {
+                        tree.remove(&target);
+                    }
+                }
+                Op::Root { mode } => {
+                    if let (Some(mode), Some(root)) = (mode, tree.get_mut("")) {
+                        root.mode = mode;
+                    }
+                }
+                Op::Put {
+                    raw_path,
+                    path,
+                    entry,
+                } => {
+                    tree.insert(&path, entry).map_err(src.entry(&raw_path))?;
+                    added.insert(path);
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 /// One tar entry: a whiteout, an opaque marker, the layer's own root, or an
-/// entry put in the tree.
-fn apply_entry<R: Read>(
-    tree: &mut Tree,
-    pack: &mut Pack,
+/// entry to put in the tree (a file's content stored in `pack` now).
+fn read_entry<R: Read>(
+    pack: &Pack,
     entry: &mut tar::Entry<'_, R>,
     src: Source,
-    added: &mut HashSet<String>,
-) -> Result<(), LayerError> {
+) -> Result<Op, LayerError> {
     let raw_path = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
     let path = normalize(&raw_path).map_err(src.entry(&raw_path))?;
     let (dir, name) = path.rsplit_once('/').unwrap_or(("", path.as_str()));
     if name == OPAQUE {
-        tree.clear_dir(dir, &|p| added.contains(p));
-        return Ok(());
+        return Ok(Op::Opaque {
+            dir: dir.to_string(),
+        });
     }
     if let Some(hidden) = name.strip_prefix(WHITEOUT) {
-        let target = crate::rootfs::tree::join(dir, hidden);
-        if !added.contains(&target) {
-            tree.remove(&target);
-        }
-        return Ok(());
+        return Ok(Op::Whiteout {
+            target: crate::rootfs::tree::join(dir, hidden),
+        });
     }
     let header = entry.header().clone();
     let read = src.read(Some(&raw_path));
@@ -222,21 +301,21 @@ fn apply_entry<R: Read>(
     let kind = entry_kind(entry, &header, pack, src, &raw_path)?;
     if path.is_empty() {
         // The layer's own root ("./"): take its mode, keep the tree.
-        if let (Kind::Dir, Some(root)) = (&kind, tree.get_mut("")) {
-            root.mode = mode;
-        }
-        return Ok(());
+        return Ok(Op::Root {
+            mode: matches!(kind, Kind::Dir).then_some(mode),
+        });
     }
-    let new = Entry {
-        kind,
-        mode,
-        uid,
-        gid,
-        xattrs,
-    };
-    tree.insert(&path, new).map_err(src.entry(&raw_path))?;
-    added.insert(path);
-    Ok(())
+    Ok(Op::Put {
+        raw_path,
+        path,
+        entry: Entry {
+            kind,
+            mode,
+            uid,
+            gid,
+            xattrs,
+        },
+    })
 }
 
 /// The entry's `SCHILY.xattr.*` PAX records.
@@ -261,7 +340,7 @@ fn xattrs<R: Read>(
 fn entry_kind<R: Read>(
     entry: &mut tar::Entry<'_, R>,
     header: &tar::Header,
-    pack: &mut Pack,
+    pack: &Pack,
     src: Source,
     raw_path: &str,
 ) -> Result<Kind, LayerError> {

@@ -8,4 +8,5 @@ pub mod assemble;
 pub mod boot_initrd;
 pub mod layers;
 pub mod modules;
+mod read_ahead;
 pub mod tree;

@@ -8,6 +8,8 @@
 //! CACHE/.hull/tmp/            blobs being written (same filesystem: rename is atomic)
 //! CACHE/.hull/index.lock      held while index.json is rewritten
 //! CACHE/.hull/gc.lock         shared by writers, exclusive for gc
+//! CACHE/.hull/initrd-parts/   compressed initrd parts builds reuse (their
+//!                             format is `output::initrd_parts`'s)
 //! ```
 //!
 //! Owns: the layout, blob storage (through `blob`), the references in
@@ -149,6 +151,11 @@ impl Cache {
 
     fn blobs_dir(&self) -> PathBuf {
         self.root.join("blobs").join("sha256")
+    }
+
+    /// Where builds keep compressed initrd parts for later builds.
+    pub fn parts_dir(&self) -> PathBuf {
+        self.root.join(".hull").join("initrd-parts")
     }
 
     fn tmp_dir(&self) -> PathBuf {

@@ -16,14 +16,15 @@
 //! `files:` entries and the module index. Reads only the plan (`plan`), never
 //! the manifest. Must not fetch images or write output files.
 
+mod flatten;
 mod place;
 
-use crate::image::cache::{Cache, CachedImage};
-use crate::manifest::ImageConfig;
-use crate::plan::{spec, ImageInfo};
-use crate::rootfs::layers::{self, LayerError};
-use crate::rootfs::tree::{self, Content, Kind, Pack, Tree, TreeError};
+use crate::image::cache::CachedImage;
+use crate::plan::ImageInfo;
+use crate::rootfs::layers::LayerError;
+use crate::rootfs::tree::{self, Content, Kind, Tree, TreeError};
 
+pub use flatten::{flatten, flatten_all};
 pub use place::assemble;
 
 /// An image pulled and flattened.
@@ -63,61 +64,6 @@ pub enum AssembleError {
     Modules(#[from] crate::rootfs::modules::ModulesError),
     #[error("cannot write config.json or runtime.json for {0}")]
     Json(String, #[source] serde_json::Error),
-}
-
-/// Applies every layer of `cached` to a new tree, each within `limits`.
-pub fn flatten(
-    cache: &Cache,
-    pack: &mut Pack,
-    name: &str,
-    cached: CachedImage,
-    limits: layers::Limits,
-) -> Result<Flat, AssembleError> {
-    let mut tree = Tree::new();
-    for layer in &cached.layers {
-        let digest = layer
-            .digest()
-            .map_err(crate::image::cache::CacheError::from)?;
-        layers::apply(
-            &mut tree,
-            pack,
-            &cache.blob_path(&digest),
-            (name, &layer.digest),
-            limits,
-        )?;
-    }
-    let config = cache.read_blob(
-        &cached
-            .config
-            .digest()
-            .map_err(crate::image::cache::CacheError::from)?,
-    )?;
-    let hex = cached
-        .manifest
-        .digest()
-        .map_err(crate::image::cache::CacheError::from)?
-        .hex()
-        .to_string();
-    let defaults = spec::image_defaults(&config);
-    let label = match defaults
-        .labels
-        .as_ref()
-        .and_then(|l| l.get("org.mobyproject.config"))
-    {
-        Some(json) => crate::manifest::parse_label(name, json)
-            .map_err(|e| AssembleError::Label(e.to_string()))?,
-        None => ImageConfig::default(),
-    };
-    Ok(Flat {
-        name: name.to_string(),
-        cached,
-        info: ImageInfo {
-            hex,
-            defaults,
-            label,
-        },
-        tree,
-    })
 }
 
 /// What the outputs are made from.

@@ -6,6 +6,7 @@
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::unix::fs::FileExt;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Contents up to this size stay in memory.
 const INLINE_MAX: u64 = 4096;
@@ -34,11 +35,12 @@ impl Content {
     }
 }
 
-/// The temp file file contents are appended to.
+/// The temp file file contents are appended to. Several threads may store
+/// at once: each reserves its range first, then writes it.
 #[derive(Debug)]
 pub struct Pack {
     file: File,
-    len: u64,
+    len: AtomicU64,
 }
 
 impl Pack {
@@ -46,12 +48,12 @@ impl Pack {
     pub fn new(dir: &std::path::Path) -> std::io::Result<Self> {
         Ok(Pack {
             file: tempfile::tempfile_in(dir)?,
-            len: 0,
+            len: AtomicU64::new(0),
         })
     }
 
     /// Stores exactly `size` bytes from `reader`. Fewer bytes is an error.
-    pub fn store(&mut self, reader: &mut dyn Read, size: u64) -> std::io::Result<Content> {
+    pub fn store(&self, reader: &mut dyn Read, size: u64) -> std::io::Result<Content> {
         if size <= INLINE_MAX {
             let mut v = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
             reader.take(size).read_to_end(&mut v)?;
@@ -63,7 +65,7 @@ impl Pack {
             }
             return Ok(Content::Inline(v));
         }
-        let offset = self.len;
+        let offset = self.len.fetch_add(size, Ordering::Relaxed);
         let mut buf = vec![0u8; 1 << 16];
         let mut left = size;
         let mut pos = offset;
@@ -80,12 +82,11 @@ impl Pack {
             pos += n as u64;
             left -= n as u64;
         }
-        self.len = pos;
         Ok(Content::Packed { offset, len: size })
     }
 
     /// Stores bytes already in memory.
-    pub fn store_bytes(&mut self, bytes: &[u8]) -> std::io::Result<Content> {
+    pub fn store_bytes(&self, bytes: &[u8]) -> std::io::Result<Content> {
         self.store(&mut &bytes[..], bytes.len() as u64)
     }
 
@@ -161,7 +162,7 @@ mod tests {
     #[test]
     fn small_inline_large_packed_short_reads_fail() {
         let dir = tempfile::tempdir().expect("tmp");
-        let mut p = Pack::new(dir.path()).expect("pack");
+        let p = Pack::new(dir.path()).expect("pack");
         assert_eq!(
             p.store_bytes(b"hi").expect("store"),
             Content::Inline(b"hi".to_vec())
