@@ -975,3 +975,133 @@ fn layer_limits_are_flags() {
     run.expect_code(0);
     assert!(out.join("limits-initrd.img").exists());
 }
+
+/// `len` bytes that compress little, different for each `seed`.
+fn noise(len: usize, seed: u32) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(2_654_435_761) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x.to_le_bytes()[0]
+        })
+        .collect()
+}
+
+#[test]
+fn a_rebuild_after_one_service_changed_compresses_only_it_and_equals_a_build_from_nothing() {
+    let env = Env::new();
+    let (kernel, init, _) = env.standard_images();
+    let big = |repo: &str, path: &str, seed: u32| {
+        let layer = Layer::new().file(path, &noise(2 << 20, seed), 0o755, (0, 0));
+        env.push_one(repo, layer, None)
+    };
+    let base = big("test/base", "usr/lib/data", 1);
+    let db = big("test/db", "bin/db", 2);
+    let (app1, app2) = (
+        big("test/app1", "bin/app", 3),
+        big("test/app2", "bin/app", 4),
+    );
+    let manifest = |name: &str, app: &str| {
+        env.manifest_text(
+            name,
+            &format!(
+                "kernel:\n  image: {kernel}\n  cmdline: console=ttyS0\n\
+                 init:\n  - {init}\n  - {base}\n\
+                 services:\n  - name: app\n    image: {app}\n    command: [/bin/app]\n\
+                 \x20 - name: db\n    image: {db}\n    command: [/bin/db]\n"
+            ),
+        )
+    };
+    let (m1, m2) = (manifest("m1", &app1), manifest("m2", &app2));
+    let kept = |cache: &Path| -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(cache.join(".hull/initrd-parts"))
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        names
+    };
+    for (codec, decompress) in [("gzip", "gzip -dc"), ("zstd", "zstd -dc")] {
+        let cache = env.tmp.path().join(format!("cache-{codec}"));
+        let build = |cache: &Path, m: &Path, out: &str| {
+            let dir = env.tmp.path().join(format!("{out}-{codec}"));
+            env.hull(
+                cache.to_str().expect("utf-8"),
+                &[
+                    "build",
+                    "--arch",
+                    "amd64",
+                    "--compression",
+                    codec,
+                    "--dir",
+                    dir.to_str().expect("utf-8"),
+                    m.to_str().expect("utf-8"),
+                ],
+            )
+            .expect_code(0);
+            std::fs::read(dir.join(format!(
+                "{}-initrd.img",
+                m.file_stem().expect("stem").to_string_lossy()
+            )))
+            .expect("initrd")
+        };
+        build(&cache, &m1, "first");
+        let after_first = kept(&cache);
+        assert_eq!(
+            after_first.len(),
+            3,
+            "base, app1 and db kept: {after_first:?}"
+        );
+        let rebuilt = build(&cache, &m2, "rebuilt");
+        let after_second = kept(&cache);
+        let new: Vec<&String> = after_second
+            .iter()
+            .filter(|k| !after_first.contains(k))
+            .collect();
+        assert_eq!(new.len(), 1, "only app2's part is new: {after_second:?}");
+        let scratch = build(
+            &env.tmp.path().join(format!("fresh-{codec}")),
+            &m2,
+            "scratch",
+        );
+        assert!(
+            rebuilt == scratch,
+            "{codec}: the rebuild differs from a build from nothing"
+        );
+        // Whole, as an independent tool reads it.
+        let path = env.tmp.path().join(format!("rebuilt-{codec}.img"));
+        std::fs::write(&path, &rebuilt).expect("write");
+        let names = sh(&format!(
+            "{decompress} {} | cpio -it --quiet",
+            path.display()
+        ));
+        for p in [
+            "usr/lib/data",
+            "bin/init",
+            "containers/services/app/config.json",
+        ] {
+            assert!(
+                names.lines().any(|l| l == p),
+                "{codec}: {p} missing:\n{names}"
+            );
+        }
+        let app = names
+            .lines()
+            .find(|l| l.starts_with("containers/images/") && l.ends_with("/bin/app"))
+            .unwrap_or_else(|| panic!("no bin/app:\n{names}"));
+        let data = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "{decompress} {} | cpio -i --quiet --to-stdout {app}",
+                path.display()
+            ))
+            .output()
+            .expect("cpio");
+        assert!(data.stdout == noise(2 << 20, 4), "{codec}: app2's bytes");
+    }
+}
