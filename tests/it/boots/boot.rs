@@ -14,13 +14,13 @@ use util::registry::run;
 
 use util::repo;
 
-use util::boot::build_and_boot;
+use util::boot::build_with_and_boot;
 use util::hull_cached as hull;
 
 const INIT: &str = r#"#!/bin/sh
 /bin/busybox mkdir -p /proc
 /bin/busybox mount -t proc proc /proc
-echo "HULL-SMOKE arch=$(/bin/busybox uname -m) modules=$(/bin/busybox wc -l < /lib/modules/$(/bin/busybox uname -r)/modules.dep)"
+echo "HULL-SMOKE arch=$(/bin/busybox uname -m) images=$(/bin/busybox ls /containers/images | /bin/busybox wc -l) modules=$(/bin/busybox wc -l < /lib/modules/$(/bin/busybox uname -r)/modules.dep)"
 /bin/busybox poweroff -f
 "#;
 
@@ -94,13 +94,17 @@ fn debian_kernels_boot_hull_initrds_on_both_arches() {
     std::fs::write(
         &manifest,
         format!(
-            "kernel:\n  image: {kernel}\n  cmdline: \"console=ttyS0 console=ttyAMA0 panic=-1\"\ninit:\n  - {getty}\nfiles:\n  - path: init\n    source: init\n    mode: \"0755\"\n"
+            "kernel:\n  image: {kernel}\n  cmdline: \"console=ttyS0 console=ttyAMA0 panic=-1\"\ninit:\n  - {getty}\nonboot:\n  - name: idle\n    image: {getty}\nfiles:\n  - path: init\n    source: init\n    mode: \"0755\"\n"
         ),
     )
     .expect("write manifest");
-    for (arch, uname) in [("amd64", "x86_64"), ("arm64", "aarch64")] {
+    // The initrd is in parts (the system before containers/, the container's
+    // image, the containers' files, the system after, with the modules): gzip
+    // members on amd64, zstd frames on arm64; the kernel unpacks them all.
+    for (arch, uname, codec) in [("amd64", "x86_64", "gzip"), ("arm64", "aarch64", "zstd")] {
         // hull run qemu boots it and waits for the marker line.
-        let run = build_and_boot(&cache, tmp.path(), "smoke", arch, "HULL-SMOKE", 240, &[]);
+        let build = ("smoke", &["--compression", codec][..]);
+        let run = build_with_and_boot(&cache, tmp.path(), build, arch, "HULL-SMOKE", 240, &[]);
         if run.code != Some(0) {
             panic!("{arch} did not boot to the marker:\n{}", run.text);
         }
@@ -109,7 +113,10 @@ fn debian_kernels_boot_hull_initrds_on_both_arches() {
             .lines()
             .find(|l| l.contains("HULL-SMOKE"))
             .unwrap_or_default();
-        assert!(line.contains(&format!("arch={uname}")), "{arch}: {line}");
+        assert!(
+            line.contains(&format!("arch={uname} images=1 ")),
+            "{arch} ({codec}): {line}"
+        );
         let modules: usize = line
             .rsplit("modules=")
             .next()

@@ -236,23 +236,33 @@ pub fn build_and_boot(
     timeout: u32,
     extra: &[&str],
 ) -> Console {
+    build_with_and_boot(cache, dir, (name, &[]), arch, marker, timeout, extra)
+}
+
+/// [`build_and_boot`] with more `hull build` options.
+pub fn build_with_and_boot(
+    cache: &Path,
+    dir: &Path,
+    (name, build_extra): (&str, &[&str]),
+    arch: &str,
+    marker: &str,
+    timeout: u32,
+    extra: &[&str],
+) -> Console {
     let out = dir.join(format!("out-{arch}"));
     let manifest = format!("{name}.yml");
-    super::hull_cached(
-        cache,
-        dir,
-        &[
-            "build",
-            "--pull",
-            "never",
-            "--arch",
-            arch,
-            "--dir",
-            out.to_str().expect("utf-8"),
-            &manifest,
-        ],
-    )
-    .expect_code(0);
+    let mut build = vec![
+        "build",
+        "--pull",
+        "never",
+        "--arch",
+        arch,
+        "--dir",
+        out.to_str().expect("utf-8"),
+    ];
+    build.extend_from_slice(build_extra);
+    build.push(&manifest);
+    super::hull_cached(cache, dir, &build).expect_code(0);
     let prefix = out.join(name);
     let timeout = timeout.to_string();
     let mut args = vec![
