@@ -282,8 +282,10 @@ fn fetch(
     Ok((cached, pins))
 }
 
-/// Builds the `@pkg:` package at `dir` (all its arches, so the index is the
-/// same whichever arch asked first) unless the cache has it for `arch`.
+/// Builds the `@pkg:` package at `dir` for `arch` unless the cache has it
+/// for `arch`: only the arch the build needs (a first build is one arch's
+/// work, not every arch's); the cached index keeps the arches built before,
+/// so once every arch was built it is the one `hull pkg build` makes.
 fn build_package(
     cache: &Cache,
     reference: &Reference,
@@ -299,7 +301,7 @@ fn build_package(
     let _building = cache.work_lock(text)?;
     if pull::lookup(cache, reference, arch)?.is_none() {
         let p = crate::pkg::load(dir)?;
-        crate::pkg::build(&p, cache, text, None, 0, progress)?;
+        crate::pkg::build(&p, cache, text, Some(&[arch]), 0, progress)?;
     }
     Ok(())
 }

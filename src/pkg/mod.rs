@@ -488,9 +488,37 @@ fn image_for(pkg: &Package, arch: Arch, root: &Path, mtime: u64) -> Result<ArchI
     })
 }
 
+/// The images of other architectures than `rebuilt` in the index the cache
+/// names `reference` now, whose manifests the cache holds: built earlier from
+/// the same sources (the tag is their hash), so they stay in the new index.
+fn earlier_arches(
+    cache: &Cache,
+    reference: &str,
+    pkg: &Package,
+    rebuilt: &[Arch],
+) -> Vec<(Arch, Descriptor)> {
+    let Some(Ok(digest)) = cache.resolve(reference).ok().flatten().map(|d| d.digest()) else {
+        return Vec::new();
+    };
+    let Ok(oci::Parsed::Index { manifests, .. }) = cache.manifest(&digest) else {
+        return Vec::new();
+    };
+    manifests
+        .into_iter()
+        .filter_map(|m| {
+            let os_arch = m.platform.as_ref()?.architecture.clone();
+            let arch = *pkg.arches.iter().find(|a| a.oci() == os_arch)?;
+            let there = m.digest().is_ok_and(|d| cache.has_blob(&d));
+            (!rebuilt.contains(&arch) && there).then_some((arch, m))
+        })
+        .collect()
+}
+
 /// Builds `pkg` for its architectures (or `only`), and names the index in the
-/// cache as `reference`. Nothing reaches the cache unless every step succeeds.
-/// Returns the index digest.
+/// cache as `reference`: the arches built now, and with `only` those the
+/// index named before, in build.yml's order (so the index of every arch is
+/// the same whichever were built first). Nothing reaches the cache unless
+/// every step succeeds. Returns the index digest.
 pub fn build(
     pkg: &Package,
     cache: &Cache,
@@ -517,12 +545,18 @@ pub fn build(
         });
     }
     let mut built = Vec::new();
-    for arch in arches {
+    for &arch in &arches {
         progress.step(format!("building {} for {arch}", pkg.dir.display()));
         let root = run_step(pkg, arch, (work.path(), mtime), progress)?;
         built.push(image_for(pkg, arch, &root, mtime)?);
     }
-    let manifests: Vec<Descriptor> = built.iter().map(|b| b.manifest.clone()).collect();
+    let mut by_arch: Vec<(Arch, Descriptor)> =
+        built.iter().map(|b| (b.arch, b.manifest.clone())).collect();
+    if only.is_some() {
+        by_arch.extend(earlier_arches(cache, reference, pkg, &arches));
+    }
+    by_arch.sort_by_key(|(a, _)| pkg.arches.iter().position(|p| p == a));
+    let manifests: Vec<Descriptor> = by_arch.into_iter().map(|(_, d)| d).collect();
     let index_blob = oci::write::image_index(&manifests)
         .and_then(|i| oci::write::to_bytes(&i))
         .map_err(|e| PkgError::Tree {

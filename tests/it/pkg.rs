@@ -287,3 +287,68 @@ fn a_long_build_step_says_how_long_and_what_it_is_doing() {
         out.stderr
     );
 }
+
+#[test]
+fn a_first_use_build_makes_only_its_arch_and_the_index_grows_to_the_full_one() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let getty = copy_getty(tmp.path());
+    let manifest = tmp.path().join("m.yml");
+    std::fs::write(&manifest, "init:\n  - \"@pkg:pkgs/getty\"\n").expect("write");
+    let cache = tmp.path().join("cache");
+    let reference = hull(&cache, &["pkg", "show-tag", getty.to_str().expect("utf-8")])
+        .expect_code(0)
+        .stdout
+        .trim()
+        .to_string();
+    let index_arches = |cache: &Path| -> (Vec<String>, String) {
+        let raw = run(Command::new("skopeo")
+            .args(["inspect", "--raw"])
+            .arg(format!("oci:{}:{reference}", cache.display())));
+        let index: serde_json::Value = serde_json::from_str(&raw).expect("json");
+        let arches = index["manifests"]
+            .as_array()
+            .expect("manifests")
+            .iter()
+            .filter_map(|m| m["platform"]["architecture"].as_str().map(String::from))
+            .collect();
+        (arches, raw)
+    };
+    let build = |arch: &str| {
+        let out = tmp.path().join(format!("out-{arch}"));
+        hull(
+            &cache,
+            &[
+                "build",
+                "--arch",
+                arch,
+                "--format",
+                "tar",
+                "--dir",
+                out.to_str().expect("utf-8"),
+                manifest.to_str().expect("utf-8"),
+            ],
+        )
+        .expect_code(0)
+    };
+    let first = build("arm64");
+    assert!(
+        first.stderr.contains("for arm64") && !first.stderr.contains("for amd64"),
+        "only arm64 built:\n{}",
+        first.stderr
+    );
+    assert_eq!(index_arches(&cache).0, ["arm64"]);
+    let second = build("amd64");
+    assert!(
+        second.stderr.contains("for amd64") && !second.stderr.contains("for arm64"),
+        "only amd64 built:\n{}",
+        second.stderr
+    );
+    let (arches, grown) = index_arches(&cache);
+    assert_eq!(arches, ["amd64", "arm64"], "build.yml's order");
+    let again = build("arm64");
+    assert!(!again.stderr.contains("building"), "{}", again.stderr);
+    // The index is the one a build of both arches at once makes.
+    let whole = tmp.path().join("cache-whole");
+    hull(&whole, &["pkg", "build", getty.to_str().expect("utf-8")]).expect_code(0);
+    assert_eq!(grown, index_arches(&whole).1);
+}
