@@ -63,31 +63,18 @@ impl PartStore {
     }
 
     /// Copies the kept part `key` to `out` if it is there and whole; false
-    /// when it is not (a damaged one is removed).
+    /// when it is not (a damaged or unreadable one is removed).
     fn copy_kept(&self, key: &str, out: &mut dyn Write) -> io::Result<bool> {
         let path = self.path(key);
-        let Ok(file) = File::open(&path) else {
+        let Ok(mut file) = File::open(&path) else {
             return Ok(false);
         };
-        let len = file.metadata()?.len();
-        let Some(body) = len.checked_sub(32) else {
-            let _ = std::fs::remove_file(&path);
-            return Ok(false);
-        };
-        // Checked whole before a byte of it is written, then copied.
-        let mut file = file;
         let mut buf = vec![0u8; COPY_BUF];
-        let mut hash = blake3::Hasher::new();
-        each_chunk(&mut file, body, &mut buf, |chunk| {
-            hash.update(chunk);
-            Ok(())
-        })?;
-        let mut stored = [0u8; 32];
-        file.read_exact(&mut stored)?;
-        if hash.finalize().as_bytes()[..] != stored[..] {
+        // Checked whole before a byte of it is written, then copied.
+        let Ok(Some(body)) = whole_len(&mut file, &mut buf) else {
             let _ = std::fs::remove_file(&path);
             return Ok(false);
-        }
+        };
         file.seek(io::SeekFrom::Start(0))?;
         each_chunk(&mut file, body, &mut buf, |chunk| out.write_all(chunk))?;
         // Used now: gc keeps recently used parts.
@@ -120,6 +107,22 @@ impl PartStore {
         }
         Ok(freed)
     }
+}
+
+/// The length of a kept part's compressed bytes if its stored hash (the
+/// last 32 bytes) matches them, else `None`.
+fn whole_len(file: &mut File, buf: &mut [u8]) -> io::Result<Option<u64>> {
+    let Some(body) = file.metadata()?.len().checked_sub(32) else {
+        return Ok(None);
+    };
+    let mut hash = blake3::Hasher::new();
+    each_chunk(file, body, buf, |chunk| {
+        hash.update(chunk);
+        Ok(())
+    })?;
+    let mut stored = [0u8; 32];
+    file.read_exact(&mut stored)?;
+    Ok((hash.finalize().as_bytes()[..] == stored[..]).then_some(body))
 }
 
 /// Bytes read at a time from a kept part.
@@ -210,6 +213,8 @@ fn part_key(
 }
 
 /// Compresses what `fill` writes into `out` and into a new kept part `key`.
+/// The store is a cache: when it cannot take the part (no room, no
+/// permission) the output is still written and the part is not kept.
 fn compress_and_keep(
     store: &PartStore,
     key: &str,
@@ -218,42 +223,52 @@ fn compress_and_keep(
     level: u32,
     fill: impl FnOnce(&mut dyn Write) -> io::Result<()>,
 ) -> io::Result<()> {
-    std::fs::create_dir_all(&store.dir)?;
-    let tmp = tempfile::Builder::new()
-        .prefix(".tmp-")
-        .tempfile_in(&store.dir)?;
+    let kept = std::fs::create_dir_all(&store.dir).and_then(|()| {
+        tempfile::Builder::new()
+            .prefix(".tmp-")
+            .tempfile_in(&store.dir)
+    });
     let mut tee = Tee {
         out,
-        kept: io::BufWriter::new(tmp),
+        kept: kept.ok().map(io::BufWriter::new),
         hash: blake3::Hasher::new(),
     };
     let mut c = Compressor::new(&mut tee, codec, level)?;
     fill(&mut c)?;
     c.finish()?;
-    let digest = tee.hash.finalize();
-    tee.kept.write_all(digest.as_bytes())?;
-    let tmp = tee.kept.into_inner().map_err(|e| e.into_error())?;
-    tmp.persist(store.path(key)).map_err(|e| e.error)?;
+    if let Some(mut kept) = tee.kept {
+        let digest = tee.hash.finalize();
+        // A part that cannot be kept whole is dropped with its temp file.
+        let _ = kept
+            .write_all(digest.as_bytes())
+            .and_then(|()| kept.into_inner().map_err(|e| e.into_error()))
+            .and_then(|tmp| tmp.persist(store.path(key)).map_err(|e| e.error));
+    }
     Ok(())
 }
 
-/// Writes to the output and to a kept part, hashing what it keeps.
+/// Writes to the output and, while it can, to a kept part, hashing what it
+/// keeps; a failed write to the kept part only drops it.
 struct Tee<'a> {
     out: &'a mut dyn Write,
-    kept: io::BufWriter<tempfile::NamedTempFile>,
+    kept: Option<io::BufWriter<tempfile::NamedTempFile>>,
     hash: blake3::Hasher,
 }
 
 impl Write for Tee<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.out.write_all(buf)?;
-        self.kept.write_all(buf)?;
-        self.hash.update(buf);
+        if let Some(kept) = &mut self.kept {
+            if kept.write_all(buf).is_err() {
+                self.kept = None;
+            } else {
+                self.hash.update(buf);
+            }
+        }
         Ok(buf.len())
     }
     fn flush(&mut self) -> io::Result<()> {
-        self.out.flush()?;
-        self.kept.flush()
+        self.out.flush()
     }
 }
 
@@ -384,5 +399,19 @@ mod tests {
                 .count(),
             0
         );
+    }
+
+    #[test]
+    fn a_store_that_cannot_keep_parts_still_gives_the_whole_output() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let mut pack = Pack::new(dir.path()).expect("pack");
+        let t = tree(&mut pack, 1);
+        // A file where the store's directory should be: nothing can be kept.
+        let blocked = dir.path().join("blocked");
+        std::fs::write(&blocked, b"not a directory").expect("write");
+        let store = PartStore::new(&blocked.join("parts"));
+        let (out, stats) = build(&t, &pack, Compression::Gzip, Some(&store));
+        assert_eq!(stats.reused, 0);
+        assert_eq!(out, build(&t, &pack, Compression::Gzip, None).0);
     }
 }
