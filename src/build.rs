@@ -229,6 +229,9 @@ pub fn build(
         req.compression_level
     ));
     let staged = output::stage_all(&img, req.formats, req.dir, req.name)?;
+    if let Some(s) = staged.initrd {
+        progress.step(s.to_string());
+    }
     Ok((staged.commit()?, pins))
 }
 

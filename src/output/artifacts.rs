@@ -7,7 +7,8 @@
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
-use super::{boot_file, initrd_parts, Format, Inputs, OutputError};
+use super::initrd_parts::{self, PartStats};
+use super::{boot_file, Format, Inputs, OutputError};
 use crate::media::source::{FileSource, Source};
 use crate::media::{squashfs, uki};
 use crate::rootfs::tree::{Content, Pack, Tree};
@@ -19,6 +20,7 @@ pub struct Artifacts<'i, 'a> {
     /// Where temp files go (the output directory: same filesystem).
     dir: PathBuf,
     initrd: Option<Shared>,
+    initrd_stats: Option<PartStats>,
     uki: Option<Shared>,
     disk_root: Option<DiskRoot>,
 }
@@ -85,13 +87,14 @@ fn io_err(path: &Path) -> impl Fn(io::Error) -> OutputError + '_ {
 }
 
 /// Writes the initrd (microcode first, then the compressed cpio of the
-/// system, or of the small initrd tree for a root on disk) to `out`.
-pub fn write_initrd<W: io::Write>(img: &Inputs, mut out: W) -> io::Result<W> {
+/// system, or of the small initrd tree for a root on disk) to `out`; returns
+/// it and what was reused.
+pub fn write_initrd<W: io::Write>(img: &Inputs, mut out: W) -> io::Result<(W, PartStats)> {
     if let Some(u) = img.ucode {
         img.pack.copy_to(u, &mut out)?;
     }
     let tree: &Tree = img.disk_root_initrd.unwrap_or(img.tree);
-    initrd_parts::write(
+    let stats = initrd_parts::write(
         tree,
         img.pack,
         u32::try_from(img.mtime).unwrap_or(u32::MAX),
@@ -100,7 +103,7 @@ pub fn write_initrd<W: io::Write>(img: &Inputs, mut out: W) -> io::Result<W> {
         img.parts,
         &mut out,
     )?;
-    Ok(out)
+    Ok((out, stats))
 }
 
 /// A new temp file in `dir` for the output at `dest`.
@@ -117,6 +120,7 @@ impl<'i, 'a> Artifacts<'i, 'a> {
             img,
             dir: dir.to_path_buf(),
             initrd: None,
+            initrd_stats: None,
             uki: None,
             disk_root: None,
         }
@@ -145,12 +149,19 @@ impl<'i, 'a> Artifacts<'i, 'a> {
         Ok(disk_root_cmdline(&cmdline, &root, self.img.slots.is_some()))
     }
 
-    /// Records that the staged output at `path` holds the initrd.
-    pub fn initrd_written_to(&mut self, path: &Path) -> Result<(), OutputError> {
+    /// Records that the staged output at `path` holds the initrd, written
+    /// with `stats`.
+    pub fn initrd_written_to(&mut self, path: &Path, stats: PartStats) -> Result<(), OutputError> {
         if self.initrd.is_none() {
             self.initrd = Some(Shared::output(path)?);
+            self.initrd_stats = Some(stats);
         }
         Ok(())
+    }
+
+    /// What making the initrd reused, if a format made it.
+    pub fn initrd_stats(&self) -> Option<PartStats> {
+        self.initrd_stats
     }
 
     /// The initrd, compressed now if no format has made it yet (errors name
@@ -158,10 +169,11 @@ impl<'i, 'a> Artifacts<'i, 'a> {
     pub fn initrd(&mut self, dest: &Path) -> Result<&FileSource, OutputError> {
         if self.initrd.is_none() {
             let tmp = temp_in(&self.dir, ".hull-initrd-", dest)?;
-            let w = write_initrd(self.img, io::BufWriter::new(tmp))
-                .and_then(|w| w.into_inner().map_err(|e| e.into_error()))
+            let (w, stats) = write_initrd(self.img, io::BufWriter::new(tmp))
+                .and_then(|(w, stats)| Ok((w.into_inner().map_err(|e| e.into_error())?, stats)))
                 .map_err(io_err(dest))?;
             self.initrd = Some(Shared::temp(w, dest)?);
+            self.initrd_stats = Some(stats);
         }
         self.initrd
             .as_ref()

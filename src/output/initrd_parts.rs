@@ -50,6 +50,20 @@ pub struct PartStats {
     pub compressed_bytes: u64,
 }
 
+impl std::fmt::Display for PartStats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mib = |b: u64| b as f64 / f64::from(1u32 << 20);
+        write!(
+            f,
+            "initrd: {} parts, {} reused from earlier builds ({:.1} MiB), {:.1} MiB compressed",
+            self.parts,
+            self.reused,
+            mib(self.reused_bytes),
+            mib(self.compressed_bytes)
+        )
+    }
+}
+
 impl PartStore {
     /// A store in `dir` (created on first write).
     pub fn new(dir: &Path) -> Self {

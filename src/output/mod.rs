@@ -277,6 +277,8 @@ pub(crate) type StagedFile = (tempfile::NamedTempFile, PathBuf);
 /// Outputs written to temp files, published together by [`Staged::commit`].
 pub struct Staged {
     files: Vec<StagedFile>,
+    /// What making the initrd reused from earlier builds, if one was made.
+    pub initrd: Option<initrd_parts::PartStats>,
 }
 
 impl Staged {

@@ -1030,41 +1030,45 @@ fn a_rebuild_after_one_service_changed_compresses_only_it_and_equals_a_build_fro
         let cache = env.tmp.path().join(format!("cache-{codec}"));
         let build = |cache: &Path, m: &Path, out: &str| {
             let dir = env.tmp.path().join(format!("{out}-{codec}"));
-            env.hull(
-                cache.to_str().expect("utf-8"),
-                &[
-                    "build",
-                    "--arch",
-                    "amd64",
-                    "--compression",
-                    codec,
-                    "--dir",
-                    dir.to_str().expect("utf-8"),
-                    m.to_str().expect("utf-8"),
-                ],
-            )
-            .expect_code(0);
-            std::fs::read(dir.join(format!(
+            let run = env
+                .hull(
+                    cache.to_str().expect("utf-8"),
+                    &[
+                        "build",
+                        "--arch",
+                        "amd64",
+                        "--compression",
+                        codec,
+                        "--dir",
+                        dir.to_str().expect("utf-8"),
+                        m.to_str().expect("utf-8"),
+                    ],
+                )
+                .expect_code(0);
+            let initrd = std::fs::read(dir.join(format!(
                 "{}-initrd.img",
                 m.file_stem().expect("stem").to_string_lossy()
             )))
-            .expect("initrd")
+            .expect("initrd");
+            (initrd, run.stderr)
         };
-        build(&cache, &m1, "first");
+        let (_, said) = build(&cache, &m1, "first");
+        assert!(said.contains("initrd: 6 parts, 0 reused"), "{said}");
         let after_first = kept(&cache);
         assert_eq!(
             after_first.len(),
             3,
             "base, app1 and db kept: {after_first:?}"
         );
-        let rebuilt = build(&cache, &m2, "rebuilt");
+        let (rebuilt, said) = build(&cache, &m2, "rebuilt");
+        assert!(said.contains("initrd: 6 parts, 2 reused"), "{said}");
         let after_second = kept(&cache);
         let new: Vec<&String> = after_second
             .iter()
             .filter(|k| !after_first.contains(k))
             .collect();
         assert_eq!(new.len(), 1, "only app2's part is new: {after_second:?}");
-        let scratch = build(
+        let (scratch, _) = build(
             &env.tmp.path().join(format!("fresh-{codec}")),
             &m2,
             "scratch",
