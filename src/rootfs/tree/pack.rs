@@ -35,6 +35,15 @@ impl Content {
     }
 }
 
+/// Bytes copied at a time, at most.
+const COPY_MAX: u64 = 1 << 20;
+
+/// A copy buffer for `len` bytes: no bigger than they need (most files are
+/// small, and a buffer is made per file), no bigger than [`COPY_MAX`].
+fn buf_len(len: u64) -> usize {
+    usize::try_from(len.clamp(1, COPY_MAX)).unwrap_or(1 << 16)
+}
+
 /// The temp file file contents are appended to. Several threads may store
 /// at once: each reserves its range first, then writes it.
 #[derive(Debug)]
@@ -66,7 +75,7 @@ impl Pack {
             return Ok(Content::Inline(v));
         }
         let offset = self.len.fetch_add(size, Ordering::Relaxed);
-        let mut buf = vec![0u8; 1 << 16];
+        let mut buf = vec![0u8; buf_len(size)];
         let mut left = size;
         let mut pos = offset;
         while left > 0 {
@@ -95,7 +104,7 @@ impl Pack {
         match content {
             Content::Inline(v) => out.write_all(v),
             Content::Packed { offset, len } => {
-                let mut buf = vec![0u8; 1 << 16];
+                let mut buf = vec![0u8; buf_len(*len)];
                 let mut pos = *offset;
                 let end = offset + len;
                 while pos < end {
