@@ -87,9 +87,10 @@ fn io_err(path: &Path) -> impl Fn(io::Error) -> OutputError + '_ {
 }
 
 /// Writes the initrd (microcode first, then the compressed cpio of the
-/// system, or of the small initrd tree for a root on disk) to `out`; returns
-/// it and what was reused.
-pub fn write_initrd<W: io::Write>(img: &Inputs, mut out: W) -> io::Result<(W, PartStats)> {
+/// system, or of the small initrd tree for a root on disk) to `file`
+/// through a buffer; returns the file and what was reused.
+pub fn write_initrd<W: io::Write>(img: &Inputs, file: W) -> io::Result<(W, PartStats)> {
+    let mut out = io::BufWriter::with_capacity(1 << 16, file);
     if let Some(u) = img.ucode {
         img.pack.copy_to(u, &mut out)?;
     }
@@ -103,7 +104,7 @@ pub fn write_initrd<W: io::Write>(img: &Inputs, mut out: W) -> io::Result<(W, Pa
         img.parts,
         &mut out,
     )?;
-    Ok((out, stats))
+    Ok((out.into_inner().map_err(|e| e.into_error())?, stats))
 }
 
 /// A new temp file in `dir` for the output at `dest`.
@@ -169,9 +170,7 @@ impl<'i, 'a> Artifacts<'i, 'a> {
     pub fn initrd(&mut self, dest: &Path) -> Result<&FileSource, OutputError> {
         if self.initrd.is_none() {
             let tmp = temp_in(&self.dir, ".hull-initrd-", dest)?;
-            let (w, stats) = write_initrd(self.img, io::BufWriter::new(tmp))
-                .and_then(|(w, stats)| Ok((w.into_inner().map_err(|e| e.into_error())?, stats)))
-                .map_err(io_err(dest))?;
+            let (w, stats) = write_initrd(self.img, tmp).map_err(io_err(dest))?;
             self.initrd = Some(Shared::temp(w, dest)?);
             self.initrd_stats = Some(stats);
         }

@@ -91,9 +91,7 @@ fn kernel_initrd(a: &mut Artifacts, out: &Out) -> Written {
         .copy_to(kernel, k.as_file_mut())
         .map_err(io_err(&kd))?;
     let (i, id) = out.stage("-initrd.img")?;
-    let (i, stats) = write_initrd(a.img, io::BufWriter::new(i))
-        .and_then(|(w, stats)| Ok((w.into_inner().map_err(|e| e.into_error())?, stats)))
-        .map_err(io_err(&id))?;
+    let (i, stats) = write_initrd(a.img, i).map_err(io_err(&id))?;
     a.initrd_written_to(i.path(), stats)?;
     let (mut c, cd) = out.stage("-cmdline")?;
     c.write_all(a.img.cmdline.as_bytes()).map_err(io_err(&cd))?;

@@ -2,7 +2,7 @@
 //! of its own, the layers of all images read (decompressed, checked, their
 //! files stored in the pack) on every core at once.
 //!
-//! Owns: [`flatten`] and [`flatten_all`], and what an image's config tells
+//! Owns: [`flatten_all`] and what an image's config tells
 //! the plan ([`ImageInfo`]). Must not place anything in the system tree.
 
 use std::path::PathBuf;
@@ -15,20 +15,6 @@ use crate::manifest::ImageConfig;
 use crate::plan::{spec, ImageInfo};
 use crate::rootfs::layers::{self, Layer, LayerError};
 use crate::rootfs::tree::{Pack, Tree};
-
-/// Applies every layer of `cached` to a new tree, each within `limits`.
-pub fn flatten(
-    cache: &Cache,
-    pack: &Pack,
-    name: &str,
-    cached: CachedImage,
-    limits: layers::Limits,
-) -> Result<Flat, AssembleError> {
-    let mut out = flatten_all(cache, pack, vec![((), name.to_string(), cached)], limits)?;
-    out.pop()
-        .map(|(_, flat)| flat)
-        .ok_or_else(|| AssembleError::Label(format!("{name}: nothing flattened")))
-}
 
 /// One layer to read: which image it belongs to, its blob, its digest.
 struct Job {
