@@ -50,8 +50,12 @@ pub struct Request<'a> {
 }
 
 /// The bootloader image a build uses: `--bootloader` (a reference or
-/// `@pkg:DIR`), else the `pkgs/bootloader` package of Hull's source tree.
-pub fn bootloader_ref(flag: Option<&str>) -> anyhow::Result<(String, Option<PathBuf>)> {
+/// `@pkg:DIR`), else the `pkgs/bootloader` package of Hull's source tree;
+/// `keep`: the cache's [`crate::image::cache::pkg_cache_dir`].
+pub fn bootloader_ref(
+    flag: Option<&str>,
+    keep: &Path,
+) -> anyhow::Result<(String, Option<PathBuf>)> {
     let dir = match flag {
         Some(text) => match text.strip_prefix("@pkg:") {
             None => return Ok((text.to_string(), None)),
@@ -59,7 +63,7 @@ pub fn bootloader_ref(flag: Option<&str>) -> anyhow::Result<(String, Option<Path
         },
         None => Path::new(env!("CARGO_MANIFEST_DIR")).join("pkgs/bootloader"),
     };
-    let reference = crate::pkg::resolve(&dir)
+    let reference = crate::pkg::resolve(&dir, keep)
         .map_err(anyhow::Error::msg)
         .context("no bootloader image: give one with --bootloader REF or @pkg:DIR")?;
     Ok((reference, Some(dir)))
@@ -167,7 +171,7 @@ pub fn build(
         return Err(output::OutputError::NoVersion.into());
     }
     let mut refs = references(req.manifest);
-    let bootloader = bootloader_for(req)?.map(|(text, dir)| {
+    let bootloader = bootloader_for(req, &cache.pkg_cache_dir())?.map(|(text, dir)| {
         refs.push((text.clone(), dir));
         text
     });
@@ -237,13 +241,13 @@ pub fn build(
 
 /// The bootloader image when a format needs one: `--bootloader`, else the
 /// manifest's `bootloader:`, else Hull's own package.
-fn bootloader_for(req: &Request) -> anyhow::Result<Option<(String, Option<PathBuf>)>> {
+fn bootloader_for(req: &Request, keep: &Path) -> anyhow::Result<Option<(String, Option<PathBuf>)>> {
     if !req.formats.iter().any(|f| f.needs_bootloader()) {
         return Ok(None);
     }
     Ok(Some(match (&req.bootloader, &req.manifest.bootloader) {
         (None, Some(r)) => (r.value.text.clone(), r.value.package.clone()),
-        (flag, _) => bootloader_ref(flag.as_deref())?,
+        (flag, _) => bootloader_ref(flag.as_deref(), keep)?,
     }))
 }
 

@@ -18,7 +18,7 @@ if [ "$TARGETARCH" = amd64 ]; then
   # grub-mkimage runs here, so it comes for the host's arch, with the one
   # library a minimal Debian may lack.
   host=$(mktemp -d)
-  (cd "$host" && apt-get download -q -o APT::Sandbox::User=root \
+  (cd "$host" && apt-get download -q -o APT::Sandbox::User=root "${APT_OPTS[@]}" \
      "grub-common:$(dpkg --print-architecture)" \
      "libdevmapper1.02.1:$(dpkg --print-architecture)" >/dev/null)
   for p in "$host"/*.deb; do dpkg-deb -x "$p" "$host/x"; done

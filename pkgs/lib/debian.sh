@@ -3,6 +3,7 @@
 # there into $ROOTFS with every shared library they need (DT_NEEDED, found in
 # the unpacked packages) and the dynamic loader.
 set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/apt.sh"
 DEB=$(mktemp -d)
 trap 'rm -rf "$DEB"' EXIT
 case "${TARGETARCH:?}" in
@@ -14,7 +15,7 @@ debian_fetch() {
   local dl="$DEB/.debs" p
   mkdir -p "$dl"
   for p in "$@"; do
-    (cd "$dl" && apt-get download -q -o APT::Sandbox::User=root "$p:$TARGETARCH" >/dev/null)
+    (cd "$dl" && apt-get download -q -o APT::Sandbox::User=root "${APT_OPTS[@]}" "$p:$TARGETARCH" >/dev/null)
   done
   for p in "$dl"/*.deb; do dpkg-deb -x "$p" "$DEB"; done
   rm -rf "$dl"

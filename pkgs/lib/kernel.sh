@@ -2,15 +2,16 @@
 # $ROOTFS with kernel, kernel.tar, config and System.map from the Debian kernel
 # package METAPACKAGE resolves to, for $TARGETARCH.
 set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/apt.sh"
 
 debian_kernel() {
   local meta="$1" list="$2" work pkg ver
   [ "${TARGETARCH:?}" = arm64 ] && meta="$meta:arm64"
   work=$(mktemp -d)
   trap 'rm -rf "$work"' RETURN
-  pkg=$(apt-cache depends "$meta" | awk '/Depends: linux-image-/{print $2; exit}')
+  pkg=$(apt-cache "${APT_OPTS[@]}" depends "$meta" | awk '/Depends: linux-image-/{print $2; exit}')
   [ -n "$pkg" ] || { echo "cannot resolve $meta (apt-get update?)" >&2; return 1; }
-  (cd "$work" && apt-get download -q -o APT::Sandbox::User=root "$pkg" >/dev/null)
+  (cd "$work" && apt-get download -q -o APT::Sandbox::User=root "${APT_OPTS[@]}" "$pkg" >/dev/null)
   dpkg-deb -x "$work"/*.deb "$work/x"
   ver=$(ls "$work/x/lib/modules")
   install -m 0644 "$work/x/boot/vmlinuz-$ver" "$ROOTFS/kernel"
@@ -49,12 +50,11 @@ debian_kernel() {
 # debian_kernel_version META_AMD64 META_ARM64: the Debian version both
 # metapackages resolve to (joined with "_" if they differ), e.g. 6.1.192-2:
 # their candidate versions, which their kernel packages share (they depend
-# on "= VERSION"). One apt-cache call: without apt's binary cache (Debian's
-# container images turn it off) each call reads every package list again,
-# and this runs on every build that uses the package.
+# on "= VERSION"). One apt-cache call with the binary cache of apt.sh: this
+# runs on every build that uses the package.
 debian_kernel_version() {
   local a b _rest
-  read -r a b _rest <<<"$(apt-cache policy "$1" "$2:arm64" 2>/dev/null |
+  read -r a b _rest <<<"$(apt-cache "${APT_OPTS[@]}" policy "$1" "$2:arm64" 2>/dev/null |
     awk '/Candidate:/{printf "%s ", $2}') "
   if [ -z "$a" ] || [ -z "$b" ] || [ "$a" = "(none)" ] || [ "$b" = "(none)" ]; then
     echo "cannot resolve $1 and $2:arm64 (apt-get update?)" >&2

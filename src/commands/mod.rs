@@ -82,8 +82,9 @@ pub fn load_manifests(
             cx.warn(format!("{}: warning: {}", w.pos, w.message));
         }
     };
+    let keep = crate::image::cache::pkg_cache_dir(&cx.cache);
     let loaded = crate::manifest::load_files(files)
-        .and_then(|l| crate::manifest::resolve_packages(l, crate::pkg::resolve));
+        .and_then(|l| crate::manifest::resolve_packages(l, |dir| crate::pkg::resolve(dir, &keep)));
     match loaded {
         Ok(loaded) => {
             warn(&loaded.warnings);

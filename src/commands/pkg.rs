@@ -4,7 +4,7 @@ use anyhow::Context as _;
 
 use super::{parse_ref, runtime, Context};
 use crate::cli::PkgCommand;
-use crate::image::cache::Cache;
+use crate::image::cache::{pkg_cache_dir, Cache};
 use crate::image::registry::{push, Registry};
 use crate::pkg;
 use crate::platform::Arch;
@@ -14,7 +14,7 @@ pub fn run(cx: &Context, cmd: PkgCommand) -> anyhow::Result<()> {
     match cmd {
         PkgCommand::ShowTag(args) => {
             let p = pkg::load(&args.dir)?;
-            let tag = pkg::tag(&p)?;
+            let tag = pkg::tag(&p, &pkg_cache_dir(&cx.cache))?;
             println!("{}", pkg::reference(&p, args.registry.as_deref(), &tag));
         }
         PkgCommand::Build(args) => {
@@ -32,7 +32,7 @@ pub fn run(cx: &Context, cmd: PkgCommand) -> anyhow::Result<()> {
                 let p = pkg::load(dir)?;
                 let tag = match &args.tag {
                     Some(t) => t.clone(),
-                    None => pkg::tag(&p)?,
+                    None => pkg::tag(&p, &cache.pkg_cache_dir())?,
                 };
                 let reference = pkg::reference(&p, args.registry.as_deref(), &tag);
                 let cached = cache.resolve(&reference)?;

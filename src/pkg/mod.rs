@@ -95,8 +95,9 @@ fn files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
 }
 
 /// The package's tag: `[VERSION-]HASH`, HASH from its files (paths, executable
-/// bits, contents), its `inputs`, and its version.
-pub fn tag(pkg: &Package) -> Result<String, PkgError> {
+/// bits, contents), its `inputs`, and its version (its `version` command run
+/// with `$HULL_PKG_CACHE` set to `keep`).
+pub fn tag(pkg: &Package, keep: &Path) -> Result<String, PkgError> {
     let mut h = Sha256::new();
     h.update(b"hull-pkg-v1\0");
     // (name in the hash, file): package files by their path inside the
@@ -150,7 +151,7 @@ pub fn tag(pkg: &Package) -> Result<String, PkgError> {
         }
         h.update([0]);
     }
-    let version = version(pkg)?;
+    let version = version(pkg, keep)?;
     h.update(version.as_bytes());
     let hash = hex::encode(h.finalize());
     Ok(if version.is_empty() {
@@ -160,13 +161,15 @@ pub fn tag(pkg: &Package) -> Result<String, PkgError> {
     })
 }
 
-fn version(pkg: &Package) -> Result<String, PkgError> {
+fn version(pkg: &Package, keep: &Path) -> Result<String, PkgError> {
     let Some(cmd) = &pkg.spec.version else {
         return Ok(String::new());
     };
+    make_keep_dir(keep);
     let out = Command::new("bash")
         .args(["-c", cmd])
         .current_dir(&pkg.dir)
+        .env(PKG_CACHE_ENV, keep)
         .output()
         .map_err(|source| PkgError::Spawn {
             dir: pkg.dir.clone(),
@@ -197,14 +200,36 @@ pub fn reference(pkg: &Package, registry: Option<&str>, tag: &str) -> String {
     crate::image::cache::archive::normalize(&name).unwrap_or(name)
 }
 
-/// The image reference of the package in `dir` (for `@pkg:` in manifests).
-pub fn resolve(dir: &Path) -> Result<String, String> {
+/// The image reference of the package in `dir` (for `@pkg:` in manifests);
+/// `keep` as for [`tag`].
+pub fn resolve(dir: &Path, keep: &Path) -> Result<String, String> {
     if !dir.join("build.yml").is_file() {
         return Err(format!("no package at {} (no build.yml)", dir.display()));
     }
     let p = load(dir).map_err(|e| e.to_string())?;
-    let t = tag(&p).map_err(|e| e.to_string())?;
+    let t = tag(&p, keep).map_err(|e| e.to_string())?;
     Ok(reference(&p, None, &t))
+}
+
+/// The variable naming the directory where a package's `version` command
+/// and build step may keep what speeds them up
+/// ([`crate::image::cache::pkg_cache_dir`]); Hull creates it.
+pub const PKG_CACHE_ENV: &str = "HULL_PKG_CACHE";
+
+/// Where a build step runs: its scratch directory, and the one it may keep
+/// things in between runs (`$HULL_PKG_CACHE`).
+#[derive(Clone, Copy)]
+struct StepDirs<'a> {
+    work: &'a Path,
+    keep: &'a Path,
+}
+
+/// Creates the `$HULL_PKG_CACHE` directory. It only saves scripts time: when
+/// it cannot be made they run without it (the scripts check that it is
+/// writable), so the error is not the build's.
+fn make_keep_dir(keep: &Path) {
+    // Ignored on purpose: see above.
+    std::fs::create_dir_all(keep).ok();
 }
 
 /// How often a long build step says what it is doing.
@@ -218,10 +243,12 @@ const STEP_TAIL: usize = 40;
 fn run_step(
     pkg: &Package,
     arch: Arch,
-    (work, mtime): (&Path, u64),
+    StepDirs { work, keep }: StepDirs,
+    mtime: u64,
     progress: &crate::progress::Progress,
 ) -> Result<PathBuf, PkgError> {
     let root = work.join(format!("rootfs-{arch}"));
+    make_keep_dir(keep);
     std::fs::create_dir_all(&root).map_err(|source| PkgError::Pack {
         dir: pkg.dir.clone(),
         path: root.clone(),
@@ -239,6 +266,7 @@ fn run_step(
         .env("TARGETKARCH", arch.kernel())
         .env("ROOTFS", &root)
         .env("HULL_PKG_DIR", &pkg.dir)
+        .env(PKG_CACHE_ENV, keep)
         .env("SOURCE_DATE_EPOCH", mtime.to_string())
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
@@ -547,7 +575,11 @@ pub fn build(
     let mut built = Vec::new();
     for &arch in &arches {
         progress.step(format!("building {} for {arch}", pkg.dir.display()));
-        let root = run_step(pkg, arch, (work.path(), mtime), progress)?;
+        let dirs = StepDirs {
+            work: work.path(),
+            keep: &cache.pkg_cache_dir(),
+        };
+        let root = run_step(pkg, arch, dirs, mtime, progress)?;
         built.push(image_for(pkg, arch, &root, mtime)?);
     }
     let mut by_arch: Vec<(Arch, Descriptor)> =

@@ -352,3 +352,75 @@ fn a_first_use_build_makes_only_its_arch_and_the_index_grows_to_the_full_one() {
     hull(&whole, &["pkg", "build", getty.to_str().expect("utf-8")]).expect_code(0);
     assert_eq!(grown, index_arches(&whole).1);
 }
+
+/// A package's `version` command and build step get `$HULL_PKG_CACHE`, a
+/// directory of the cache that lasts between runs: what the version command
+/// leaves there, the build step sees.
+#[test]
+fn version_commands_and_build_steps_share_a_directory_kept_in_the_cache() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let cache = tmp.path().join("cache");
+    let pkg = tmp.path().join("memo");
+    std::fs::create_dir_all(&pkg).expect("mkdir");
+    std::fs::write(
+        pkg.join("build.yml"),
+        "image: hull/memo\nversion: bash version.sh\n",
+    )
+    .expect("write");
+    std::fs::write(
+        pkg.join("version.sh"),
+        "set -e\ntest -d \"$HULL_PKG_CACHE\"\necho \"$HULL_PKG_CACHE\" > \"$HULL_PKG_CACHE/from-version\"\necho 1.0\n",
+    )
+    .expect("write");
+    std::fs::write(
+        pkg.join("build.sh"),
+        "set -e\nmkdir -p \"$ROOTFS/etc\"\ncp \"$HULL_PKG_CACHE/from-version\" \"$ROOTFS/etc/seen\"\n",
+    )
+    .expect("write");
+    let dir = pkg.to_str().expect("utf-8");
+    let keep = cache.join(".hull/pkg-cache");
+    let shown = hull(&cache, &["pkg", "show-tag", dir]).expect_code(0);
+    assert!(shown.stdout.contains("hull/memo:1.0-"), "{}", shown.stdout);
+    assert_eq!(
+        std::fs::read_to_string(keep.join("from-version")).expect("left by version.sh"),
+        format!("{}\n", keep.display())
+    );
+    std::fs::remove_file(keep.join("from-version")).expect("rm");
+    hull(&cache, &["pkg", "build", "--arch", "amd64", dir]).expect_code(0);
+    assert!(keep.join("from-version").is_file());
+}
+
+/// `pkgs/lib/apt.sh`: with a writable `$HULL_PKG_CACHE`, apt keeps its binary
+/// package cache there and answers as it does without it (the same candidate,
+/// from Debian's real package lists); with none, apt runs as configured.
+#[test]
+fn apt_keeps_its_package_cache_in_the_package_cache_and_answers_the_same() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let policy = |keep: Option<&Path>| {
+        let mut c = Command::new("bash");
+        c.arg("-c")
+            .arg(". pkgs/lib/apt.sh; echo \"${#APT_OPTS[@]}\"; apt-cache \"${APT_OPTS[@]}\" policy busybox-static | grep Candidate:")
+            .current_dir(repo());
+        match keep {
+            Some(k) => c.env("HULL_PKG_CACHE", k),
+            None => c.env_remove("HULL_PKG_CACHE"),
+        };
+        let out = c.output().expect("bash");
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let plain = policy(None);
+    assert!(plain.starts_with("0\n  Candidate: "), "{plain}");
+    let missing = policy(Some(&tmp.path().join("not-there")));
+    assert_eq!(missing, plain, "no directory: apt as configured");
+    let kept = policy(Some(tmp.path()));
+    assert_eq!(kept.replacen("4\n", "0\n", 1), plain, "{kept}");
+    let bin = tmp.path().join("apt-pkgcache.bin");
+    let size = std::fs::metadata(&bin).expect("apt kept its cache").len();
+    assert!(size > 1 << 20, "{size} bytes");
+    assert_eq!(
+        policy(Some(tmp.path())),
+        kept,
+        "answered from the kept cache"
+    );
+}

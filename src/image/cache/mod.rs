@@ -115,6 +115,15 @@ pub struct Cache {
     root: PathBuf,
 }
 
+/// The directory of the cache at `root` that packages' `version` commands
+/// and build steps get as `$HULL_PKG_CACHE`, for what makes them faster next
+/// time (e.g. apt's binary package cache) and never what decides their
+/// output. Needs no open cache: a manifest's `@pkg:` tags are computed
+/// before the cache is opened.
+pub fn pkg_cache_dir(root: &Path) -> PathBuf {
+    root.join(".hull").join("pkg-cache")
+}
+
 impl Cache {
     /// Opens the cache at `root`, creating the layout if it is not there.
     pub fn open(root: &Path) -> Result<Self, CacheError> {
@@ -151,6 +160,12 @@ impl Cache {
 
     fn blobs_dir(&self) -> PathBuf {
         self.root.join("blobs").join("sha256")
+    }
+
+    /// Where package scripts keep what speeds them up between runs
+    /// (`$HULL_PKG_CACHE`: see [`pkg_cache_dir`]).
+    pub fn pkg_cache_dir(&self) -> PathBuf {
+        pkg_cache_dir(&self.root)
     }
 
     /// Where builds keep compressed initrd parts for later builds.
