@@ -12,7 +12,9 @@
 # - one service changed, warm cache (the other parts of the initrd reused):
 #   against a full build of the same manifest; <= 0.3, and the output is
 #   byte-identical to a build from nothing;
-# - hull's peak RSS for each codec; <= 128 MiB.
+# - hull's peak RSS for each codec; <= 128 MiB;
+# - `hull pkg build` of a package of the same files: against one-thread gzip
+#   of a tar of them; <= 1.0, peak RSS <= 128 MiB.
 # "Full" builds remove the kept initrd parts first, so they compress everything.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -154,6 +156,24 @@ for run in $(seq "$runs"); do
     || { echo "bench: FAIL: the rebuild differs from a build from nothing"; exit 1; }
 done
 
+# A package of the same files (a first-use or `hull pkg build` of a large
+# package): its layer streamed and gzipped on every core, against one-thread
+# gzip -6 of a tar of the same files; the step copying the files is in hull's
+# time, not the floor's.
+mkdir -p "$work/bigpkg"
+echo "image: bench/bigpkg" > "$work/bigpkg/build.yml"
+printf 'cat %s/files? | tar -cf - -T - 2>/dev/null | tar -C "$ROOTFS" -xf -\n' "$work" > "$work/bigpkg/build.sh"
+cat "$work"/files? | tar -cf "$work/pkg.tar" -T - 2>/dev/null
+pk=""; pk_floor=""; rss_pk=0
+for run in $(seq "$runs"); do
+  timed "$work/t" "$hull" --quiet --cache "$work/pkgcache" pkg build --force --arch amd64 "$work/bigpkg"
+  read -r secs kb < "$work/t"
+  read -r floor _ < <("$floor_bin" "$work/pkg.tar")
+  echo "bench: run $run: package build ${secs}s (floor ${floor}s), peak RSS $((kb / 1024)) MB"
+  pk=$(min "$pk" "$secs"); pk_floor=$(min "$pk_floor" "$floor"); (( kb > rss_pk )) && rss_pk=$kb
+done
+rm -f "$work/pkg.tar"
+
 ratio() { echo "$1 / $2" | bc -l; }
 printf 'bench build: %d MB cpio\n' "$cpio_mb"
 printf 'bench build: gzip warm: hull %.2fs, floor (1-thread gzip -6 of the same cpio) %.2fs, ratio %.2f (target <= 1.00); initrd %d MB (floor gzip: same codec)\n' \
@@ -167,3 +187,5 @@ printf 'bench build: cold: hull %.2fs, floor (warm gzip build + hull cache pull 
 printf 'bench build: one service changed: hull %.2fs, full build of the same manifest %.2fs, ratio %.2f (target <= 0.30), output identical to a build from nothing\n' \
   "$change" "$change_full" "$(ratio "$change" "$change_full")"
 printf 'bench build: peak RSS: gzip %d MiB, zstd %d MiB (target <= 128)\n' "$((rss_gz / 1024))" "$((rss_zs / 1024))"
+printf 'bench build: package of the same files: hull pkg build %.2fs, floor (1-thread gzip -6 of a tar of them) %.2fs, ratio %.2f (target <= 1.00); peak RSS %d MiB (target <= 128)\n' \
+  "$pk" "$pk_floor" "$(ratio "$pk" "$pk_floor")" "$((rss_pk / 1024))"

@@ -50,8 +50,61 @@ impl Digest {
     }
 }
 
+/// A writer that passes bytes on to `W` and hashes them: the digest and
+/// size of a blob written as a stream, without holding it.
+pub struct DigestWriter<W> {
+    out: W,
+    hash: Sha256,
+    size: u64,
+}
+
+impl<W: std::io::Write> DigestWriter<W> {
+    pub fn new(out: W) -> Self {
+        DigestWriter {
+            out,
+            hash: Sha256::new(),
+            size: 0,
+        }
+    }
+
+    /// The writer, and the digest and size of what was written.
+    pub fn finish(self) -> (W, Digest, u64) {
+        (self.out, Digest::from_hasher(self.hash), self.size)
+    }
+}
+
+impl<W: std::io::Write> std::io::Write for DigestWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.out.write(buf)?;
+        self.hash.update(&buf[..n]);
+        self.size += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush()
+    }
+}
+
 impl fmt::Display for Digest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn a_digest_writer_hashes_what_it_passes_on() {
+        let mut w = DigestWriter::new(Vec::new());
+        w.write_all(b"hello ").expect("write");
+        w.write_all(b"world").expect("write");
+        let (out, digest, size) = w.finish();
+        assert_eq!(out, b"hello world");
+        assert_eq!(size, 11);
+        assert_eq!(digest, Digest::of(b"hello world"));
     }
 }

@@ -3,14 +3,13 @@
 //! Owns: a package's content tag (same sources, same tag, on any machine),
 //! running its build step once per architecture into an empty root, packing
 //! that root into a one-layer image (sorted tar, fixed times, numeric owners,
-//! gzip without names or times), and a multi-arch index over the images, stored
-//! in the cache only when every architecture built. Must not push by itself:
-//! `registry::push` does.
+//! gzip without names or times, in parallel blocks, streamed to a temp file),
+//! and a multi-arch index over the images, stored in the cache only when
+//! every architecture built. Must not push by itself: `registry::push` does.
 
 pub mod spec;
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -66,6 +65,14 @@ pub enum PkgError {
     },
     #[error("package {dir}: {message}")]
     Tree { dir: PathBuf, message: String },
+    #[error("cannot read back the package layer {digest} from its temp file")]
+    Layer {
+        digest: Digest,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the package layer {expected} changed in its temp file before it reached the cache (read back as {found})")]
+    LayerChanged { expected: Digest, found: Digest },
     #[error(transparent)]
     Cache(#[from] crate::image::cache::CacheError),
 }
@@ -422,8 +429,65 @@ pub fn tree_from_dir(root: &Path, pack: &mut Pack) -> std::io::Result<Tree> {
 /// One built architecture, not yet in the cache.
 struct ArchImage {
     arch: Arch,
+    layer: Layer,
+    /// The config and the manifest.
     blobs: Vec<(Digest, Vec<u8>)>,
     manifest: Descriptor,
+}
+
+/// A package's one layer: its tree as a sorted tar, gzipped at level 6 in
+/// parallel blocks (`media::pgzip`: the same bytes on any number of cores),
+/// streamed to an anonymous temp file so that no copy of a large package is
+/// held in memory.
+struct Layer {
+    file: std::fs::File,
+    digest: Digest,
+    size: u64,
+    /// The digest of the uncompressed tar.
+    diff_id: Digest,
+}
+
+impl Layer {
+    fn write(tree: &Tree, pack: &Pack, mtime: u64) -> std::io::Result<Self> {
+        use crate::image::digest::DigestWriter;
+        let file = std::io::BufWriter::new(tempfile::tempfile()?);
+        let gz = crate::media::pgzip::Writer::new(
+            DigestWriter::new(file),
+            6,
+            crate::media::compress::threads(),
+        )?;
+        let tar = crate::media::tar::write(tree, pack, mtime, DigestWriter::new(gz))?;
+        let (gz, diff_id, _) = tar.finish();
+        let (file, digest, size) = gz.finish()?.finish();
+        let file = file.into_inner().map_err(|e| e.into_error())?;
+        Ok(Layer {
+            file,
+            digest,
+            size,
+            diff_id,
+        })
+    }
+
+    /// Copies the layer into the cache, checking that it is still the
+    /// blob it was written as.
+    fn store(&mut self, cache: &Cache) -> Result<(), PkgError> {
+        use std::io::Seek;
+        if cache.has_blob(&self.digest) {
+            return Ok(());
+        }
+        self.file.rewind().map_err(|source| PkgError::Layer {
+            digest: self.digest.clone(),
+            source,
+        })?;
+        let (stored, _) = cache.put_stream(&mut self.file)?;
+        if stored != self.digest {
+            return Err(PkgError::LayerChanged {
+                expected: self.digest.clone(),
+                found: stored,
+            });
+        }
+        Ok(())
+    }
 }
 
 /// The image config of a package for `arch`: its build.yml's settings and
@@ -478,24 +542,16 @@ fn image_for(pkg: &Package, arch: Arch, root: &Path, mtime: u64) -> Result<ArchI
     };
     let mut pack = Pack::new(&std::env::temp_dir()).map_err(pack_err)?;
     let tree = tree_from_dir(root, &mut pack).map_err(pack_err)?;
-    let tar = crate::media::tar::write(&tree, &pack, mtime, Vec::new()).map_err(pack_err)?;
-    let layer = {
-        let mut enc = flate2::GzBuilder::new()
-            .mtime(0)
-            .operating_system(255)
-            .write(Vec::new(), flate2::Compression::new(6));
-        enc.write_all(&tar).map_err(pack_err)?;
-        enc.finish().map_err(pack_err)?
-    };
+    let layer = Layer::write(&tree, &pack, mtime).map_err(pack_err)?;
     let write_err = |e: oci::write::WriteError| PkgError::Tree {
         dir: pkg.dir.clone(),
         message: e.to_string(),
     };
     let config_blob =
-        oci::write::to_bytes(&image_config(&pkg.spec, arch, &Digest::of(&tar)).map_err(write_err)?)
+        oci::write::to_bytes(&image_config(&pkg.spec, arch, &layer.diff_id).map_err(write_err)?)
             .map_err(write_err)?;
     let config_desc = Descriptor::of(oci::OCI_CONFIG, &config_blob);
-    let layer_desc = Descriptor::of(oci::OCI_LAYER_GZIP, &layer);
+    let layer_desc = Descriptor::new(oci::OCI_LAYER_GZIP, &layer.digest, layer.size);
     let manifest_blob = oci::write::image_manifest(&config_desc, &[layer_desc])
         .and_then(|m| oci::write::to_bytes(&m))
         .map_err(write_err)?;
@@ -507,8 +563,8 @@ fn image_for(pkg: &Package, arch: Arch, root: &Path, mtime: u64) -> Result<ArchI
     });
     Ok(ArchImage {
         arch,
+        layer,
         blobs: vec![
-            (Digest::of(&layer), layer),
             (Digest::of(&config_blob), config_blob),
             (Digest::of(&manifest_blob), manifest_blob),
         ],
@@ -596,7 +652,8 @@ pub fn build(
             message: e.to_string(),
         })?;
     let _writing = cache.writer_lock()?;
-    for b in &built {
+    for b in &mut built {
+        b.layer.store(cache)?;
         for (d, bytes) in &b.blobs {
             cache.put_blob(d, bytes)?;
         }
