@@ -13,6 +13,7 @@
 #   against a full build of the same manifest; <= 0.3, and the output is
 #   byte-identical to a build from nothing;
 # - hull's peak RSS for each codec; <= 128 MiB;
+# - a small image (examples/minimal.yml) built again: its time, no floor;
 # - `hull pkg build` of a package of the same files: against one-thread gzip
 #   of a tar of them; <= 1.0, peak RSS <= 128 MiB.
 # "Full" builds remove the kept initrd parts first, so they compress everything.
@@ -104,7 +105,7 @@ timed() { # FILE CMD...: runs CMD (a function too), "SECONDS PEAK-KB" into FILE
     rm -rf "$dir"
     /usr/bin/time -f '%e %M' -o "$file" "$hull" --quiet --cache "$cache" build --arch amd64 --dir "$dir" "$@" "$work/$name.yml" >/dev/null
   else
-    /usr/bin/time -f '%e %M' -o "$file" "$@"
+    /usr/bin/time -f '%e %M' -o "$file" "$@" >/dev/null
   fi
 }
 full() { rm -rf "$cache/.hull/initrd-parts"; }
@@ -174,6 +175,16 @@ for run in $(seq "$runs"); do
 done
 rm -f "$work/pkg.tar"
 
+# A small image as a user builds it again: examples/minimal.yml (Debian's
+# cloud kernel with its modules, hull-init, busybox), in the user's cache (its
+# packages built there on first use). What is left of a warm build.
+"$hull" --quiet build --arch amd64 --dir "$work/minimal" "$root/examples/minimal.yml" >/dev/null
+small=""
+for run in $(seq "$runs"); do
+  timed "$work/t" "$hull" --quiet build --arch amd64 --dir "$work/minimal" "$root/examples/minimal.yml"
+  read -r secs _ < "$work/t"; small=$(min "$small" "$secs")
+done
+
 ratio() { echo "$1 / $2" | bc -l; }
 printf 'bench build: %d MB cpio\n' "$cpio_mb"
 printf 'bench build: gzip warm: hull %.2fs, floor (1-thread gzip -6 of the same cpio) %.2fs, ratio %.2f (target <= 1.00); initrd %d MB (floor gzip: same codec)\n' \
@@ -187,5 +198,7 @@ printf 'bench build: cold: hull %.2fs, floor (warm gzip build + hull cache pull 
 printf 'bench build: one service changed: hull %.2fs, full build of the same manifest %.2fs, ratio %.2f (target <= 0.30), output identical to a build from nothing\n' \
   "$change" "$change_full" "$(ratio "$change" "$change_full")"
 printf 'bench build: peak RSS: gzip %d MiB, zstd %d MiB (target <= 128)\n' "$((rss_gz / 1024))" "$((rss_zs / 1024))"
+printf 'bench build: small image (examples/minimal.yml, %d KB initrd) built again: %.2fs\n' \
+  "$(( $(stat -c %s "$work/minimal/minimal-initrd.img") / 1024 ))" "$small"
 printf 'bench build: package of the same files: hull pkg build %.2fs, floor (1-thread gzip -6 of a tar of them) %.2fs, ratio %.2f (target <= 1.00); peak RSS %d MiB (target <= 128)\n' \
   "$pk" "$pk_floor" "$(ratio "$pk" "$pk_floor")" "$((rss_pk / 1024))"
