@@ -227,12 +227,45 @@ pub fn parts(tree: &Tree) -> Vec<Part<'_>> {
         .collect()
 }
 
-/// Writes one part's entries.
+/// Writes `part`'s entries (no trailer) to `out`.
 pub fn write_part(
     tree: &Tree,
     pack: &Pack,
     part: &Part,
     mtime: u32,
+    out: &mut dyn Write,
+) -> io::Result<()> {
+    write_entries(tree, part, mtime, FileData::Bytes(pack), out)
+}
+
+/// Writes what identifies `part`'s bytes, for keys: each entry's header as
+/// [`write_part`] writes it, then instead of a file's data its
+/// [`Content::write_identity`] (symlink targets as they are). Two parts with
+/// the same identity write the same bytes; computing it reads no file data.
+pub fn write_part_identity(
+    tree: &Tree,
+    part: &Part,
+    mtime: u32,
+    out: &mut dyn Write,
+) -> io::Result<()> {
+    write_entries(tree, part, mtime, FileData::Identities, out)
+}
+
+/// What a file's data is written as.
+#[derive(Clone, Copy)]
+enum FileData<'p> {
+    /// Its bytes, from the pack: the archive.
+    Bytes(&'p Pack),
+    /// After its header, its [`Content::write_identity`]: a key.
+    Identities,
+}
+
+/// Writes each entry's header and data, files' data as `file_data` says.
+fn write_entries(
+    tree: &Tree,
+    part: &Part,
+    mtime: u32,
+    file_data: FileData,
     out: &mut dyn Write,
 ) -> io::Result<()> {
     let inodes = Inodes::new(part.entries.iter().copied());
@@ -254,10 +287,16 @@ pub fn write_part(
             .rdev_major(r.rdev.0)
             .rdev_minor(r.rdev.1);
         let mut w = builder.write(&mut *out, size);
-        match r.data {
-            Some(DataRef::Content(c)) => pack.copy_to(c, &mut w)?,
-            Some(DataRef::Bytes(b)) => w.write_all(b)?,
-            None => {}
+        match (r.data, file_data) {
+            (Some(DataRef::Content(c)), FileData::Bytes(pack)) => pack.copy_to(c, &mut w)?,
+            (Some(DataRef::Content(c)), FileData::Identities) => {
+                // The header alone (no padding: no data went through `w`),
+                // then the identity.
+                c.write_identity(w.finish()?)?;
+                continue;
+            }
+            (Some(DataRef::Bytes(b)), _) => w.write_all(b)?,
+            (None, _) => {}
         }
         w.finish()?;
     }
@@ -383,6 +422,55 @@ mod tests {
             rest = r.finish().expect("next");
         }
         assert_eq!(names.len(), one.iter().count() - 1);
+    }
+
+    fn identity(tree: &Tree, part: &Part) -> Vec<u8> {
+        let mut out = Vec::new();
+        write_part_identity(tree, part, 0, &mut out).expect("identity");
+        out
+    }
+
+    /// Parts with the same identity have the same bytes, and the other way
+    /// round, whether their files are inline or packed, wherever in the
+    /// pack they are, and whatever in a header differs.
+    #[test]
+    fn a_part_identity_changes_exactly_when_its_bytes_do() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let mut pack = Pack::new(dir.path()).expect("pack");
+        let big = vec![5u8; 100_000];
+        let mut bigger = big.clone();
+        bigger[50_000] = 6;
+        let trees = [
+            tree(&mut pack, &big),
+            tree(&mut pack, &big),
+            tree(&mut pack, &bigger),
+            tree(&mut pack, b"small"),
+            tree(&mut pack, b"smalL"),
+            {
+                let mut t = tree(&mut pack, &big);
+                let e = t
+                    .get("containers/images/aaa/rootfs/app")
+                    .expect("app")
+                    .clone();
+                t.insert(
+                    "containers/images/aaa/rootfs/app",
+                    Entry { mode: 0o755, ..e },
+                )
+                .expect("insert");
+                t
+            },
+        ];
+        fn app(t: &Tree) -> Part<'_> {
+            parts(t).swap_remove(2)
+        }
+        for (i, a) in trees.iter().enumerate() {
+            for (j, b) in trees.iter().enumerate() {
+                let same_bytes = bytes(a, &pack, &app(a)) == bytes(b, &pack, &app(b));
+                let same_identity = identity(a, &app(a)) == identity(b, &app(b));
+                assert_eq!(same_bytes, same_identity, "trees {i} and {j}");
+                assert_eq!(same_bytes, i == j || i + j == 1, "trees {i} and {j}");
+            }
+        }
     }
 
     #[test]

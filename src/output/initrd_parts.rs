@@ -5,7 +5,9 @@
 //! on its own (a gzip member, a zstd frame: both concatenate, and Linux
 //! unpacks concatenated compressed archives). A part of at least
 //! [`KEEP_MIN`] bytes is kept in the [`PartStore`] under the BLAKE3 hash of its
-//! uncompressed bytes, the codec, the level and Hull's version, so a rebuild
+//! identity (its cpio headers and the BLAKE3 hashes of its files' bytes,
+//! taken as they were stored: see `cpio::write_part_identity`), the codec,
+//! the level and Hull's version, so a rebuild
 //! in which only one service changed copies every other part instead of
 //! compressing it again, and its output is byte-identical to a build from
 //! nothing (the same bytes compress to the same bytes). A kept part carries
@@ -31,7 +33,7 @@ pub const PARTS_KEPT_FOR: std::time::Duration = std::time::Duration::from_secs(7
 
 /// What changes the compressed bytes of the same input: the part format
 /// (bump when `media::cpio` or a codec's framing changes) and Hull's version.
-const KEY_PREFIX: &str = concat!("hull initrd part 1 ", env!("CARGO_PKG_VERSION"));
+const KEY_PREFIX: &str = concat!("hull initrd part 2 ", env!("CARGO_PKG_VERSION"));
 
 /// Where kept parts live (a directory of the image cache).
 #[derive(Debug, Clone)]
@@ -182,7 +184,7 @@ pub fn write(
             stats.compressed_bytes += size;
             continue;
         };
-        let key = part_key(tree, pack, part, mtime, codec, level)?;
+        let key = part_key(tree, part, mtime, codec, level)?;
         if store.copy_kept(&key, out)? {
             stats.reused += 1;
             stats.reused_bytes += size;
@@ -210,11 +212,11 @@ fn part_size(part: &cpio::Part) -> u64 {
         .sum()
 }
 
-/// The store key of a part: the BLAKE3 hash of the key prefix, codec, level and the
-/// part's uncompressed bytes.
+/// The store key of a part: the BLAKE3 hash of the key prefix, codec, level
+/// and the part's identity (`cpio::write_part_identity`: its headers and
+/// the hashes of its files, taken when they were stored; no file is read).
 fn part_key(
     tree: &Tree,
-    pack: &Pack,
     part: &cpio::Part,
     mtime: u32,
     codec: Compression,
@@ -222,7 +224,7 @@ fn part_key(
 ) -> io::Result<String> {
     let mut h = blake3::Hasher::new();
     h.update(format!("{KEY_PREFIX}\n{} {level}\n", codec.name()).as_bytes());
-    cpio::write_part(tree, pack, part, mtime, &mut h)?;
+    cpio::write_part_identity(tree, part, mtime, &mut h)?;
     Ok(h.finalize().to_hex().to_string())
 }
 

@@ -1,5 +1,7 @@
 //! Where file contents live while a tree is built: small ones in memory, the
-//! rest appended to one temp file and read back by offset.
+//! rest appended to one temp file and read back by offset, with the BLAKE3
+//! hash of their bytes taken as they are stored (what a content is, for keys
+//! like the kept initrd parts', without reading it again).
 //!
 //! Owns: the [`Content`] handle and the [`Pack`] file. Must not know paths.
 
@@ -15,10 +17,12 @@ const INLINE_MAX: u64 = 4096;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Content {
     Inline(Vec<u8>),
-    /// `len` bytes at `offset` of the build's pack file.
+    /// `len` bytes at `offset` of the build's pack file, whose BLAKE3 hash
+    /// is `hash`.
     Packed {
         offset: u64,
         len: u64,
+        hash: [u8; 32],
     },
 }
 
@@ -32,6 +36,22 @@ impl Content {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Writes what identifies the bytes: `I` and the bytes of an inline
+    /// content, `H` and the BLAKE3 hash of a packed one. After a length
+    /// (a cpio header's), the same identity means the same bytes.
+    pub fn write_identity(&self, out: &mut dyn Write) -> std::io::Result<()> {
+        match self {
+            Content::Inline(v) => {
+                out.write_all(b"I")?;
+                out.write_all(v)
+            }
+            Content::Packed { hash, .. } => {
+                out.write_all(b"H")?;
+                out.write_all(hash)
+            }
+        }
     }
 }
 
@@ -76,6 +96,7 @@ impl Pack {
         }
         let offset = self.len.fetch_add(size, Ordering::Relaxed);
         let mut buf = vec![0u8; buf_len(size)];
+        let mut hash = blake3::Hasher::new();
         let mut left = size;
         let mut pos = offset;
         while left > 0 {
@@ -88,10 +109,15 @@ impl Pack {
                 ));
             }
             self.file.write_all_at(&buf[..n], pos)?;
+            hash.update(&buf[..n]);
             pos += n as u64;
             left -= n as u64;
         }
-        Ok(Content::Packed { offset, len: size })
+        Ok(Content::Packed {
+            offset,
+            len: size,
+            hash: *hash.finalize().as_bytes(),
+        })
     }
 
     /// Stores bytes already in memory.
@@ -103,7 +129,7 @@ impl Pack {
     pub fn copy_to(&self, content: &Content, out: &mut dyn Write) -> std::io::Result<()> {
         match content {
             Content::Inline(v) => out.write_all(v),
-            Content::Packed { offset, len } => {
+            Content::Packed { offset, len, .. } => {
                 let mut buf = vec![0u8; buf_len(*len)];
                 let mut pos = *offset;
                 let end = offset + len;
@@ -123,7 +149,7 @@ impl Pack {
     pub fn reader<'a>(&'a self, content: &'a Content) -> Box<dyn Read + 'a> {
         match content {
             Content::Inline(v) => Box::new(&v[..]),
-            Content::Packed { offset, len } => Box::new(PackReader {
+            Content::Packed { offset, len, .. } => Box::new(PackReader {
                 file: &self.file,
                 pos: *offset,
                 end: offset + len,
@@ -182,9 +208,23 @@ mod tests {
             c,
             Content::Packed {
                 offset: 0,
-                len: 100_000
+                len: 100_000,
+                ..
             }
         ));
+        let same = p.store_bytes(&big).expect("store");
+        let mut other = big.clone();
+        other[99_999] = 8;
+        let other = p.store_bytes(&other).expect("store");
+        let id = |c: &Content| {
+            let mut v = Vec::new();
+            c.write_identity(&mut v).expect("identity");
+            v
+        };
+        assert_eq!(id(&c), id(&same), "the same bytes elsewhere in the pack");
+        assert_ne!(id(&c), id(&other));
+        assert_eq!(id(&c)[1..], *blake3::hash(&big).as_bytes());
+        assert_eq!(id(&Content::Inline(b"hi".to_vec())), b"Ihi");
         assert_eq!(p.read(&c).expect("read"), big);
         let short = vec![1u8; 5000];
         assert!(p.store(&mut &short[..], 10_000_000_000).is_err());
