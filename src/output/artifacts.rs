@@ -19,8 +19,8 @@ pub struct Artifacts<'i, 'a> {
     pub img: &'i Inputs<'a>,
     /// Where temp files go (the output directory: same filesystem).
     dir: PathBuf,
-    initrd: Option<Shared>,
-    initrd_stats: Option<PartStats>,
+    /// The initrd once made, and what making it reused.
+    initrd: Option<(Shared, PartStats)>,
     uki: Option<Shared>,
     disk_root: Option<DiskRoot>,
 }
@@ -121,7 +121,6 @@ impl<'i, 'a> Artifacts<'i, 'a> {
             img,
             dir: dir.to_path_buf(),
             initrd: None,
-            initrd_stats: None,
             uki: None,
             disk_root: None,
         }
@@ -154,15 +153,14 @@ impl<'i, 'a> Artifacts<'i, 'a> {
     /// with `stats`.
     pub fn initrd_written_to(&mut self, path: &Path, stats: PartStats) -> Result<(), OutputError> {
         if self.initrd.is_none() {
-            self.initrd = Some(Shared::output(path)?);
-            self.initrd_stats = Some(stats);
+            self.initrd = Some((Shared::output(path)?, stats));
         }
         Ok(())
     }
 
     /// What making the initrd reused, if a format made it.
     pub fn initrd_stats(&self) -> Option<PartStats> {
-        self.initrd_stats
+        self.initrd.as_ref().map(|(_, stats)| *stats)
     }
 
     /// The initrd, compressed now if no format has made it yet (errors name
@@ -171,12 +169,11 @@ impl<'i, 'a> Artifacts<'i, 'a> {
         if self.initrd.is_none() {
             let tmp = temp_in(&self.dir, ".hull-initrd-", dest)?;
             let (w, stats) = write_initrd(self.img, tmp).map_err(io_err(dest))?;
-            self.initrd = Some(Shared::temp(w, dest)?);
-            self.initrd_stats = Some(stats);
+            self.initrd = Some((Shared::temp(w, dest)?, stats));
         }
         self.initrd
             .as_ref()
-            .map(Shared::source)
+            .map(|(shared, _)| shared.source())
             .ok_or_else(|| io_err(dest)(io::Error::other("no initrd")))
     }
 

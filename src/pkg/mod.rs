@@ -435,8 +435,9 @@ struct ArchImage {
     manifest: Descriptor,
 }
 
-/// A package's one layer: its tree as a sorted tar, gzipped at level 6 in
-/// parallel blocks (`media::pgzip`: the same bytes on any number of cores),
+/// A package's one layer: its tree as a sorted tar, gzipped at gzip's
+/// default level in parallel blocks (`media::compress`: the same bytes on any
+/// number of cores),
 /// streamed to an anonymous temp file so that no copy of a large package is
 /// held in memory.
 struct Layer {
@@ -450,12 +451,10 @@ struct Layer {
 impl Layer {
     fn write(tree: &Tree, pack: &Pack, mtime: u64) -> std::io::Result<Self> {
         use crate::image::digest::DigestWriter;
+        use crate::media::compress::{Compression, Compressor};
         let file = std::io::BufWriter::new(tempfile::tempfile()?);
-        let gz = crate::media::pgzip::Writer::new(
-            DigestWriter::new(file),
-            6,
-            crate::media::compress::threads(),
-        )?;
+        let gzip = Compression::Gzip;
+        let gz = Compressor::new(DigestWriter::new(file), gzip, gzip.default_level())?;
         let tar = crate::media::tar::write(tree, pack, mtime, DigestWriter::new(gz))?;
         let (gz, diff_id, _) = tar.finish();
         let (file, digest, size) = gz.finish()?.finish();
