@@ -9,6 +9,9 @@ use crate::image::registry::{pull, Registry};
 use crate::output::initrd_parts::{PartStore, PARTS_KEPT_FOR};
 use crate::platform::Arch;
 use crate::progress::{Mode, Progress};
+use crate::rootfs::assemble;
+use crate::rootfs::layers::Limits;
+use crate::rootfs::unpacked;
 
 pub fn run(cx: &Context, cmd: CacheCommand) -> anyhow::Result<()> {
     let cache = Cache::open(&cx.cache)
@@ -74,15 +77,25 @@ fn pull(cx: &Context, cache: &Cache, args: &CachePullArgs) -> anyhow::Result<()>
         .iter()
         .map(|r| parse_ref(r))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    runtime()?.block_on(async {
+    let pulled = runtime()?.block_on(async {
+        let mut pulled = Vec::new();
         for r in &refs {
             let img = pull::ensure(&registry, cache, r, arch, args.pull, &progress).await?;
             if !cx.quiet {
                 println!("{}\t{}", r.whole(), img.manifest.digest);
             }
+            pulled.push((r.whole(), img));
         }
-        anyhow::Ok(())
-    })
+        anyhow::Ok(pulled)
+    })?;
+    // Builds find the layers unpacked. One Hull cannot use is not an error
+    // of the pull: the build that uses it says what is wrong.
+    if let Err(e) = assemble::unpack_all(cache, &pulled, Limits::default()) {
+        if !cx.quiet {
+            eprintln!("note: not unpacked: {:#}", anyhow::Error::from(e));
+        }
+    }
+    Ok(())
 }
 
 fn verify(cx: &Context, cache: &Cache) -> anyhow::Result<()> {
@@ -90,12 +103,25 @@ fn verify(cx: &Context, cache: &Cache) -> anyhow::Result<()> {
     for (path, what) in &bad {
         eprintln!("bad blob {}: {what}", path.display());
     }
-    if !bad.is_empty() {
+    let layers_dir = cache.layers_dir();
+    let (layers, bad_layers) =
+        unpacked::verify(cache).with_context(|| format!("cannot list {}", layers_dir.display()))?;
+    for (path, what) in &bad_layers {
+        eprintln!(
+            "bad unpacked layer {}: {what} (remove it: the next build unpacks the layer again)",
+            path.display()
+        );
+    }
+    if !bad.is_empty() || !bad_layers.is_empty() {
         let dir = cx.cache.display();
-        bail!("{} of {count} blobs in {dir} are bad", bad.len());
+        bail!(
+            "{} of {count} blobs and {} of {layers} unpacked layers in {dir} are bad",
+            bad.len(),
+            bad_layers.len()
+        );
     }
     if !cx.quiet {
-        println!("{count} blobs verified");
+        println!("{count} blobs verified, {layers} unpacked layers verified");
     }
     Ok(())
 }

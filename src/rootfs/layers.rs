@@ -13,7 +13,7 @@ use std::fs::File;
 use std::io::{BufReader, Read};
 use std::path::Path;
 
-use crate::rootfs::tree::{normalize, Entry, Kind, Pack, Tree, TreeError};
+use crate::rootfs::tree::{normalize, Content, Entry, Kind, Pack, Tree, TreeError};
 
 /// The most a layer may unpack to by default, in bytes of file content
 /// (16 GiB): far beyond any image booted from memory, and what keeps a small
@@ -94,6 +94,14 @@ pub enum LayerFault {
         image: String,
         layer: String,
         path: Option<String>,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("layer {layer} of {image}: cannot keep it unpacked in {path}")]
+    Keep {
+        image: String,
+        layer: String,
+        path: std::path::PathBuf,
         #[source]
         source: std::io::Error,
     },
@@ -179,6 +187,7 @@ pub fn not_read(image: &str, layer: &str) -> LayerError {
 }
 
 /// What one tar entry does to the tree below it.
+#[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 enum Op {
     /// An opaque marker: the directory's lower contents go.
     Opaque { dir: String },
@@ -196,11 +205,18 @@ enum Op {
 
 /// A layer read: its entries in order, their files' contents in the pack.
 /// Layers can be read on several threads at once and applied in order.
+#[derive(Debug, PartialEq)]
 pub struct Layer {
     image: String,
     layer: String,
     ops: Vec<Op>,
+    /// Entries of any kind, and bytes of file content, as [`Limits`] counts.
+    entries: u64,
+    bytes: u64,
 }
+
+/// What [`Layer::encode`] writes: the entries and their totals.
+type Encoded = (Vec<Op>, u64, u64);
 
 /// Reads the layer blob at `path`: checks every entry and its limits, and
 /// stores its files' contents in `pack`.
@@ -233,10 +249,64 @@ pub fn read(
         image: image.to_string(),
         layer: layer.to_string(),
         ops,
+        entries,
+        bytes,
     })
 }
 
 impl Layer {
+    /// Whether the layer is within `limits` (it was within those it was
+    /// read with).
+    pub fn within(&self, limits: Limits) -> bool {
+        self.entries <= limits.entries && self.bytes <= limits.bytes
+    }
+
+    /// The layer's entries as bytes [`Layer::decode`] reads back; packed
+    /// contents refer to the pack they were stored in.
+    pub fn encode(&self) -> Result<Vec<u8>, postcard::Error> {
+        postcard::to_stdvec(&(&self.ops, self.entries, self.bytes))
+    }
+
+    /// A layer [`Layer::encode`] wrote, named `layer` of `image` in errors.
+    pub fn decode(bytes: &[u8], (image, layer): (&str, &str)) -> Result<Self, postcard::Error> {
+        let (ops, entries, bytes): Encoded = postcard::from_bytes(bytes)?;
+        Ok(Layer {
+            image: image.to_string(),
+            layer: layer.to_string(),
+            ops,
+            entries,
+            bytes,
+        })
+    }
+
+    /// Every packed content of the layer, now found in the pack's file
+    /// number `file` (the layer's own pack attached to the build's).
+    pub fn in_file(&mut self, file: u32) {
+        for op in &mut self.ops {
+            if let Op::Put { entry, .. } = op {
+                if let Kind::File(content) = &mut entry.kind {
+                    content.in_file(file);
+                }
+            }
+        }
+    }
+
+    /// Each packed content of the layer (to check them against their hashes).
+    pub fn contents(&self) -> impl Iterator<Item = (&str, &Content)> {
+        self.ops.iter().filter_map(|op| match op {
+            Op::Put {
+                raw_path,
+                entry:
+                    Entry {
+                        kind: Kind::File(c @ Content::Packed { .. }),
+                        ..
+                    },
+                ..
+            } => Some((raw_path.as_str(), c)),
+            _ => None,
+        })
+    }
+
     /// Applies the layer to `tree`, as an overlay would show it on top.
     pub fn apply(self, tree: &mut Tree) -> Result<(), LayerError> {
         let src = Source {

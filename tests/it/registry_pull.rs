@@ -73,6 +73,43 @@ impl Env {
     }
 }
 
+/// The pull kept both layers unpacked; one byte changed in the pack of the
+/// layer holding usr/share/data is found by `hull cache verify`, which names
+/// the file; removed, the rest verifies.
+fn damaged_unpacked_layer_is_reported(env: &Env) {
+    let layers = std::path::Path::new(&env.cache()).join(".hull/layers");
+    let packs: Vec<_> = std::fs::read_dir(&layers)
+        .expect("unpacked layers")
+        .map(|e| e.expect("entry").path().join("pack"))
+        .collect();
+    assert_eq!(packs.len(), 2, "{packs:?}");
+    let data = packs
+        .iter()
+        .find(|p| std::fs::metadata(p).expect("pack").len() == 100_000)
+        .expect("the pack holding usr/share/data");
+    let mut bytes = std::fs::read(data).expect("read");
+    bytes[5] ^= 0xff;
+    std::fs::write(data, &bytes).expect("damage");
+    let bad = env.hull(&["cache", "verify"]).expect_code(1);
+    assert!(
+        bad.stderr.contains("bad unpacked layer") && bad.stderr.contains("usr/share/data"),
+        "{}",
+        bad.stderr
+    );
+    assert!(
+        bad.stderr.contains("1 of 2 unpacked layers"),
+        "{}",
+        bad.stderr
+    );
+    std::fs::remove_dir_all(data.parent().expect("layer dir")).expect("rm");
+    let ok = env.hull(&["cache", "verify"]).expect_code(0);
+    assert!(
+        ok.stdout.contains("1 unpacked layers verified"),
+        "{}",
+        ok.stdout
+    );
+}
+
 fn digest_of(text: &str) -> String {
     text.split_whitespace()
         .find(|w| w.starts_with("sha256:"))
@@ -105,10 +142,13 @@ fn pull_verify_ls_export_and_read_back_with_skopeo_and_umoci() {
     );
     let verify = env.hull(&["cache", "verify"]).expect_code(0);
     assert!(
-        verify.stdout.contains("4 blobs verified"),
+        verify
+            .stdout
+            .contains("4 blobs verified, 2 unpacked layers verified"),
         "{}",
         verify.stdout
     );
+    damaged_unpacked_layer_is_reported(&env);
 
     // The cache is an OCI layout skopeo and umoci read.
     let inspect = run(Command::new("skopeo")

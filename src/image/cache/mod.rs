@@ -10,6 +10,10 @@
 //! CACHE/.hull/gc.lock         shared by writers, exclusive for gc
 //! CACHE/.hull/initrd-parts/   compressed initrd parts builds reuse (their
 //!                             format is `output::initrd_parts`'s)
+//! CACHE/.hull/layers/HEX/     the layer blob HEX unpacked, for builds to read
+//!                             instead of decompressing it again (its format
+//!                             is `rootfs::unpacked`'s); gc removes it with
+//!                             the blob
 //! ```
 //!
 //! Owns: the layout, blob storage (through `blob`), the references in
@@ -173,7 +177,15 @@ impl Cache {
         self.root.join(".hull").join("initrd-parts")
     }
 
-    fn tmp_dir(&self) -> PathBuf {
+    /// Where layer blobs are kept unpacked, each in a directory named by
+    /// the blob's digest hex.
+    pub fn layers_dir(&self) -> PathBuf {
+        self.root.join(".hull").join("layers")
+    }
+
+    /// Where entries are written before they are renamed into place (the
+    /// same filesystem); hold [`Cache::writer_lock`] while writing there.
+    pub fn tmp_dir(&self) -> PathBuf {
         self.root.join(".hull").join("tmp")
     }
 
@@ -457,16 +469,38 @@ impl Cache {
                 removed.push(d);
             }
         }
+        freed += self.remove_unpacked_without_blob()?;
         // No writer holds the shared lock now, so no temp file is in use.
         let tmp = self.tmp_dir();
         for entry in fs::read_dir(&tmp)
             .map_err(io(&tmp, "cannot list"))?
             .flatten()
         {
-            freed += entry.metadata().map(|m| m.len()).unwrap_or(0);
-            let _ = fs::remove_file(entry.path());
+            freed += remove_all(&entry.path());
         }
         Ok((removed, freed))
+    }
+
+    /// Removes the unpacked layers whose blob is gone; returns the bytes freed.
+    fn remove_unpacked_without_blob(&self) -> Result<u64, CacheError> {
+        let dir = self.layers_dir();
+        let entries = match fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(io(&dir, "cannot list")(e)),
+        };
+        let mut freed = 0;
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let blob = name
+                .to_str()
+                .and_then(|n| Digest::parse(&format!("sha256:{n}")).ok())
+                .map(|d| self.blob_path(&d));
+            if !blob.is_some_and(|b| b.is_file()) {
+                freed += remove_all(&entry.path());
+            }
+        }
+        Ok(freed)
     }
 
     /// Files under blobs/sha256 with their digest (None: not a digest name).
@@ -512,6 +546,26 @@ impl Cache {
         }
         Ok((files.len(), bad))
     }
+}
+
+/// Removes the file or directory tree at `path` (what gc finds there is
+/// its own to remove; what cannot be removed stays for the next gc);
+/// returns the bytes of the files removed.
+fn remove_all(path: &Path) -> u64 {
+    let Ok(meta) = fs::symlink_metadata(path) else {
+        return 0;
+    };
+    if !meta.is_dir() {
+        return fs::remove_file(path).map_or(0, |()| meta.len());
+    }
+    let mut freed = 0;
+    if let Ok(entries) = fs::read_dir(path) {
+        for entry in entries.flatten() {
+            freed += remove_all(&entry.path());
+        }
+    }
+    let _ = fs::remove_dir(path);
+    freed
 }
 
 fn ref_name(d: &Descriptor) -> Option<&str> {

@@ -1,8 +1,8 @@
 //! Flattening pulled images: each image's layers applied in order to a tree
-//! of its own, the layers of all images read (decompressed, checked, their
-//! files stored in the pack) on every core at once.
+//! of its own, the layers of all images read on every core at once (from
+//! the cache's unpacked layers, each unpacked first if it is not yet).
 //!
-//! Owns: [`flatten_all`] and what an image's config tells
+//! Owns: [`flatten_all`], [`unpack_all`] and what an image's config tells
 //! the plan ([`ImageInfo`]). Must not place anything in the system tree.
 
 use std::path::PathBuf;
@@ -15,6 +15,7 @@ use crate::manifest::ImageConfig;
 use crate::plan::{spec, ImageInfo};
 use crate::rootfs::layers::{self, Layer, LayerError};
 use crate::rootfs::tree::{Pack, Tree};
+use crate::rootfs::unpacked;
 
 /// One layer to read: which image it belongs to, its blob, its digest.
 struct Job {
@@ -22,6 +23,46 @@ struct Job {
     name: String,
     path: PathBuf,
     digest: String,
+    hex: String,
+}
+
+/// The layers of `images` (the image's name for errors, the cached image),
+/// in order.
+fn jobs<'a>(
+    cache: &Cache,
+    images: impl Iterator<Item = (&'a String, &'a CachedImage)>,
+) -> Result<Vec<Job>, CacheError> {
+    let mut jobs = Vec::new();
+    for (image, (name, cached)) in images.enumerate() {
+        for layer in &cached.layers {
+            let digest = layer.digest()?;
+            jobs.push(Job {
+                image,
+                name: name.clone(),
+                path: cache.blob_path(&digest),
+                digest: layer.digest.clone(),
+                hex: digest.hex().to_string(),
+            });
+        }
+    }
+    Ok(jobs)
+}
+
+/// Unpacks every layer of `images` (the image's name for errors, the cached
+/// image) the cache does not hold unpacked yet, within `limits`, on all
+/// cores: what `hull cache pull` does so that builds find them unpacked.
+pub fn unpack_all(
+    cache: &Cache,
+    images: &[(String, CachedImage)],
+    limits: layers::Limits,
+) -> Result<(), AssembleError> {
+    let jobs = jobs(cache, images.iter().map(|(n, c)| (n, c)))?;
+    let pack = Pack::new(&cache.tmp_dir()).map_err(|source| AssembleError::Io {
+        what: format!("a temp file in {}", cache.tmp_dir().display()),
+        source,
+    })?;
+    read_all(cache, &pack, &jobs, limits)?;
+    Ok(())
 }
 
 /// Flattens every image of `images` (a key, the image's name for errors,
@@ -34,19 +75,8 @@ pub fn flatten_all<K>(
     images: Vec<(K, String, CachedImage)>,
     limits: layers::Limits,
 ) -> Result<Vec<(K, Flat)>, AssembleError> {
-    let mut jobs = Vec::new();
-    for (image, (_, name, cached)) in images.iter().enumerate() {
-        for layer in &cached.layers {
-            let digest = layer.digest().map_err(CacheError::from)?;
-            jobs.push(Job {
-                image,
-                name: name.clone(),
-                path: cache.blob_path(&digest),
-                digest: layer.digest.clone(),
-            });
-        }
-    }
-    let read = read_all(pack, &jobs, limits)?;
+    let jobs = jobs(cache, images.iter().map(|(_, n, c)| (n, c)))?;
+    let read = read_all(cache, pack, &jobs, limits)?;
     let mut trees: Vec<Tree> = images.iter().map(|_| Tree::new()).collect();
     for (job, layer) in jobs.iter().zip(read) {
         if let Some(tree) = trees.get_mut(job.image) {
@@ -63,7 +93,12 @@ pub fn flatten_all<K>(
 /// Reads every layer of `jobs` on all cores; returns them in order, or the
 /// first failure in order. Jobs are taken in order, so every job before a
 /// failed one was read.
-fn read_all(pack: &Pack, jobs: &[Job], limits: layers::Limits) -> Result<Vec<Layer>, LayerError> {
+fn read_all(
+    cache: &Cache,
+    pack: &Pack,
+    jobs: &[Job],
+    limits: layers::Limits,
+) -> Result<Vec<Layer>, LayerError> {
     let next = AtomicUsize::new(0);
     let failed = AtomicBool::new(false);
     let slots: Vec<Mutex<Option<Result<Layer, LayerError>>>> =
@@ -75,7 +110,8 @@ fn read_all(pack: &Pack, jobs: &[Job], limits: layers::Limits) -> Result<Vec<Lay
                 while !failed.load(Ordering::Relaxed) {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(job) = jobs.get(i) else { return };
-                    let result = layers::read(pack, &job.path, (&job.name, &job.digest), limits);
+                    let names = (job.name.as_str(), job.digest.as_str());
+                    let result = unpacked::read(cache, pack, &job.path, &job.hex, names, limits);
                     if result.is_err() {
                         failed.store(true, Ordering::Relaxed);
                     }

@@ -24,7 +24,7 @@ use crate::plan::ImageInfo;
 use crate::rootfs::layers::LayerError;
 use crate::rootfs::tree::{self, Content, Kind, Tree, TreeError};
 
-pub use flatten::flatten_all;
+pub use flatten::{flatten_all, unpack_all};
 pub use place::assemble;
 
 /// An image pulled and flattened.

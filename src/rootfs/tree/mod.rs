@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 pub use pack::{Content, Pack};
 
 /// What an entry is.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Kind {
     Dir,
     File(Content),
@@ -27,7 +27,7 @@ pub enum Kind {
 }
 
 /// One entry of the tree.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Entry {
     pub kind: Kind,
     /// Permission bits, with setuid/setgid/sticky.

@@ -1,25 +1,30 @@
 //! Where file contents live while a tree is built: small ones in memory, the
 //! rest appended to one temp file and read back by offset, with the BLAKE3
 //! hash of their bytes taken as they are stored (what a content is, for keys
-//! like the kept initrd parts', without reading it again).
+//! like the kept initrd parts', without reading it again). Packs written
+//! before (the cache's unpacked layers) are attached read-only beside it.
 //!
-//! Owns: the [`Content`] handle and the [`Pack`] file. Must not know paths.
+//! Owns: the [`Content`] handle and the [`Pack`] files. Must not know paths.
 
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+use serde::{Deserialize, Serialize};
 
 /// Contents up to this size stay in memory.
 const INLINE_MAX: u64 = 4096;
 
 /// A file's contents.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Content {
     Inline(Vec<u8>),
-    /// `len` bytes at `offset` of the build's pack file, whose BLAKE3 hash
-    /// is `hash`.
+    /// `len` bytes at `offset` of the pack's file number `file` (0: the one
+    /// it appends to, others: attached), whose BLAKE3 hash is `hash`.
     Packed {
+        file: u32,
         offset: u64,
         len: u64,
         hash: [u8; 32],
@@ -36,6 +41,14 @@ impl Content {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// The same content, found in the pack's file number `file` (for
+    /// contents stored in a pack that is then attached to another).
+    pub fn in_file(&mut self, file: u32) {
+        if let Content::Packed { file: f, .. } = self {
+            *f = file;
+        }
     }
 
     /// Writes what identifies the bytes: `I` and the bytes of an inline
@@ -64,21 +77,71 @@ fn buf_len(len: u64) -> usize {
     usize::try_from(len.clamp(1, COPY_MAX)).unwrap_or(1 << 16)
 }
 
-/// The temp file file contents are appended to. Several threads may store
-/// at once: each reserves its range first, then writes it.
+/// The file contents are appended to (file 0), and files of packs written
+/// before, attached read-only (1 and up). Several threads may store at
+/// once: each reserves its range first, then writes it.
 #[derive(Debug)]
 pub struct Pack {
     file: File,
     len: AtomicU64,
+    attached: RwLock<Vec<Arc<File>>>,
+}
+
+/// One of a pack's files, borrowed or shared.
+enum FileRef<'a> {
+    Own(&'a File),
+    Attached(Arc<File>),
+}
+
+impl std::ops::Deref for FileRef<'_> {
+    type Target = File;
+    fn deref(&self) -> &File {
+        match self {
+            FileRef::Own(f) => f,
+            FileRef::Attached(f) => f,
+        }
+    }
 }
 
 impl Pack {
     /// A pack in a new anonymous temp file under `dir` (gone when dropped).
     pub fn new(dir: &std::path::Path) -> std::io::Result<Self> {
-        Ok(Pack {
-            file: tempfile::tempfile_in(dir)?,
+        Ok(Pack::in_file(tempfile::tempfile_in(dir)?))
+    }
+
+    /// A pack appending to `file`, which must be empty.
+    pub fn in_file(file: File) -> Self {
+        Pack {
+            file,
             len: AtomicU64::new(0),
-        })
+            attached: RwLock::new(Vec::new()),
+        }
+    }
+
+    /// The file contents were appended to, and its length.
+    pub fn into_file(self) -> (File, u64) {
+        let len = self.len.load(Ordering::Relaxed);
+        (self.file, len)
+    }
+
+    /// Attaches `file`, a pack's file written before, read-only; returns its
+    /// number, the `file` of [`Content::Packed`] for contents in it.
+    pub fn attach(&self, file: File) -> u32 {
+        let mut files = self.attached.write().unwrap_or_else(|e| e.into_inner());
+        files.push(Arc::new(file));
+        u32::try_from(files.len()).unwrap_or(u32::MAX)
+    }
+
+    fn file(&self, n: u32) -> std::io::Result<FileRef<'_>> {
+        if n == 0 {
+            return Ok(FileRef::Own(&self.file));
+        }
+        let files = self.attached.read().unwrap_or_else(|e| e.into_inner());
+        usize::try_from(n - 1)
+            .ok()
+            .and_then(|i| files.get(i))
+            .map(|f| FileRef::Attached(Arc::clone(f)))
+            .ok_or_else(|| std::io::Error::other(format!("no pack file {n}")))
     }
 
     /// Stores exactly `size` bytes from `reader`. Fewer bytes is an error.
@@ -114,6 +177,7 @@ impl Pack {
             left -= n as u64;
         }
         Ok(Content::Packed {
+            file: 0,
             offset,
             len: size,
             hash: *hash.finalize().as_bytes(),
@@ -129,14 +193,17 @@ impl Pack {
     pub fn copy_to(&self, content: &Content, out: &mut dyn Write) -> std::io::Result<()> {
         match content {
             Content::Inline(v) => out.write_all(v),
-            Content::Packed { offset, len, .. } => {
+            Content::Packed {
+                file, offset, len, ..
+            } => {
+                let file = self.file(*file)?;
                 let mut buf = vec![0u8; buf_len(*len)];
                 let mut pos = *offset;
                 let end = offset + len;
                 while pos < end {
                     let want =
                         usize::try_from((end - pos).min(buf.len() as u64)).unwrap_or(buf.len());
-                    self.file.read_exact_at(&mut buf[..want], pos)?;
+                    file.read_exact_at(&mut buf[..want], pos)?;
                     out.write_all(&buf[..want])?;
                     pos += want as u64;
                 }
@@ -149,11 +216,16 @@ impl Pack {
     pub fn reader<'a>(&'a self, content: &'a Content) -> Box<dyn Read + 'a> {
         match content {
             Content::Inline(v) => Box::new(&v[..]),
-            Content::Packed { offset, len, .. } => Box::new(PackReader {
-                file: &self.file,
-                pos: *offset,
-                end: offset + len,
-            }),
+            Content::Packed {
+                file, offset, len, ..
+            } => match self.file(*file) {
+                Ok(file) => Box::new(PackReader {
+                    file,
+                    pos: *offset,
+                    end: offset + len,
+                }),
+                Err(e) => Box::new(FailedReader(Some(e))),
+            },
         }
     }
 
@@ -166,9 +238,21 @@ impl Pack {
 }
 
 struct PackReader<'a> {
-    file: &'a File,
+    file: FileRef<'a>,
     pos: u64,
     end: u64,
+}
+
+/// A reader that fails once with the error it holds.
+struct FailedReader(Option<std::io::Error>);
+
+impl Read for FailedReader {
+    fn read(&mut self, _: &mut [u8]) -> std::io::Result<usize> {
+        Err(self
+            .0
+            .take()
+            .unwrap_or_else(|| std::io::Error::other("unreadable content")))
+    }
 }
 
 impl Read for PackReader<'_> {
@@ -207,6 +291,7 @@ mod tests {
         assert!(matches!(
             c,
             Content::Packed {
+                file: 0,
                 offset: 0,
                 len: 100_000,
                 ..
@@ -226,6 +311,20 @@ mod tests {
         assert_eq!(id(&c)[1..], *blake3::hash(&big).as_bytes());
         assert_eq!(id(&Content::Inline(b"hi".to_vec())), b"Ihi");
         assert_eq!(p.read(&c).expect("read"), big);
+        let mut elsewhere = c.clone();
+        elsewhere.in_file(3);
+        assert!(p.read(&elsewhere).is_err(), "no file 3 is attached");
+        let other_pack = Pack::new(dir.path()).expect("pack");
+        let (file, len) = {
+            let q = Pack::new(dir.path()).expect("pack");
+            q.store_bytes(&big).expect("store");
+            q.into_file()
+        };
+        assert_eq!(len, 100_000);
+        let n = other_pack.attach(file);
+        let mut attached = c.clone();
+        attached.in_file(n);
+        assert_eq!(other_pack.read(&attached).expect("read"), big);
         let short = vec![1u8; 5000];
         assert!(p.store(&mut &short[..], 10_000_000_000).is_err());
     }

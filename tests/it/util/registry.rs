@@ -120,6 +120,8 @@ pub fn layer_tar(out: &Path, files: &[(&str, &[u8])]) {
         let mut h = tar::Header::new_gnu();
         h.set_size(data.len() as u64);
         h.set_mode(0o644);
+        h.set_uid(0);
+        h.set_gid(0);
         h.set_mtime(0);
         b.append_data(&mut h, path, *data).expect("append");
     }
