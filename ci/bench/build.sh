@@ -6,7 +6,8 @@
 #   bytes with one-thread gzip -6 (the same codec crate); target <= 1.0;
 # - zstd, warm cache (the manifest built before, so its initrd parts are kept):
 #   against `zstd -T0 -3` of the same cpio bytes; <= 1.2; and the same with
-#   every part compressed (kept parts removed), for what compressing costs;
+#   every part compressed (kept parts removed: the first build of a manifest
+#   whose images the cache holds, unpacked), for what compressing costs;
 # - cold cache: against the warm build plus `hull cache pull` of the same
 #   images into an empty cache; <= 1.1;
 # - one service changed, warm cache (the other parts of the initrd reused):
@@ -134,7 +135,8 @@ done
 gz_size=$(stat -c %s "$work/out/bench-initrd.img"); zs_size=$(stat -c %s "$work/outz/bench-initrd.img")
 floor_zs_size=$(stat -c %s "$work/floor.zst")
 
-# Cold: an empty cache each time, against a warm build plus pulling the same images.
+# Cold: an empty cache each time, against a warm build plus pulling the same
+# images (which unpacks their layers, as the cold build does).
 cold=""; pull=""
 for run in $(seq "$runs"); do
   rm -rf "$cache"; timed "$work/t" build bench "$work/out"; read -r c _ < "$work/t"; cold=$(min "$cold" "$c")
@@ -191,7 +193,7 @@ printf 'bench build: gzip warm: hull %.2fs, floor (1-thread gzip -6 of the same 
   "$gz" "$gz_floor" "$(ratio "$gz" "$gz_floor")" "$((gz_size >> 20))"
 printf 'bench build: zstd warm (built before, its parts kept): hull %.2fs, floor (zstd -T0 -3 of the same cpio) %.2fs, ratio %.2f (target <= 1.20)\n' \
   "$zs_warm" "$zs_floor" "$(ratio "$zs_warm" "$zs_floor")"
-printf 'bench build: zstd, every part compressed: hull %.2fs, ratio %.2f to the same floor; initrd %d MB, floor %d MB\n' \
+printf 'bench build: zstd, every part compressed (first build of the manifest, images cached): hull %.2fs, ratio %.2f to the same floor; initrd %d MB, floor %d MB\n' \
   "$zs" "$(ratio "$zs" "$zs_floor")" "$((zs_size >> 20))" "$((floor_zs_size >> 20))"
 printf 'bench build: cold: hull %.2fs, floor (warm gzip build + hull cache pull %.2fs) %.2fs, ratio %.2f (target <= 1.10)\n' \
   "$cold" "$pull" "$(echo "$gz + $pull" | bc -l)" "$(ratio "$cold" "$(echo "$gz + $pull" | bc -l)")"
