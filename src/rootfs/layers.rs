@@ -245,16 +245,21 @@ pub fn read(
         }
         ops.push(read_entry(pack, &mut entry, src)?);
     }
-    Ok(Layer {
-        image: image.to_string(),
-        layer: layer.to_string(),
-        ops,
-        entries,
-        bytes,
-    })
+    Ok(Layer::named((image, layer), (ops, entries, bytes)))
 }
 
 impl Layer {
+    /// The layer `layer` of `image` (for errors) with these entries and totals.
+    fn named((image, layer): (&str, &str), (ops, entries, bytes): Encoded) -> Self {
+        Layer {
+            image: image.to_string(),
+            layer: layer.to_string(),
+            ops,
+            entries,
+            bytes,
+        }
+    }
+
     /// Whether the layer is within `limits` (it was within those it was
     /// read with).
     pub fn within(&self, limits: Limits) -> bool {
@@ -268,15 +273,8 @@ impl Layer {
     }
 
     /// A layer [`Layer::encode`] wrote, named `layer` of `image` in errors.
-    pub fn decode(bytes: &[u8], (image, layer): (&str, &str)) -> Result<Self, postcard::Error> {
-        let (ops, entries, bytes): Encoded = postcard::from_bytes(bytes)?;
-        Ok(Layer {
-            image: image.to_string(),
-            layer: layer.to_string(),
-            ops,
-            entries,
-            bytes,
-        })
+    pub fn decode(bytes: &[u8], names: (&str, &str)) -> Result<Self, postcard::Error> {
+        Ok(Layer::named(names, postcard::from_bytes(bytes)?))
     }
 
     /// Every packed content of the layer, now found in the pack's file

@@ -27,8 +27,10 @@ use crate::image::cache::Cache;
 use crate::rootfs::layers::{self, Layer, LayerError, LayerFault, Limits};
 use crate::rootfs::tree::{Content, Pack};
 
-/// The first bytes of an index; another version's index is unpacked again.
-const FORMAT: &[u8] = b"hull unpacked layer 1\n";
+/// The first bytes of an index. Another Hull's index is not used (the layer
+/// is unpacked again), so what a newer Hull checks in a layer is checked
+/// for layers an older one unpacked.
+const FORMAT: &[u8] = concat!("hull unpacked layer 1 ", env!("CARGO_PKG_VERSION"), "\n").as_bytes();
 const INDEX: &str = "index";
 const PACK: &str = "pack";
 
@@ -246,7 +248,7 @@ mod tests {
 
     /// The layer applied to an empty tree: each path with its entry and,
     /// for files, their bytes.
-    fn flattened(layer: Layer, pack: &Pack) -> Vec<(String, String, Vec<u8>)> {
+    fn flattened(layer: Layer, pack: &Pack) -> Flattened {
         let mut tree = Tree::new();
         layer.apply(&mut tree).expect("apply");
         tree.iter()
@@ -266,14 +268,23 @@ mod tests {
 
     const NAMES: (&str, &str) = ("test-image", "sha256:test");
 
-    #[test]
-    fn a_layer_read_again_comes_from_its_unpacked_form_and_is_the_same() {
+    type Flattened = Vec<(String, String, Vec<u8>)>;
+
+    /// A cache holding the test layer, read (so unpacked) once: the temp
+    /// directory, the cache, the blob's path and hex, the layer flattened.
+    fn unpacked_once() -> (tempfile::TempDir, Cache, PathBuf, String, Flattened) {
         let dir = tempfile::tempdir().expect("tmp");
         let cache = Cache::open(dir.path()).expect("cache");
         let (blob, hex) = layer_blob(&cache);
-        let first_pack = Pack::new(dir.path()).expect("pack");
-        let first = read(&cache, &first_pack, &blob, &hex, NAMES, Limits::default()).expect("read");
-        let first = flattened(first, &first_pack);
+        let pack = Pack::new(dir.path()).expect("pack");
+        let layer = read(&cache, &pack, &blob, &hex, NAMES, Limits::default()).expect("read");
+        let flat = flattened(layer, &pack);
+        (dir, cache, blob, hex, flat)
+    }
+
+    #[test]
+    fn a_layer_read_again_comes_from_its_unpacked_form_and_is_the_same() {
+        let (dir, cache, blob, hex, first) = unpacked_once();
         assert!(cache.layers_dir().join(&hex).join(INDEX).is_file());
         assert_eq!(verify(&cache).expect("verify"), (1, Vec::new()));
         // The blob gone: only the unpacked form can give the layer now.
@@ -294,12 +305,7 @@ mod tests {
 
     #[test]
     fn a_damaged_unpacked_layer_is_found_and_a_truncated_one_unpacked_again() {
-        let dir = tempfile::tempdir().expect("tmp");
-        let cache = Cache::open(dir.path()).expect("cache");
-        let (blob, hex) = layer_blob(&cache);
-        let pack = Pack::new(dir.path()).expect("pack");
-        let good = read(&cache, &pack, &blob, &hex, NAMES, Limits::default()).expect("read");
-        let good = flattened(good, &pack);
+        let (dir, cache, blob, hex, good) = unpacked_once();
         let pack_path = cache.layers_dir().join(&hex).join(PACK);
         let mut bytes = fs::read(&pack_path).expect("pack");
         bytes[1000] ^= 1;
@@ -328,11 +334,8 @@ mod tests {
 
     #[test]
     fn an_unpacked_layer_is_held_to_the_limits_of_the_build_reading_it() {
-        let dir = tempfile::tempdir().expect("tmp");
-        let cache = Cache::open(dir.path()).expect("cache");
-        let (blob, hex) = layer_blob(&cache);
+        let (dir, cache, blob, hex, _) = unpacked_once();
         let pack = Pack::new(dir.path()).expect("pack");
-        read(&cache, &pack, &blob, &hex, NAMES, Limits::default()).expect("read");
         let tight = Limits {
             bytes: 1000,
             entries: 100,
@@ -350,25 +353,23 @@ mod tests {
     fn a_layer_hull_cannot_use_is_not_kept() {
         let dir = tempfile::tempdir().expect("tmp");
         let cache = Cache::open(dir.path()).expect("cache");
+        let empty_file = || {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(0);
+            h.set_mode(0o644);
+            h.set_uid(0);
+            h.set_gid(0);
+            h.set_mtime(0);
+            h.set_entry_type(tar::EntryType::Regular);
+            h
+        };
         let mut b = tar::Builder::new(Vec::new());
-        let mut h = tar::Header::new_gnu();
-        h.set_size(0);
-        h.set_mode(0o644);
-        h.set_uid(0);
-        h.set_gid(0);
-        h.set_mtime(0);
-        h.set_entry_type(tar::EntryType::Regular);
-        b.append_data(&mut h, "ok", &b""[..]).expect("append");
-        // A path climbing out of the tree.
+        b.append_data(&mut empty_file(), "ok", &b""[..])
+            .expect("append");
+        // A path climbing out of the tree (which tar::Builder refuses to write).
         let mut raw = b.into_inner().expect("tar");
-        let mut evil = tar::Header::new_gnu();
+        let mut evil = empty_file();
         evil.as_gnu_mut().expect("gnu").name[..9].copy_from_slice(b"../escape");
-        evil.set_size(0);
-        evil.set_mode(0o644);
-        evil.set_uid(0);
-        evil.set_gid(0);
-        evil.set_mtime(0);
-        evil.set_entry_type(tar::EntryType::Regular);
         evil.set_cksum();
         raw.splice(512..512, evil.as_bytes().iter().copied());
         let (digest, _) = cache.put_stream(&mut &raw[..]).expect("put");
