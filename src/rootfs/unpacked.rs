@@ -20,7 +20,6 @@
 
 use std::fs::{self, File};
 use std::io::Write;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use crate::image::cache::Cache;
@@ -110,7 +109,7 @@ fn unpack(
         .create_new(true)
         .open(&pack_path)
         .map_err(keep(&pack_path))?;
-    let pack = Pack::in_file(file);
+    let pack = Pack::over(file).map_err(keep(&pack_path))?;
     let layer = layers::read(&pack, blob, (image, layer_name), limits)?;
     let (file, _) = pack.into_file();
     let encoded = layer
@@ -175,14 +174,13 @@ fn check(dir: &Path) -> Result<(), String> {
         .ok_or_else(|| format!("{INDEX}: not an index Hull writes"))?;
     let layer = Layer::decode(encoded, ("", "")).map_err(|e| format!("{INDEX}: {e}"))?;
     let file = File::open(dir.join(PACK)).map_err(|e| format!("{PACK}: {e}"))?;
+    let pack = Pack::over(file).map_err(|e| format!("{PACK}: {e}"))?;
     for (path, content) in layer.contents() {
-        if let Content::Packed {
-            offset, len, hash, ..
-        } = content
-        {
-            let actual = hash_range(&file, *offset, *len)
-                .map_err(|e| format!("{PACK}: file \"{path}\": {e}"))?;
-            if actual != *hash {
+        let mut actual = blake3::Hasher::new();
+        pack.copy_to(content, &mut actual)
+            .map_err(|e| format!("{PACK}: file \"{path}\": {e}"))?;
+        if let Content::Packed { hash, .. } = content {
+            if actual.finalize().as_bytes() != hash {
                 return Err(format!(
                     "{PACK}: file \"{path}\" does not hash to what the index records"
                 ));
@@ -190,20 +188,6 @@ fn check(dir: &Path) -> Result<(), String> {
         }
     }
     Ok(())
-}
-
-/// The BLAKE3 hash of `len` bytes of `file` at `offset`.
-fn hash_range(file: &File, offset: u64, len: u64) -> std::io::Result<[u8; 32]> {
-    let mut hash = blake3::Hasher::new();
-    let mut buf = vec![0u8; usize::try_from(len.min(1 << 20)).unwrap_or(1 << 20)];
-    let (mut pos, end) = (offset, offset.saturating_add(len));
-    while pos < end {
-        let want = usize::try_from((end - pos).min(buf.len() as u64)).unwrap_or(buf.len());
-        file.read_exact_at(&mut buf[..want], pos)?;
-        hash.update(&buf[..want]);
-        pos += want as u64;
-    }
-    Ok(*hash.finalize().as_bytes())
 }
 
 #[cfg(test)]

@@ -106,16 +106,18 @@ impl std::ops::Deref for FileRef<'_> {
 impl Pack {
     /// A pack in a new anonymous temp file under `dir` (gone when dropped).
     pub fn new(dir: &std::path::Path) -> std::io::Result<Self> {
-        Ok(Pack::in_file(tempfile::tempfile_in(dir)?))
+        Pack::over(tempfile::tempfile_in(dir)?)
     }
 
-    /// A pack appending to `file`, which must be empty.
-    pub fn in_file(file: File) -> Self {
-        Pack {
+    /// A pack over `file`: what it holds is read back at the offsets it was
+    /// stored at (a kept pack), and new contents are appended at its end.
+    pub fn over(file: File) -> std::io::Result<Self> {
+        let len = file.metadata()?.len();
+        Ok(Pack {
             file,
-            len: AtomicU64::new(0),
+            len: AtomicU64::new(len),
             attached: RwLock::new(Vec::new()),
-        }
+        })
     }
 
     /// The file contents were appended to, and its length.
