@@ -7,7 +7,7 @@
 # - zstd, warm cache (the manifest built before, so its initrd parts are kept):
 #   against `zstd -T0 -3` of the same cpio bytes; <= 1.2; and the same with
 #   every part compressed (kept parts removed: the first build of a manifest
-#   whose images the cache holds, unpacked), for what compressing costs;
+#   whose images the cache holds, unpacked), <= 1.2 too;
 # - cold cache: against the warm build plus `hull cache pull` of the same
 #   images into an empty cache; <= 1.1;
 # - one service changed, warm cache (the other parts of the initrd reused):
@@ -193,7 +193,7 @@ printf 'bench build: gzip warm: hull %.2fs, floor (1-thread gzip -6 of the same 
   "$gz" "$gz_floor" "$(ratio "$gz" "$gz_floor")" "$((gz_size >> 20))"
 printf 'bench build: zstd warm (built before, its parts kept): hull %.2fs, floor (zstd -T0 -3 of the same cpio) %.2fs, ratio %.2f (target <= 1.20)\n' \
   "$zs_warm" "$zs_floor" "$(ratio "$zs_warm" "$zs_floor")"
-printf 'bench build: zstd, every part compressed (first build of the manifest, images cached): hull %.2fs, ratio %.2f to the same floor; initrd %d MB, floor %d MB\n' \
+printf 'bench build: zstd, every part compressed (first build of the manifest, images cached): hull %.2fs, ratio %.2f to the same floor (target <= 1.20); initrd %d MB, floor %d MB\n' \
   "$zs" "$(ratio "$zs" "$zs_floor")" "$((zs_size >> 20))" "$((floor_zs_size >> 20))"
 printf 'bench build: cold: hull %.2fs, floor (warm gzip build + hull cache pull %.2fs) %.2fs, ratio %.2f (target <= 1.10)\n' \
   "$cold" "$pull" "$(echo "$gz + $pull" | bc -l)" "$(ratio "$cold" "$(echo "$gz + $pull" | bc -l)")"
