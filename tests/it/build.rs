@@ -1077,6 +1077,23 @@ fn a_rebuild_after_one_service_changed_compresses_only_it_and_equals_a_build_fro
             rebuilt == scratch,
             "{codec}: the rebuild differs from a build from nothing"
         );
+        // From nothing again, on one core: the bytes depend neither on how
+        // many compression workers ran nor on how the threads were scheduled.
+        let one_core = env.tmp.path().join(format!("one-core-{codec}"));
+        let out = Command::new("taskset")
+            .args(["-c", "0", env!("CARGO_BIN_EXE_hull"), "--quiet", "--cache"])
+            .arg(env.tmp.path().join(format!("one-core-cache-{codec}")))
+            .args(["build", "--arch", "amd64", "--compression", codec, "--dir"])
+            .arg(&one_core)
+            .arg(&m2)
+            .env("DOCKER_CONFIG", "/nonexistent")
+            .output()
+            .expect("taskset runs hull");
+        assert!(out.status.success(), "{codec} on one core: {out:?}");
+        assert!(
+            std::fs::read(one_core.join("m2-initrd.img")).expect("initrd") == scratch,
+            "{codec}: a build on one core differs from one on every core"
+        );
         // Whole, as an independent tool reads it.
         let path = env.tmp.path().join(format!("rebuilt-{codec}.img"));
         std::fs::write(&path, &rebuilt).expect("write");
