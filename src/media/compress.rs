@@ -64,7 +64,8 @@ impl Compression {
 
 /// A writer that compresses into `out`: one gzip member or one zstd frame
 /// (both concatenate, so a caller makes a stream of parts by finishing one
-/// compressor and starting the next on the same writer).
+/// compressor and starting the next on the same writer). Its bytes depend
+/// on what is written, never on how it is cut into writes or flushes.
 pub struct Compressor<W: Write> {
     inner: Inner<W>,
 }
@@ -117,10 +118,15 @@ impl<W: Write> Write for Compressor<W> {
         }
     }
 
+    /// Does not cut the compressed stream: the bytes depend on the input
+    /// alone, and reach the writer when the member or frame is finished. (A
+    /// zstd flush ends a block and, multithreaded, hands the workers a job of
+    /// what came since the last one; the cpio crate flushes after every
+    /// padded entry, which made the bench's 327 MB initrd 8,580 blocks of
+    /// small jobs: 1.2 s instead of 0.9 s, and 1.2% larger.)
     fn flush(&mut self) -> io::Result<()> {
         match &mut self.inner {
-            Inner::Gzip(w) => w.flush(),
-            Inner::Zstd(enc) => enc.flush(),
+            Inner::Gzip(_) | Inner::Zstd(_) => Ok(()),
             Inner::None(out) => out.flush(),
         }
     }
@@ -166,6 +172,35 @@ mod tests {
         c.write_all(&data).expect("write");
         let out = c.finish().expect("finish");
         assert_eq!(zstd::decode_all(&out[..]).expect("decode"), data);
+    }
+
+    #[test]
+    fn writes_and_flushes_do_not_change_the_bytes() {
+        // Entries of a cpio: odd sizes, a flush after each, as the cpio crate does.
+        let data: Vec<u8> = (0..3_000_000u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 23).to_le_bytes()[0] & 0x3f)
+            .collect();
+        for codec in [Compression::Gzip, Compression::Zstd, Compression::None] {
+            let whole = {
+                let mut c = Compressor::new(Vec::new(), codec, codec.default_level()).expect("new");
+                c.write_all(&data).expect("write");
+                c.finish().expect("finish")
+            };
+            let cut = {
+                let mut c = Compressor::new(Vec::new(), codec, codec.default_level()).expect("new");
+                let mut rest = &data[..];
+                let mut n = 1usize;
+                while !rest.is_empty() {
+                    let (entry, next) = rest.split_at(n.min(rest.len()));
+                    c.write_all(entry).expect("write");
+                    c.flush().expect("flush");
+                    rest = next;
+                    n = n * 7 % 70_001 + 1;
+                }
+                c.finish().expect("finish")
+            };
+            assert!(whole == cut, "{}: flushes changed the bytes", codec.name());
+        }
     }
 
     #[test]

@@ -12,7 +12,6 @@ pub mod gpt;
 pub mod iso9660;
 pub mod pe;
 pub mod pgzip;
-pub mod pipe;
 pub mod source;
 pub mod squashfs;
 pub mod tar;

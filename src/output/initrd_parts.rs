@@ -3,10 +3,7 @@
 //! The cpio archive is cut into parts (`media::cpio::parts`: each image a
 //! container uses, each volume, the runs between); each part is compressed
 //! on its own (a gzip member, a zstd frame: both concatenate, and Linux
-//! unpacks concatenated compressed archives), its archive made on a thread
-//! of its own and fed to the compressor in whole chunks (`media::pipe`: the
-//! compressed bytes depend on how the input is cut, and the chunks do not
-//! depend on timing). A part of at least
+//! unpacks concatenated compressed archives). A part of at least
 //! [`KEEP_MIN`] bytes is kept in the [`PartStore`] under the BLAKE3 hash of its
 //! identity (its cpio headers and the BLAKE3 hashes of its files' bytes,
 //! taken as they were stored: see `cpio::write_part_identity`), the codec,
@@ -25,7 +22,7 @@ use std::io::{self, Read, Seek, Write};
 use std::path::{Path, PathBuf};
 
 use crate::media::compress::{Compression, Compressor};
-use crate::media::{cpio, pipe};
+use crate::media::cpio;
 use crate::rootfs::tree::{Kind, Pack, Tree};
 
 /// Parts smaller than this (uncompressed) are compressed every time.
@@ -35,8 +32,8 @@ pub const KEEP_MIN: u64 = 1 << 20;
 pub const PARTS_KEPT_FOR: std::time::Duration = std::time::Duration::from_secs(7 * 86400);
 
 /// What changes the compressed bytes of the same input: the part format
-/// (bump when `media::cpio`, a codec's framing or how input reaches the codec
-/// changes: 3 since parts go through `media::pipe` in whole chunks) and Hull's version.
+/// (bump when `media::cpio` or a codec's framing changes: 3 since a flush no
+/// longer ends a zstd block, see `media::compress`) and Hull's version.
 const KEY_PREFIX: &str = concat!("hull initrd part 3 ", env!("CARGO_PKG_VERSION"));
 
 /// Where kept parts live (a directory of the image cache).
@@ -184,7 +181,7 @@ pub fn write(
         let make = |w: &mut dyn Write| cpio::write_part(tree, pack, part, mtime, w);
         let Some(store) = keep else {
             let mut c = Compressor::new(&mut *out, codec, level)?;
-            pipe::through_thread(make, |chunk| c.write_all(chunk))?;
+            make(&mut c)?;
             c.finish()?;
             stats.compressed_bytes += size;
             continue;
@@ -231,17 +228,16 @@ fn part_key(
     Ok(h.finalize().to_hex().to_string())
 }
 
-/// Compresses what `make` writes (on a thread of its own: `media::pipe`)
-/// into `out` and into a new kept part `key`. The store is a cache: when it
-/// cannot take the part (no room, no permission) the output is still
-/// written and the part is not kept.
+/// Compresses what `make` writes into `out` and into a new kept part `key`.
+/// The store is a cache: when it cannot take the part (no room, no
+/// permission) the output is still written and the part is not kept.
 fn compress_and_keep(
     store: &PartStore,
     key: &str,
     out: &mut dyn Write,
     codec: Compression,
     level: u32,
-    make: impl FnOnce(&mut dyn Write) -> io::Result<()> + Send,
+    make: impl FnOnce(&mut dyn Write) -> io::Result<()>,
 ) -> io::Result<()> {
     let kept = std::fs::create_dir_all(&store.dir).and_then(|()| {
         tempfile::Builder::new()
@@ -254,7 +250,7 @@ fn compress_and_keep(
         hash: blake3::Hasher::new(),
     };
     let mut c = Compressor::new(&mut tee, codec, level)?;
-    pipe::through_thread(make, |chunk| c.write_all(chunk))?;
+    make(&mut c)?;
     c.finish()?;
     if let Some(mut kept) = tee.kept {
         let digest = tee.hash.finalize();
