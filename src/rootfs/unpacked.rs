@@ -60,8 +60,7 @@ pub fn read(
 /// none or it cannot be used (another format, an index that does not
 /// decode, a pack shorter than its index says).
 fn load(dir: &Path, names: (&str, &str)) -> Option<(File, Layer)> {
-    let index = fs::read(dir.join(INDEX)).ok()?;
-    let layer = Layer::decode(index.strip_prefix(FORMAT)?, names).ok()?;
+    let layer = read_index(dir, names).ok()?;
     let file = File::open(dir.join(PACK)).ok()?;
     let len = file.metadata().ok()?.len();
     let end = layer
@@ -73,6 +72,16 @@ fn load(dir: &Path, names: (&str, &str)) -> Option<(File, Layer)> {
         .max()
         .unwrap_or(0);
     (end <= len).then_some((file, layer))
+}
+
+/// The entries the index in `dir` records (`layer` of `image` in errors),
+/// or what keeps them from being read: missing, another format, not decoding.
+fn read_index(dir: &Path, names: (&str, &str)) -> Result<Layer, String> {
+    let index = fs::read(dir.join(INDEX)).map_err(|e| format!("{INDEX}: {e}"))?;
+    let encoded = index
+        .strip_prefix(FORMAT)
+        .ok_or_else(|| format!("{INDEX}: not an index Hull writes"))?;
+    Layer::decode(encoded, names).map_err(|e| format!("{INDEX}: {e}"))
 }
 
 /// Reads the blob into a pack of its own and keeps both in `dir`.
@@ -168,11 +177,7 @@ pub fn verify(cache: &Cache) -> std::io::Result<(usize, Vec<(PathBuf, String)>)>
 
 /// What is wrong with the unpacked layer in `dir`, if anything.
 fn check(dir: &Path) -> Result<(), String> {
-    let index = fs::read(dir.join(INDEX)).map_err(|e| format!("{INDEX}: {e}"))?;
-    let encoded = index
-        .strip_prefix(FORMAT)
-        .ok_or_else(|| format!("{INDEX}: not an index Hull writes"))?;
-    let layer = Layer::decode(encoded, ("", "")).map_err(|e| format!("{INDEX}: {e}"))?;
+    let layer = read_index(dir, ("", ""))?;
     let file = File::open(dir.join(PACK)).map_err(|e| format!("{PACK}: {e}"))?;
     let pack = Pack::over(file).map_err(|e| format!("{PACK}: {e}"))?;
     for (path, content) in layer.contents() {
